@@ -1,0 +1,32 @@
+import type { Command } from "commander";
+import type { CliIo } from "../../src/cli-io.js";
+import { parseIntOption } from "../../src/cli-io.js";
+import { TknockError } from "../../src/errors.js";
+import { sequenceAt } from "../../src/protocol/derive.js";
+import { parseProfileUri } from "../../src/protocol/profile-uri.js";
+import type { KnockProfile } from "../../src/protocol/profile.js";
+
+export type SequenceOptions = { uri?: string; at?: number; json?: boolean };
+
+/** Prints the step and ports of a profile at a time: the shell's way to check the protocol vectors. */
+export function printSequence(io: CliIo, profile: KnockProfile, atUnixSeconds: number | undefined, json: boolean): void {
+  const atMs = atUnixSeconds === undefined ? io.clock.nowMs() : atUnixSeconds * 1000;
+  const { step, ports } = sequenceAt(profile, atMs);
+  if (json) io.out(JSON.stringify({ step, ports, proto: profile.proto }));
+  else io.out(`step ${step}: ${profile.proto} ${ports.join(" ")}`);
+}
+
+export function registerSequence(program: Command, io: CliIo): void {
+  program
+    .command("sequence")
+    .description("print the knock sequence of a profile for the current (or a given) time")
+    .option("--uri <uri>", "an otpauth:// enrolment URI")
+    .option("--at <unixSeconds>", "the time, in Unix seconds (default: now)", parseIntOption("--at", 0, 2 ** 40))
+    .option("--json", 'print {"step":N,"ports":[...],"proto":"tcp"}')
+    .action((opts: SequenceOptions) => {
+      if (opts.uri === undefined) {
+        throw new TknockError("TKNOCK_USAGE", "sequence needs --uri URI", 1);
+      }
+      printSequence(io, parseProfileUri(opts.uri), opts.at, opts.json === true);
+    });
+}

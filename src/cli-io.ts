@@ -1,0 +1,69 @@
+import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { formatErrorForUser } from "./errors.js";
+import { systemClock, type Clock } from "./ports.js";
+
+/** What a CLI may touch of the outside world; tests inject their own. */
+export type CliIo = {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly clock: Clock;
+  /** Standard streams for commands that pipe (client `proxy`) or read input. */
+  readonly stdin: NodeJS.ReadableStream;
+  readonly stdout: NodeJS.WritableStream;
+};
+
+export function processIo(): CliIo {
+  return {
+    out: (t) => process.stdout.write(t.endsWith("\n") ? t : `${t}\n`),
+    err: (t) => process.stderr.write(t.endsWith("\n") ? t : `${t}\n`),
+    env: process.env,
+    clock: systemClock,
+    stdin: process.stdin,
+    stdout: process.stdout,
+  };
+}
+
+/** Makes commander report through io and throw instead of exiting, so one place maps errors to exit codes. */
+export function configureProgram(program: Command, io: CliIo): Command {
+  program.exitOverride().configureOutput({
+    writeOut: (s) => io.out(s),
+    writeErr: (s) => io.err(s),
+  });
+  program.showHelpAfterError("(run with --help for usage)");
+  return program;
+}
+
+/** Runs a CLI to completion and returns the exit code; the only place errors become text and codes. */
+export async function runCli(program: Command, argv: readonly string[], io: CliIo): Promise<number> {
+  try {
+    await program.parseAsync(argv as string[], { from: "user" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit with 0; usage errors were already printed by commander.
+      return err.exitCode === 0 ? 0 : 1;
+    }
+    if (err instanceof ExitWith) return err.exitCode;
+    const { line, exitCode } = formatErrorForUser(err, io.env["TKNOCK_DEBUG"] === "1");
+    io.err(line);
+    return exitCode;
+  }
+}
+
+/** Thrown by a command that finished and wants a particular exit code (e.g. a child command's). */
+export class ExitWith extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
+}
+
+/** Parses a non-negative integer CLI option value or throws a usage error naming the option. */
+export function parseIntOption(name: string, min: number, max: number) {
+  return (value: string): number => {
+    if (!/^-?\d+$/.test(value.trim()) || Number(value) < min || Number(value) > max) {
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}.`);
+    }
+    return Number(value);
+  };
+}

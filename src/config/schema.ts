@@ -1,0 +1,220 @@
+import { ConfigError } from "../errors.js";
+import type { KnockProto } from "../ports.js";
+import { decodeSecret, isValidClientName, type EnrolledProfile } from "../protocol/profile-uri.js";
+import { PROFILE_LIMITS, validateProfile } from "../protocol/profile.js";
+import { Checker } from "./check.js";
+
+/** The server's configuration (server.json). Every key has a default; unknown keys are errors. */
+export type ServerConfig = {
+  /** Interface to watch: a name or "any". */
+  readonly interface: string;
+  readonly listener: "pcap";
+  readonly firewall: "nftables";
+  /** Ports kept closed until a knock opens them for one source. */
+  readonly protect: readonly number[];
+  /** Path of the clients file (secrets; mode 0600). */
+  readonly clientsFile: string;
+  /** Directory for state.json (last accepted steps) and replays.jsonl. */
+  readonly stateDir: string;
+  /** Knock range given to new clients and watched by the capture filter. */
+  readonly knockRange: { readonly min: number; readonly max: number };
+  readonly openSeconds: number;
+  readonly skewWindows: number;
+  readonly diagnosticWindows: number;
+  readonly knockTimeoutMs: number;
+  readonly retransmitMs: number;
+  readonly maxSources: number;
+  readonly bruteForce: {
+    readonly maxFailuresPerMinute: number;
+    /** Off by default: knock packets can be spoofed, so a ban lets an attacker lock a real user out. */
+    readonly ban: boolean;
+    readonly banSeconds: number;
+  };
+  readonly replayLog: { readonly maxBytes: number; readonly keepFiles: number };
+  readonly nftables: { readonly table: string; readonly nftPath: string };
+  readonly tcpdump: {
+    readonly path: string;
+    readonly bufferKiB: number;
+    /** Addresses the capture filter accepts as "this host"; empty = the host's own addresses, read at start. */
+    readonly localAddresses: readonly string[];
+  };
+  readonly logLevel: "debug" | "info" | "warn" | "error";
+};
+
+export const DEFAULT_CONFIG_PATH = "/etc/tknock/server.json";
+export const DEFAULT_STATE_DIR = "/var/lib/tknock";
+
+export function defaultServerConfig(paths: { clientsFile: string; stateDir?: string }): ServerConfig {
+  return {
+    interface: "any",
+    listener: "pcap",
+    firewall: "nftables",
+    protect: [22],
+    clientsFile: paths.clientsFile,
+    stateDir: paths.stateDir ?? DEFAULT_STATE_DIR,
+    knockRange: { min: PROFILE_LIMITS.portMin, max: PROFILE_LIMITS.portMax },
+    openSeconds: 30,
+    skewWindows: 1,
+    diagnosticWindows: 10,
+    knockTimeoutMs: 5000,
+    retransmitMs: 3000,
+    maxSources: 100_000,
+    bruteForce: { maxFailuresPerMinute: 10, ban: false, banSeconds: 600 },
+    replayLog: { maxBytes: 10 * 1024 * 1024, keepFiles: 3 },
+    nftables: { table: "tknock", nftPath: "nft" },
+    tcpdump: { path: "tcpdump", bufferKiB: 16384, localAddresses: [] },
+    logLevel: "info",
+  };
+}
+
+const ABS_PATH = { pattern: /^\//, hint: "use an absolute path" };
+
+/** Validates a parsed server.json; throws ConfigError listing every problem at once. */
+export function parseServerConfig(raw: unknown, source: string): ServerConfig {
+  const c = new Checker();
+  const d = defaultServerConfig({ clientsFile: "" });
+  const o =
+    c.object(raw, "config", [
+      "interface", "listener", "firewall", "protect", "clientsFile", "stateDir", "knockRange", "openSeconds",
+      "skewWindows", "diagnosticWindows", "knockTimeoutMs", "retransmitMs", "maxSources", "bruteForce",
+      "replayLog", "nftables", "tcpdump", "logLevel",
+    ]) ?? {};
+  const get = <T>(key: string, fallback: T, check: (v: unknown, path: string) => T): T =>
+    o[key] === undefined ? fallback : check(o[key], key);
+  const sub = (key: string, keys: readonly string[]): Record<string, unknown> =>
+    o[key] === undefined ? {} : (c.object(o[key], key, keys) ?? {});
+
+  const kr = sub("knockRange", ["min", "max"]);
+  const bf = sub("bruteForce", ["maxFailuresPerMinute", "ban", "banSeconds"]);
+  const rl = sub("replayLog", ["maxBytes", "keepFiles"]);
+  const nf = sub("nftables", ["table", "nftPath"]);
+  const td = sub("tcpdump", ["path", "bufferKiB", "localAddresses"]);
+  const or = <T>(v: unknown, fallback: T, check: (v: unknown) => T): T => (v === undefined ? fallback : check(v));
+
+  if (o["clientsFile"] === undefined) c.problem("clientsFile", "is missing: name the clients file (absolute path)");
+  const config: ServerConfig = {
+    interface: get("interface", d.interface, (v, p) => c.string(v, p, { pattern: /^[A-Za-z0-9_.:@-]{1,15}$/, hint: 'use an interface name or "any"' })),
+    listener: get("listener", d.listener, (v, p) => c.oneOf(v, p, ["pcap"] as const)),
+    firewall: get("firewall", d.firewall, (v, p) => c.oneOf(v, p, ["nftables"] as const)),
+    protect: get("protect", d.protect, (v, p) => c.ports(v, p, { allowEmpty: false })),
+    clientsFile: get("clientsFile", d.clientsFile, (v, p) => c.string(v, p, ABS_PATH)),
+    stateDir: get("stateDir", d.stateDir, (v, p) => c.string(v, p, ABS_PATH)),
+    knockRange: {
+      min: or(kr["min"], d.knockRange.min, (v) => c.int(v, "knockRange.min", 1, 65535)),
+      max: or(kr["max"], d.knockRange.max, (v) => c.int(v, "knockRange.max", 1, 65535)),
+    },
+    openSeconds: get("openSeconds", d.openSeconds, (v, p) => c.int(v, p, 1, 86_400)),
+    skewWindows: get("skewWindows", d.skewWindows, (v, p) => c.int(v, p, 0, 5)),
+    diagnosticWindows: get("diagnosticWindows", d.diagnosticWindows, (v, p) => c.int(v, p, 0, 1000)),
+    knockTimeoutMs: get("knockTimeoutMs", d.knockTimeoutMs, (v, p) => c.int(v, p, 100, 60_000)),
+    retransmitMs: get("retransmitMs", d.retransmitMs, (v, p) => c.int(v, p, 0, 60_000)),
+    maxSources: get("maxSources", d.maxSources, (v, p) => c.int(v, p, 100, 10_000_000)),
+    bruteForce: {
+      maxFailuresPerMinute: or(bf["maxFailuresPerMinute"], d.bruteForce.maxFailuresPerMinute, (v) => c.int(v, "bruteForce.maxFailuresPerMinute", 1, 1_000_000)),
+      ban: or(bf["ban"], d.bruteForce.ban, (v) => c.bool(v, "bruteForce.ban")),
+      banSeconds: or(bf["banSeconds"], d.bruteForce.banSeconds, (v) => c.int(v, "bruteForce.banSeconds", 1, 86_400 * 7)),
+    },
+    replayLog: {
+      maxBytes: or(rl["maxBytes"], d.replayLog.maxBytes, (v) => c.int(v, "replayLog.maxBytes", 4096, 1024 ** 3)),
+      keepFiles: or(rl["keepFiles"], d.replayLog.keepFiles, (v) => c.int(v, "replayLog.keepFiles", 1, 100)),
+    },
+    nftables: {
+      table: or(nf["table"], d.nftables.table, (v) => c.string(v, "nftables.table", { pattern: /^[A-Za-z][A-Za-z0-9_]{0,31}$/, hint: "use letters, digits and _ (up to 32)" })),
+      nftPath: or(nf["nftPath"], d.nftables.nftPath, (v) => c.string(v, "nftables.nftPath")),
+    },
+    tcpdump: {
+      path: or(td["path"], d.tcpdump.path, (v) => c.string(v, "tcpdump.path")),
+      bufferKiB: or(td["bufferKiB"], d.tcpdump.bufferKiB, (v) => c.int(v, "tcpdump.bufferKiB", 64, 1_048_576)),
+      localAddresses: or(td["localAddresses"], d.tcpdump.localAddresses, (v) => c.stringList(v, "tcpdump.localAddresses")),
+    },
+    logLevel: get("logLevel", d.logLevel, (v, p) => c.oneOf(v, p, ["debug", "info", "warn", "error"] as const)),
+  };
+  if (config.knockRange.min > config.knockRange.max) c.problem("knockRange", `min ${config.knockRange.min} is above max ${config.knockRange.max}`);
+  for (const p of config.protect) {
+    if (p >= config.knockRange.min && p <= config.knockRange.max) {
+      c.problem("protect", `port ${p} lies inside the knock range ${config.knockRange.min}-${config.knockRange.max}: move it or the range`);
+    }
+  }
+  if (c.issues.length > 0) throw new ConfigError(c.issues, source);
+  return config;
+}
+
+/** One enrolled client as stored in the clients file (the secret is base32). */
+export type ClientRecord = {
+  readonly secret: string;
+  readonly periodSeconds: number;
+  readonly knocks: number;
+  readonly portMin: number;
+  readonly portMax: number;
+  readonly exclude: readonly number[];
+  readonly proto: KnockProto;
+  readonly open: readonly number[];
+  readonly host: string;
+  readonly addr?: string;
+  readonly enrolledAt: string;
+};
+
+export type ClientsFile = { readonly version: 1; readonly clients: Readonly<Record<string, ClientRecord>> };
+
+export function emptyClientsFile(): ClientsFile {
+  return { version: 1, clients: {} };
+}
+
+const CLIENT_KEYS = ["secret", "periodSeconds", "knocks", "portMin", "portMax", "exclude", "proto", "open", "host", "addr", "enrolledAt"] as const;
+
+/** Validates a parsed clients file; each client's profile must obey protocol v1. Secrets are never quoted. */
+export function parseClientsFile(raw: unknown, source: string): ClientsFile {
+  const c = new Checker();
+  const o = c.object(raw, "clients file", ["version", "clients"]) ?? {};
+  if (o["version"] !== 1) c.problem("version", "must be 1");
+  const clients: Record<string, ClientRecord> = {};
+  const list = c.object(o["clients"] ?? {}, "clients", Object.keys((o["clients"] as object | undefined) ?? {})) ?? {};
+  for (const [name, value] of Object.entries(list)) {
+    const path = `clients.${name}`;
+    if (!isValidClientName(name)) c.problem(path, "client name must be letters, digits, . _ - (up to 63)");
+    const r = c.object(value, path, CLIENT_KEYS);
+    if (!r) continue;
+    const before = c.issues.length;
+    const record: ClientRecord = {
+      secret: c.string(r["secret"], `${path}.secret`, { pattern: /^[A-Z2-7]+=*$/, hint: "use base32 (A-Z, 2-7)", secret: true }),
+      periodSeconds: c.int(r["periodSeconds"], `${path}.periodSeconds`, PROFILE_LIMITS.periodSeconds.min, PROFILE_LIMITS.periodSeconds.max),
+      knocks: c.int(r["knocks"], `${path}.knocks`, PROFILE_LIMITS.knocks.min, PROFILE_LIMITS.knocks.max),
+      portMin: c.int(r["portMin"], `${path}.portMin`, 1, 65535),
+      portMax: c.int(r["portMax"], `${path}.portMax`, 1, 65535),
+      exclude: c.ports(r["exclude"], `${path}.exclude`, { allowEmpty: true }),
+      proto: c.oneOf(r["proto"], `${path}.proto`, ["tcp", "udp"] as const),
+      open: c.ports(r["open"], `${path}.open`, { allowEmpty: false }),
+      host: c.string(r["host"], `${path}.host`),
+      ...(r["addr"] !== undefined ? { addr: c.string(r["addr"], `${path}.addr`) } : {}),
+      enrolledAt: c.string(r["enrolledAt"], `${path}.enrolledAt`),
+    };
+    if (c.issues.length === before) {
+      try {
+        validateProfile(clientProfile(name, record));
+      } catch (err) {
+        c.problem(path, err instanceof Error ? err.message : String(err));
+        continue;
+      }
+    }
+    clients[name] = record;
+  }
+  if (c.issues.length > 0) throw new ConfigError(c.issues, source);
+  return { version: 1, clients };
+}
+
+/** The protocol view of a stored client. */
+export function clientProfile(name: string, r: ClientRecord): EnrolledProfile {
+  return {
+    client: name,
+    host: r.host,
+    ...(r.addr !== undefined ? { addr: r.addr } : {}),
+    open: r.open,
+    secret: decodeSecret(r.secret),
+    periodSeconds: r.periodSeconds,
+    knocks: r.knocks,
+    portMin: r.portMin,
+    portMax: r.portMax,
+    exclude: r.exclude,
+    proto: r.proto,
+  };
+}

@@ -1,0 +1,64 @@
+/**
+ * Every error meant for a user carries a stable code (match on it in tests) and the exit code the CLI returns.
+ * bin.ts files are the only place that turns one into a line on stderr and a process exit code.
+ */
+export const ExitCode = {
+  ok: 0,
+  usage: 1, // usage, config, profile or file problem
+  network: 2, // could not send knocks or reach the host
+  notOpened: 3, // knocked, but the port did not open in time
+} as const;
+
+export type TknockCode = `TKNOCK_${string}`;
+
+export class TknockError extends Error {
+  constructor(
+    readonly code: TknockCode,
+    message: string,
+    readonly exitCode: number = ExitCode.usage,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A profile, URI or config value that breaks the protocol's rules. */
+export class InvalidProfileError extends TknockError {
+  constructor(
+    /** The profile field at fault, named as in the URI: secret, period, knocks, ports, exclude, proto. */
+    readonly field: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super("TKNOCK_INVALID_PROFILE", message, ExitCode.usage, options);
+  }
+}
+
+export class InvalidUriError extends TknockError {
+  constructor(
+    readonly parameter: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super("TKNOCK_INVALID_URI", message, ExitCode.usage, options);
+  }
+}
+
+export class ConfigError extends TknockError {
+  constructor(
+    readonly issues: readonly string[],
+    source: string,
+  ) {
+    super("TKNOCK_INVALID_CONFIG", `${source}: ${issues.join("; ")}`, ExitCode.usage);
+  }
+}
+
+/** One line for the user; a stack only when TKNOCK_DEBUG=1. */
+export function formatErrorForUser(err: unknown, debug: boolean): { line: string; exitCode: number } {
+  if (err instanceof TknockError) {
+    return { line: `error: ${err.message}${debug && err.stack ? `\n${err.stack}` : ""}`, exitCode: err.exitCode };
+  }
+  const detail = debug && err instanceof Error ? `\n${err.stack ?? err.message}` : "";
+  return { line: `internal error (TKNOCK_DEBUG=1 for a stack trace)${detail}`, exitCode: 70 };
+}

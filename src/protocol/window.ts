@@ -1,0 +1,22 @@
+/** Window math of protocol v1: step T = floor(unix_seconds / P). */
+
+export function stepAt(unixMs: number, periodSeconds: number): number {
+  return Math.floor(unixMs / 1000 / periodSeconds);
+}
+
+/** First instant (ms) of a step. */
+export function stepStartMs(step: number, periodSeconds: number): number {
+  return step * periodSeconds * 1000;
+}
+
+/** Milliseconds until the next step begins. */
+export function msUntilNextStep(unixMs: number, periodSeconds: number): number {
+  return stepStartMs(stepAt(unixMs, periodSeconds) + 1, periodSeconds) - unixMs;
+}
+
+/** The candidate steps T-s..T+s of the acceptance rule, oldest first. */
+export function candidateSteps(currentStep: number, skewWindows: number): number[] {
+  const steps: number[] = [];
+  for (let s = currentStep - skewWindows; s <= currentStep + skewWindows; s++) steps.push(s);
+  return steps;
+}
