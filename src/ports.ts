@@ -14,28 +14,56 @@ export type ObservedKnock = {
   readonly atMs: number;
 };
 
+/** Counters every listener keeps; bad input is counted and dropped, never thrown. */
+export type ListenerStats = {
+  /** Records/lines read from the source. */
+  packets: number;
+  /** Knock candidates handed to the callback. */
+  knocks: number;
+  /** Truncated, garbage or unsupported records, skipped. */
+  malformed: number;
+  /** Times the capture process was (re)started. */
+  starts: number;
+  /** Packets the kernel dropped before the capture saw them, when the source reports it. */
+  kernelDrops: number;
+};
+
+/**
+ * A source of knock packets. The callback is synchronous and called once per packet: at flood rates a promise
+ * per packet (AsyncIterable) costs more than the matching itself (see docs/design.md).
+ */
 export type Listener = {
   readonly name: string;
-  knocks(signal: AbortSignal): AsyncIterable<ObservedKnock>;
+  /** Runs until the signal aborts; restarts its source with backoff if it dies. Resolves when stopped. */
+  run(onKnock: (knock: ObservedKnock) => void, signal: AbortSignal): Promise<void>;
+  stats(): ListenerStats;
 };
 
 /** A source allowed to reach one protected port until the kernel expires the grant. */
 export type Grant = {
   readonly src: string;
   readonly port: number;
-  readonly proto: KnockProto;
   readonly openSeconds: number;
   /** Seconds left, when the firewall reports it (list()). */
   readonly expiresInSeconds?: number;
 };
 
+/** What the gate protects: these ports dropped unless granted, and the knock range dropped (invisible to scans). */
+export type GateSpec = {
+  readonly protectedPorts: readonly number[];
+  readonly knockRange: { readonly min: number; readonly max: number } | undefined;
+};
+
 export type Firewall = {
   readonly name: string;
-  /** Create the gate (idempotent). Protected ports are dropped unless granted. */
-  install(protectedPorts: readonly number[]): Promise<void>;
+  /** Create or update the gate (idempotent). */
+  install(gate: GateSpec): Promise<void>;
+  /** Add grants; re-granting a present grant restarts its timeout. */
   open(grants: readonly Grant[]): Promise<void>;
+  /** Current grants, read from the firewall itself. */
   list(): Promise<Grant[]>;
   /** Remove the gate deliberately (never on a normal exit: fail closed). */
   remove(): Promise<void>;
+  /** Release resources (child processes); the gate stays. */
   close(): Promise<void>;
 };
