@@ -1,0 +1,27 @@
+import type { ServerConfig } from "../src/config/schema.js";
+import type { Firewall, Listener } from "../src/ports.js";
+import { NftablesFirewall } from "./firewalls/nftables/nftables-firewall.js";
+import { createPcapListener } from "./listeners/pcap/listener.js";
+import type { Logger } from "./logger.js";
+
+/** The one place config names turn into adapters; a new backend is one more case here. */
+export function createFirewall(config: ServerConfig, log?: Logger): Firewall {
+  switch (config.firewall) {
+    case "nftables":
+      return new NftablesFirewall({ table: config.nftables.table, nftPath: config.nftables.nftPath, ...(log ? { log } : {}) });
+  }
+}
+
+export function createListener(config: ServerConfig, log: Logger): Listener {
+  switch (config.listener) {
+    case "pcap":
+      return createPcapListener({
+        interface: config.interface,
+        tcpdumpPath: config.tcpdump.path,
+        bufferKiB: config.tcpdump.bufferKiB,
+        localAddresses: config.tcpdump.localAddresses,
+        knockRange: config.knockRange,
+        log,
+      });
+  }
+}

@@ -1,0 +1,25 @@
+import { Command } from "commander";
+import { configureProgram, type CliIo } from "../src/cli-io.js";
+import { DEFAULT_CONFIG_PATH } from "../src/config/schema.js";
+import { registerClientCommands } from "./commands/clients.js";
+import { registerInit } from "./commands/init.js";
+import { registerRun } from "./commands/run.js";
+import { registerStatusCommands } from "./commands/status.js";
+
+export function createServerCli(io: CliIo): Command {
+  const program = configureProgram(new Command("tknock-server"), io)
+    .description("tknock server: keeps ports closed until a client knocks the current window's sequence")
+    .version("0.1.0")
+    .option("--config <file>", "config file", DEFAULT_CONFIG_PATH)
+    .addHelpText(
+      "after",
+      `
+Exit codes: 0 ok, 1 usage/config/file problem, 70 internal error.
+Files: config ${DEFAULT_CONFIG_PATH}; clients.json (secrets, mode 600) next to it; state in /var/lib/tknock.`,
+    );
+  registerInit(program, io);
+  registerClientCommands(program, io);
+  registerRun(program, io);
+  registerStatusCommands(program, io);
+  return program;
+}

@@ -1,0 +1,130 @@
+import type { Command } from "commander";
+import { hostname } from "node:os";
+import { writeFile } from "node:fs/promises";
+import QRCode from "qrcode";
+import type { CliIo } from "../../src/cli-io.js";
+import { parseIntOption } from "../../src/cli-io.js";
+import { clientProfile, type ClientRecord } from "../../src/config/schema.js";
+import { TknockError } from "../../src/errors.js";
+import { sequenceAt } from "../../src/protocol/derive.js";
+import { formatProfileUri, isValidClientName, newSecretBase32, parseProfileUri } from "../../src/protocol/profile-uri.js";
+import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
+import { readClients, writeClients } from "../clients-file.js";
+import { loadConfigOf } from "./context.js";
+import { parsePortArgs } from "./init.js";
+
+type EnrollOptions = { host?: string; addr?: string; open?: string[]; qrPng?: string; force?: boolean };
+
+export function registerClientCommands(program: Command, io: CliIo): void {
+  program
+    .command("enroll")
+    .description("create a client with a fresh secret; prints its otpauth URI and QR code")
+    .argument("<client>", "client name (letters, digits, . _ -)")
+    .option("--host <name>", "host name put in the URI (default: this machine's name)")
+    .option("--addr <address>", "address clients knock, when it differs from --host")
+    .option("--open <port...>", "protected port(s) this client may open (default: all protected ports)")
+    .option("--qr-png <file>", "also write the QR code as a PNG (it holds the secret: keep it private)")
+    .option("--force", "replace an existing client of that name (new secret)")
+    .action(async (name: string, opts: EnrollOptions, cmd: Command) => {
+      const { config } = loadConfigOf(cmd);
+      if (!isValidClientName(name)) {
+        throw new TknockError("TKNOCK_USAGE", `client name ${JSON.stringify(name)} is not allowed: use letters, digits, . _ - (up to 63)`, 1);
+      }
+      const open = parsePortArgs(opts.open, "--open") ?? [...config.protect];
+      const notProtected = open.filter((p) => !config.protect.includes(p));
+      if (notProtected.length > 0) {
+        throw new TknockError("TKNOCK_USAGE", `--open ${notProtected.join(",")} is not a protected port (protect: ${config.protect.join(",")}): add it to "protect" in the config first`, 1);
+      }
+      const file = readClients(config.clientsFile);
+      if (file.clients[name] !== undefined && opts.force !== true) {
+        throw new TknockError("TKNOCK_EXISTS", `client ${name} already exists: revoke it first, or pass --force to give it a new secret`, 1);
+      }
+      const record: ClientRecord = {
+        secret: newSecretBase32(PROFILE_LIMITS.defaultSecretBytes),
+        periodSeconds: PROFILE_LIMITS.periodSeconds.default,
+        knocks: PROFILE_LIMITS.knocks.default,
+        portMin: config.knockRange.min,
+        portMax: config.knockRange.max,
+        exclude: [...config.protect],
+        proto: "tcp",
+        open,
+        host: opts.host ?? hostname(),
+        ...(opts.addr !== undefined ? { addr: opts.addr } : {}),
+        enrolledAt: new Date(io.clock.nowMs()).toISOString(),
+      };
+      const profile = validateProfile(clientProfile(name, record));
+      const uri = formatProfileUri({ ...profile, open, host: record.host, client: name });
+      parseProfileUri(uri); // what we hand out must read back
+      writeClients(config.clientsFile, { version: 1, clients: { ...file.clients, [name]: record } });
+      io.out(await QRCode.toString(uri, { type: "terminal", small: true }));
+      io.out(uri);
+      io.err(`enrolled ${name}: on the client run \`tknock add 'URI'\` or scan the QR code. The URI holds the secret: send it privately.`);
+      if (opts.qrPng !== undefined) {
+        const png = await QRCode.toBuffer(uri, { type: "png", margin: 2, scale: 6 });
+        await writeFile(opts.qrPng, png, { mode: 0o600 });
+        io.err(`wrote ${opts.qrPng} (mode 600)`);
+      }
+    });
+
+  program
+    .command("revoke")
+    .description("remove a client; its knocks stop working at once in a running daemon")
+    .argument("<client>", "client name")
+    .action((name: string, _opts: unknown, cmd: Command) => {
+      const { config } = loadConfigOf(cmd);
+      const file = readClients(config.clientsFile);
+      if (file.clients[name] === undefined) {
+        throw new TknockError("TKNOCK_NO_CLIENT", `no client named ${name} (see \`tknock-server list\`)`, 1);
+      }
+      const { [name]: _removed, ...rest } = file.clients;
+      writeClients(config.clientsFile, { version: 1, clients: rest });
+      io.out(`revoked ${name}`);
+    });
+
+  program
+    .command("list")
+    .description("list enrolled clients (never shows secrets)")
+    .option("--json", "machine-readable output")
+    .action((opts: { json?: boolean }, cmd: Command) => {
+      const { config } = loadConfigOf(cmd);
+      const file = readClients(config.clientsFile);
+      const rows = Object.entries(file.clients).map(([name, r]) => ({
+        name,
+        host: r.host,
+        ...(r.addr !== undefined ? { addr: r.addr } : {}),
+        open: r.open,
+        proto: r.proto,
+        knocks: r.knocks,
+        periodSeconds: r.periodSeconds,
+        ports: `${r.portMin}-${r.portMax}`,
+        enrolledAt: r.enrolledAt,
+      }));
+      if (opts.json === true) {
+        io.out(JSON.stringify(rows));
+        return;
+      }
+      if (rows.length === 0) {
+        io.out("no clients: enrol one with `tknock-server enroll NAME`");
+        return;
+      }
+      for (const r of rows) {
+        io.out(`${r.name}\thost ${r.host}${r.addr ? ` addr ${r.addr}` : ""}\topen ${r.open.join(",")}\t${r.knocks} ${r.proto} knocks in ${r.ports} every ${r.periodSeconds}s\tenrolled ${r.enrolledAt}`);
+      }
+    });
+
+  program
+    .command("sequence")
+    .description("print a client's knock sequence now or at a given time (debugging)")
+    .argument("<client>", "client name")
+    .option("--at <unixSeconds>", "the time, in Unix seconds (default: now)", parseIntOption("--at", 0, 2 ** 40))
+    .option("--json", 'print {"step":N,"ports":[...],"proto":"tcp"}')
+    .action((name: string, opts: { at?: number; json?: boolean }, cmd: Command) => {
+      const { config } = loadConfigOf(cmd);
+      const record = readClients(config.clientsFile).clients[name];
+      if (record === undefined) throw new TknockError("TKNOCK_NO_CLIENT", `no client named ${name} (see \`tknock-server list\`)`, 1);
+      const profile = clientProfile(name, record);
+      const { step, ports } = sequenceAt(profile, opts.at === undefined ? io.clock.nowMs() : opts.at * 1000);
+      if (opts.json === true) io.out(JSON.stringify({ step, ports, proto: profile.proto }));
+      else io.out(`step ${step}: ${profile.proto} ${ports.join(" ")}`);
+    });
+}

@@ -1,0 +1,61 @@
+import type { Command } from "commander";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import type { CliIo } from "../../src/cli-io.js";
+import { writeFileAtomic } from "../../src/config/load.js";
+import { defaultServerConfig, DEFAULT_STATE_DIR, emptyClientsFile, parseServerConfig } from "../../src/config/schema.js";
+import { TknockError } from "../../src/errors.js";
+import { isPort } from "../../src/protocol/profile.js";
+import { writeClients } from "../clients-file.js";
+import { StepStore } from "../state.js";
+import { configPathOf } from "./context.js";
+
+type InitOptions = { interface?: string; protect?: string[]; stateDir?: string; clients?: string; force?: boolean };
+
+export function parsePortArgs(values: readonly string[] | undefined, option: string): number[] | undefined {
+  if (values === undefined) return undefined;
+  const ports = values.flatMap((v) => v.split(",")).map((s) => s.trim()).filter((s) => s !== "");
+  const parsed = ports.map(Number);
+  const bad = ports.find((s, i) => !/^\d+$/.test(s) || !isPort(parsed[i]));
+  if (bad !== undefined || parsed.length === 0) {
+    throw new TknockError("TKNOCK_USAGE", `${option} takes port numbers (1..65535), got ${JSON.stringify(bad ?? "")}`, 1);
+  }
+  return [...new Set(parsed)];
+}
+
+export function registerInit(program: Command, io: CliIo): void {
+  program
+    .command("init")
+    .description("write a default config, an empty clients file and the state directory")
+    .option("--interface <if>", 'interface to watch, or "any"', "any")
+    .option("--protect <port...>", "ports to keep closed until a knock (default 22)")
+    .option("--state-dir <dir>", `state directory (default ${DEFAULT_STATE_DIR})`)
+    .option("--clients <file>", "clients file (default: clients.json next to the config)")
+    .option("--force", "overwrite an existing config and clients file")
+    .action((opts: InitOptions, cmd: Command) => {
+      const configPath = resolve(configPathOf(cmd));
+      const clientsFile = resolve(opts.clients ?? join(dirname(configPath), "clients.json"));
+      const stateDir = resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
+      for (const path of [configPath, clientsFile]) {
+        if (existsSync(path) && opts.force !== true) {
+          throw new TknockError("TKNOCK_EXISTS", `${path} already exists: keep it, or pass --force to overwrite it`, 1);
+        }
+      }
+      const base = defaultServerConfig({ clientsFile, stateDir });
+      const config = {
+        ...base,
+        interface: opts.interface ?? base.interface,
+        protect: parsePortArgs(opts.protect, "--protect") ?? base.protect,
+      };
+      parseServerConfig(config, configPath); // the written file must load
+      mkdirSync(dirname(configPath), { recursive: true, mode: 0o755 });
+      mkdirSync(dirname(clientsFile), { recursive: true, mode: 0o700 });
+      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      writeFileAtomic(configPath, `${JSON.stringify(config, null, 2)}\n`, 0o644);
+      writeClients(clientsFile, emptyClientsFile());
+      const statePath = join(stateDir, "state.json");
+      if (!existsSync(statePath) || opts.force === true) StepStore.createEmpty(statePath);
+      io.out(`wrote ${configPath}\nwrote ${clientsFile} (mode 600)\nstate in ${stateDir}`);
+      io.out(`next: tknock-server --config ${configPath} enroll NAME`);
+    });
+}

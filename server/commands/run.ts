@@ -1,0 +1,36 @@
+import type { Command } from "commander";
+import type { CliIo } from "../../src/cli-io.js";
+import { loadServerConfig } from "../../src/config/load.js";
+import { createFirewall, createListener } from "../backends.js";
+import { Daemon } from "../daemon.js";
+import { createLogger } from "../logger.js";
+import { configPathOf } from "./context.js";
+
+export function registerRun(program: Command, io: CliIo): void {
+  program
+    .command("run")
+    .description("run the daemon in the foreground (JSON logs on stdout; SIGHUP reloads, SIGTERM/SIGINT stop)")
+    .action(async (_opts: unknown, cmd: Command) => {
+      const configPath = configPathOf(cmd);
+      const config = loadServerConfig(configPath); // fail early, before anything starts
+      const log = createLogger(io.env["TKNOCK_LOG_LEVEL"] ?? config.logLevel);
+      const daemon = Daemon.create({ configPath, log, clock: io.clock, createListener, createFirewall });
+      const stop = new AbortController();
+      const onStop = (sig: string) => () => {
+        log.info({ signal: sig }, "stopping");
+        stop.abort();
+      };
+      const onHup = (): void => daemon.reload();
+      const onUsr1 = (): void => log.info(daemon.stats(), "stats");
+      process.on("SIGTERM", onStop("SIGTERM"));
+      process.on("SIGINT", onStop("SIGINT"));
+      process.on("SIGHUP", onHup);
+      process.on("SIGUSR1", onUsr1);
+      try {
+        await daemon.run(stop.signal);
+      } finally {
+        process.off("SIGHUP", onHup);
+        process.off("SIGUSR1", onUsr1);
+      }
+    });
+}

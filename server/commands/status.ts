@@ -1,0 +1,80 @@
+import type { Command } from "commander";
+import { join } from "node:path";
+import type { CliIo } from "../../src/cli-io.js";
+import { stepAt } from "../../src/protocol/window.js";
+import { readClients } from "../clients-file.js";
+import { createFirewall } from "../backends.js";
+import { ReplayLog } from "../replay-log.js";
+import { StepStore } from "../state.js";
+import { loadConfigOf } from "./context.js";
+import { parseDurationMs } from "./duration.js";
+
+export function registerStatusCommands(program: Command, io: CliIo): void {
+  program
+    .command("status")
+    .description("current grants (read from the firewall), clients and their last accepted step")
+    .option("--json", "machine-readable output")
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const { config } = loadConfigOf(cmd);
+      const firewall = createFirewall(config);
+      let grants;
+      try {
+        grants = await firewall.list();
+      } finally {
+        await firewall.close();
+      }
+      const clients = readClients(config.clientsFile).clients;
+      const steps = StepStore.readOnly(join(config.stateDir, "state.json"));
+      const nowMs = io.clock.nowMs();
+      const rows = Object.entries(clients).map(([name, r]) => ({
+        name,
+        currentStep: stepAt(nowMs, r.periodSeconds),
+        lastAcceptedStep: steps[name] ?? null,
+      }));
+      if (opts.json === true) {
+        io.out(JSON.stringify({ grants, clients: rows }));
+        return;
+      }
+      io.out(grants.length === 0 ? "grants: none" : "grants:");
+      for (const g of grants) io.out(`  ${g.src} -> port ${g.port}, ${g.expiresInSeconds ?? "?"}s left`);
+      io.out(rows.length === 0 ? "clients: none" : "clients:");
+      for (const r of rows) {
+        io.out(`  ${r.name}: last accepted step ${r.lastAcceptedStep ?? "never"} (current step ${r.currentStep})`);
+      }
+    });
+
+  program
+    .command("replays")
+    .description("recorded replays, clock-skew events, brute-force sources and lockouts")
+    .option("--since <duration>", "only the last DURATION (90s, 10m, 2h, 7d)")
+    .option("--json", "one JSON array")
+    .action((opts: { since?: string; json?: boolean }, cmd: Command) => {
+      const { config } = loadConfigOf(cmd);
+      const sinceMs = opts.since === undefined ? 0 : io.clock.nowMs() - parseDurationMs(opts.since, "--since");
+      const log = new ReplayLog(join(config.stateDir, "replays.jsonl"), config.replayLog);
+      const records = log.read({ sinceMs });
+      if (opts.json === true) {
+        io.out(JSON.stringify(records));
+        return;
+      }
+      if (records.length === 0) io.out("no recorded events");
+      for (const r of records) {
+        const extra = r.offsetWindows !== undefined ? ` offset ${r.offsetWindows > 0 ? "+" : ""}${r.offsetWindows} windows` : "";
+        io.out(`${r.time} ${r.kind} from ${r.source}${r.client ? ` client ${r.client}` : ""}${r.step !== undefined ? ` step ${r.step}` : ""}${extra}`);
+      }
+    });
+
+  const fw = program.command("firewall").description("manage the nftables gate");
+  fw.command("remove")
+    .description("delete tknock's nftables table: the protected ports are no longer gated")
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { config } = loadConfigOf(cmd);
+      const firewall = createFirewall(config);
+      try {
+        await firewall.remove();
+      } finally {
+        await firewall.close();
+      }
+      io.out(`removed table inet ${config.nftables.table}: protected ports are open to everyone unless another firewall closes them`);
+    });
+}

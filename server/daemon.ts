@@ -1,0 +1,206 @@
+import { watchFile, unwatchFile } from "node:fs";
+import { join } from "node:path";
+import { loadServerConfig } from "../src/config/load.js";
+import { clientProfile, type ClientsFile, type ServerConfig } from "../src/config/schema.js";
+import type { Clock, Firewall, Grant, Listener, ObservedKnock } from "../src/ports.js";
+import { readClients } from "./clients-file.js";
+import type { Logger } from "./logger.js";
+import { Matcher, type Decision, type MatcherClient } from "./matcher.js";
+import { ReplayLog } from "./replay-log.js";
+import { StepStore } from "./state.js";
+
+export type DaemonDeps = {
+  readonly configPath: string;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly createListener: (config: ServerConfig, log: Logger) => Listener;
+  readonly createFirewall: (config: ServerConfig, log: Logger) => Firewall;
+};
+
+/**
+ * The daemon wires listener -> matcher -> (persist, then open) -> firewall. The matcher is pure and
+ * synchronous; persistence is synchronous too, so a step is durable before the port opens.
+ */
+export class Daemon {
+  private config: ServerConfig;
+  private clients: ClientsFile;
+  private readonly matcher: Matcher;
+  private readonly steps: StepStore;
+  private readonly replays: ReplayLog;
+  private readonly firewall: Firewall;
+  private readonly listener: Listener;
+  private readonly counters = { opened: 0, refused: 0, bruteforce: 0, openErrors: 0, reloads: 0 };
+
+  private constructor(private readonly deps: DaemonDeps) {
+    const { log, clock } = deps;
+    this.config = loadServerConfig(deps.configPath);
+    this.clients = readClients(this.config.clientsFile);
+    const nowMs = clock.nowMs();
+    this.steps = StepStore.open(join(this.config.stateDir, "state.json"), {
+      nowMs,
+      clients: this.clientPeriods(),
+      skewWindows: this.config.skewWindows,
+      log: (msg: string) => log.warn(msg),
+    });
+    this.replays = new ReplayLog(join(this.config.stateDir, "replays.jsonl"), this.config.replayLog);
+    this.matcher = new Matcher(this.matcherClients(), this.config, nowMs);
+    this.firewall = deps.createFirewall(this.config, log);
+    this.listener = deps.createListener(this.config, log);
+  }
+
+  static create(deps: DaemonDeps): Daemon {
+    return new Daemon(deps);
+  }
+
+  private clientPeriods(): { name: string; periodSeconds: number }[] {
+    return Object.entries(this.clients.clients).map(([name, r]) => ({ name, periodSeconds: r.periodSeconds }));
+  }
+
+  private matcherClients(): MatcherClient[] {
+    return Object.entries(this.clients.clients).map(([name, r]) => ({
+      name,
+      profile: clientProfile(name, r),
+      open: r.open,
+      lastAcceptedStep: this.steps.get(name),
+    }));
+  }
+
+  /** Runs until the signal aborts. The nftables table stays when it returns: the service stays gated. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { log } = this.deps;
+    await this.firewall.install({ protectedPorts: this.config.protect, knockRange: this.config.knockRange });
+    log.info(
+      { protect: this.config.protect, knockRange: this.config.knockRange, clients: Object.keys(this.clients.clients).length, listener: this.listener.name, firewall: this.firewall.name },
+      "tknock-server running",
+    );
+    // Step boundaries are also checked lazily per packet; the timer keeps tables fresh when no packets come.
+    const tick = setInterval(() => this.matcher.tick(this.deps.clock.nowMs()), 1000);
+    // A running daemon picks up `enroll` and `revoke` without a restart.
+    const clientsPath = this.config.clientsFile;
+    const onClientsChange = (): void => this.reloadClients("clients file changed");
+    watchFile(clientsPath, { interval: 1000 }, onClientsChange);
+    try {
+      await this.listener.run((k) => this.onKnock(k), signal);
+    } finally {
+      clearInterval(tick);
+      unwatchFile(clientsPath, onClientsChange);
+      await this.firewall.close();
+      log.info({ ...this.counters, listener: this.listener.stats() }, "tknock-server stopped; the gate stays in place");
+    }
+  }
+
+  /** SIGHUP: re-read config and clients. Fields that need a restart (listener, paths) are reported. */
+  reload(): void {
+    const { log } = this.deps;
+    try {
+      const next = loadServerConfig(this.deps.configPath);
+      const restartNeeded = (["interface", "listener", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const).filter(
+        (k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
+      );
+      if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
+      const protectChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect);
+      this.config = { ...next, ...pick(this.config, restartNeeded) };
+      if (protectChanged) {
+        this.firewall.install({ protectedPorts: this.config.protect, knockRange: this.config.knockRange }).catch((err: unknown) => {
+          log.error({ err: String(err) }, "could not update the protected ports");
+        });
+      }
+    } catch (err) {
+      log.error({ err: err instanceof Error ? err.message : String(err) }, "config reload failed; keeping the running config");
+      return;
+    }
+    this.reloadClients("SIGHUP");
+  }
+
+  private reloadClients(why: string): void {
+    const { log } = this.deps;
+    try {
+      this.clients = readClients(this.config.clientsFile);
+    } catch (err) {
+      // Fail closed on a broken file would lock everyone out; keep the last good list and say so.
+      log.error({ err: err instanceof Error ? err.message : String(err) }, "clients reload failed; keeping the previous clients");
+      return;
+    }
+    const names = new Set(Object.keys(this.clients.clients));
+    for (const [name] of this.steps.all()) if (!names.has(name)) this.steps.forget(name);
+    this.matcher.setClients(this.matcherClients(), this.deps.clock.nowMs());
+    this.counters.reloads++;
+    log.info({ why, clients: names.size }, "clients reloaded");
+  }
+
+  private onKnock(knock: ObservedKnock): void {
+    let decision: Decision;
+    try {
+      decision = this.matcher.onKnock(knock);
+    } catch (err) {
+      // A matcher bug must not kill the daemon; nothing opens on an error (fail closed).
+      this.deps.log.error({ err: String(err), src: knock.src }, "matcher error; knock dropped");
+      return;
+    }
+    this.act(decision, knock);
+  }
+
+  private act(d: Decision, knock: ObservedKnock): void {
+    const { log } = this.deps;
+    switch (d.kind) {
+      case "open": {
+        try {
+          this.steps.record(d.client, d.step); // durable before the port opens
+        } catch (err) {
+          log.error({ err: String(err), client: d.client }, "could not persist the accepted step; not opening");
+          return;
+        }
+        const grants: Grant[] = d.open.map((port) => ({ src: d.src, port, openSeconds: this.config.openSeconds }));
+        const t0 = performance.now();
+        this.firewall.open(grants).then(
+          () => {
+            this.counters.opened++;
+            log.info({ client: d.client, src: d.src, step: d.step, ports: d.open, openSeconds: this.config.openSeconds, firewallMs: round(performance.now() - t0), knockToOpenMs: round(this.deps.clock.nowMs() - knock.atMs) }, "opened");
+          },
+          (err: unknown) => {
+            this.counters.openErrors++;
+            log.error({ err: err instanceof Error ? err.message : String(err), client: d.client, src: d.src }, "firewall open failed");
+          },
+        );
+        return;
+      }
+      case "refuse": {
+        this.counters.refused++;
+        this.record({ kind: d.reason, source: d.src, client: d.client, step: d.step, ports: d.ports, ...(d.offsetWindows !== undefined ? { offsetWindows: d.offsetWindows } : {}) });
+        const hint = d.reason === "skew" ? `client clock is off by about ${d.offsetWindows ?? "?"} windows: fix its time (NTP)` : undefined;
+        log.warn({ reason: d.reason, client: d.client, src: d.src, step: d.step, offsetWindows: d.offsetWindows, hint }, "knock refused");
+        return;
+      }
+      case "bruteforce": {
+        this.counters.bruteforce++;
+        this.record({ kind: "bruteforce", source: d.src, failures: d.failures, ports: [] });
+        log.warn({ src: d.src, failures: d.failures, banned: d.banned }, "brute force: many failed sequences from one source");
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private record(r: Parameters<ReplayLog["append"]>[0] extends infer R ? Omit<R & object, "time"> : never): void {
+    try {
+      this.replays.append({ ...r, time: new Date(this.deps.clock.nowMs()).toISOString() } as Parameters<ReplayLog["append"]>[0]);
+    } catch (err) {
+      this.deps.log.error({ err: String(err) }, "could not write the replay record");
+    }
+  }
+
+  stats(): Record<string, unknown> {
+    return { ...this.counters, listener: this.listener.stats(), matcher: this.matcher.stats() };
+  }
+}
+
+function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Partial<T> {
+  const out: Partial<T> = {};
+  for (const k of keys) out[k] = o[k];
+  return out;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
