@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import { hostname } from "node:os";
 import { writeFile } from "node:fs/promises";
 import QRCode from "qrcode";
@@ -13,7 +13,7 @@ import { readClients, writeClients } from "../clients-file.js";
 import { loadConfigOf } from "./context.js";
 import { parsePortArgs } from "./init.js";
 
-type EnrollOptions = { host?: string; addr?: string; open?: string[]; qrPng?: string; force?: boolean };
+type EnrollOptions = { host?: string; addr?: string; open?: string[]; qrPng?: string; force?: boolean; period?: number; knocks?: number; proto?: "tcp" | "udp" };
 
 export function registerClientCommands(program: Command, io: CliIo): void {
   program
@@ -24,6 +24,9 @@ export function registerClientCommands(program: Command, io: CliIo): void {
     .option("--addr <address>", "address clients knock, when it differs from --host")
     .option("--open <port...>", "protected port(s) this client may open (default: all protected ports)")
     .option("--qr-png <file>", "also write the QR code as a PNG (it holds the secret: keep it private)")
+    .option("--period <seconds>", "window length", parseIntOption("--period", PROFILE_LIMITS.periodSeconds.min, PROFILE_LIMITS.periodSeconds.max), PROFILE_LIMITS.periodSeconds.default)
+    .option("--knocks <n>", "ports per sequence", parseIntOption("--knocks", PROFILE_LIMITS.knocks.min, PROFILE_LIMITS.knocks.max), PROFILE_LIMITS.knocks.default)
+    .addOption(new Option("--proto <proto>", "knock protocol").choices(["tcp", "udp"]).default("tcp"))
     .option("--force", "replace an existing client of that name (new secret)")
     .action(async (name: string, opts: EnrollOptions, cmd: Command) => {
       const { config } = loadConfigOf(cmd);
@@ -41,12 +44,12 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       }
       const record: ClientRecord = {
         secret: newSecretBase32(PROFILE_LIMITS.defaultSecretBytes),
-        periodSeconds: PROFILE_LIMITS.periodSeconds.default,
-        knocks: PROFILE_LIMITS.knocks.default,
+        periodSeconds: opts.period ?? PROFILE_LIMITS.periodSeconds.default,
+        knocks: opts.knocks ?? PROFILE_LIMITS.knocks.default,
         portMin: config.knockRange.min,
         portMax: config.knockRange.max,
         exclude: [...config.protect],
-        proto: "tcp",
+        proto: opts.proto ?? "tcp",
         open,
         host: opts.host ?? hostname(),
         ...(opts.addr !== undefined ? { addr: opts.addr } : {}),
