@@ -111,6 +111,31 @@ function parsePortList(q: URLSearchParams, name: string, fallback: readonly numb
   return [...new Set(ports)];
 }
 
+const URI_SHAPE = "expected otpauth://totp/tknock:CLIENT@HOST?secret=...";
+
+/**
+ * Maps an otplib parse error to the parameter it names. otplib's messages can quote the whole URI or a raw value
+ * (secret included), so none of its text is echoed.
+ */
+function otplibParseError(cause: unknown): InvalidUriError {
+  const text = cause instanceof URIParseError ? cause.message : "";
+  const missing = /^Missing required parameter: (\w+)$/.exec(text)?.[1];
+  if (missing !== undefined) return new InvalidUriError(missing, `parameter ${missing} is missing`, { cause });
+  const invalid = /^Invalid value for parameter '([^']{1,64})'/.exec(text)?.[1];
+  if (invalid === "type") return new InvalidUriError("type", `URI type must be totp: ${URI_SHAPE}`, { cause });
+  if (invalid !== undefined) return new InvalidUriError(invalid, `parameter ${invalid} has an invalid value`, { cause });
+  const where = /^Invalid otpauth URI: (?:Invalid URI encoding in (label|parameter '[^']{1,64}')|(label|parameter '[^']{1,64}') exceeds maximum length)/.exec(text);
+  if (where) {
+    const name = (where[1] ?? where[2] ?? "uri").replace(/^parameter '|'$/g, "");
+    const why = where[1] !== undefined ? "has a bad %-encoding" : "is too long";
+    return new InvalidUriError(name, `${name === "label" ? "label" : `parameter ${name}`} ${why}`, { cause });
+  }
+  if (/^Invalid otpauth URI: URI exceeds maximum length/.test(text)) {
+    return new InvalidUriError("uri", "URI is too long (at most 2048 characters)", { cause });
+  }
+  return new InvalidUriError("uri", `URI cannot be parsed: ${URI_SHAPE}`, { cause });
+}
+
 /**
  * Parses an enrolment URI. Every missing or bad parameter is reported by name (InvalidUriError.parameter);
  * unknown parameters are ignored so URIs of later versions stay readable.
@@ -124,11 +149,7 @@ export function parseProfileUri(uri: string): EnrolledProfile {
   try {
     parsed = parseOtpauth(text);
   } catch (cause) {
-    const m = cause instanceof URIParseError ? /parameter '([^']+)'/.exec(cause.message) : null;
-    const param = m?.[1] ?? "uri";
-    // otplib's message may quote the value; never echo a secret.
-    const why = param === "secret" ? "is missing or invalid" : cause instanceof Error ? cause.message : "cannot be parsed";
-    throw new InvalidUriError(param, param === "uri" ? `URI cannot be parsed: ${why}` : `parameter ${param}: ${why}`, { cause });
+    throw otplibParseError(cause);
   }
   if (parsed.type !== "totp") throw bad("type", `must be totp, got ${parsed.type}`);
   let q: URLSearchParams;
