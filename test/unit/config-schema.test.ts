@@ -1,0 +1,185 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError } from "../../src/errors.js";
+import { deriveSequence } from "../../src/protocol/derive.js";
+import {
+  clientProfile,
+  defaultServerConfig,
+  parseClientsFile,
+  parseServerConfig,
+  type ClientRecord,
+} from "../../src/config/schema.js";
+
+const CLIENTS_FILE = "/etc/tknock/clients.json";
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe("TKNOCK_INVALID_CONFIG");
+    expect((err as ConfigError).exitCode).toBe(1);
+    return err as ConfigError;
+  }
+  throw new Error("no ConfigError was thrown");
+}
+
+/** The paths (before ": ") of a ConfigError's issues. */
+function issuePaths(err: ConfigError): string[] {
+  return err.issues.map((i) => i.slice(0, i.indexOf(":")));
+}
+
+describe("parseServerConfig", () => {
+  it("when only clientsFile is given then every other key takes its default", () => {
+    const config = parseServerConfig({ clientsFile: CLIENTS_FILE }, "server.json");
+    expect(config).toEqual(defaultServerConfig({ clientsFile: CLIENTS_FILE }));
+    expect(config).toMatchObject({
+      interface: "any",
+      protect: [22],
+      stateDir: "/var/lib/tknock",
+      knockRange: { min: 10000, max: 59999 },
+      skewWindows: 1,
+      diagnosticWindows: 10,
+      bruteForce: { ban: false },
+      nftables: { table: "tknock" },
+    });
+  });
+
+  it("when nested objects are partly given then their other keys keep defaults", () => {
+    const config = parseServerConfig({ clientsFile: CLIENTS_FILE, bruteForce: { ban: true }, tcpdump: { bufferKiB: 65536 } }, "s");
+    expect(config.bruteForce).toEqual({ maxFailuresPerMinute: 10, ban: true, banSeconds: 600 });
+    expect(config.tcpdump).toEqual({ path: "tcpdump", bufferKiB: 65536, localAddresses: [] });
+  });
+
+  it("when a key is unknown (a typo) then it is rejected with its path", () => {
+    const err = configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, skewWindow: 2 }, "server.json"));
+    expect(issuePaths(err)).toEqual(["config.skewWindow"]);
+  });
+
+  it("when a nested key is unknown then it is rejected with its full path", () => {
+    const err = configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, nftables: { tabel: "x" } }, "s"));
+    expect(issuePaths(err)).toEqual(["nftables.tabel"]);
+  });
+
+  it("when several values are wrong then every problem is reported at once", () => {
+    const err = configError(() =>
+      parseServerConfig(
+        {
+          clientsFile: "clients.json",
+          openSeconds: 0,
+          logLevel: "loud",
+          bruteForce: { ban: "yes" },
+          protect: [],
+          knockRange: { min: 30000, max: 20000 },
+        },
+        "server.json",
+      ),
+    );
+    expect(err.issues).toHaveLength(6);
+    expect(issuePaths(err).sort()).toEqual(
+      ["bruteForce.ban", "clientsFile", "knockRange", "logLevel", "openSeconds", "protect"].sort(),
+    );
+    expect(err.message.startsWith("server.json: ")).toBe(true);
+  });
+
+  it("when clientsFile is missing then that is reported", () => {
+    expect(issuePaths(configError(() => parseServerConfig({}, "s")))).toEqual(["clientsFile"]);
+  });
+
+  it("when a protected port lies inside the knock range then it is rejected", () => {
+    const err = configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, protect: [22, 20000] }, "s"));
+    expect(issuePaths(err)).toEqual(["protect"]);
+  });
+
+  it("when the knock range is moved away from a protected port then the config is valid", () => {
+    const config = parseServerConfig({ clientsFile: CLIENTS_FILE, protect: [22, 20000], knockRange: { min: 30000, max: 40000 } }, "s");
+    expect(config.protect).toEqual([22, 20000]);
+  });
+
+  it("when the config is not an object then that is reported, not thrown as a TypeError", () => {
+    for (const raw of [null, [], "x", 3]) expect(issuePaths(configError(() => parseServerConfig(raw, "s")))).toContain("config");
+  });
+});
+
+const SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA";
+const alice: ClientRecord = {
+  secret: SECRET,
+  periodSeconds: 30,
+  knocks: 4,
+  portMin: 10000,
+  portMax: 59999,
+  exclude: [22],
+  proto: "tcp",
+  open: [22],
+  host: "host.example",
+  enrolledAt: "2024-01-01T00:00:00.000Z",
+};
+
+describe("parseClientsFile", () => {
+  it("when the file is valid then each client's profile derives the protocol's sequence (vector 1)", () => {
+    const file = parseClientsFile({ version: 1, clients: { alice, "bob.laptop": { ...alice, addr: "198.18.0.2" } } }, "clients.json");
+    expect(Object.keys(file.clients)).toEqual(["alice", "bob.laptop"]);
+    const record = file.clients["alice"];
+    expect(record).toBeDefined();
+    expect(deriveSequence(clientProfile("alice", record as ClientRecord), 56666666)).toEqual([34366, 56589, 52159, 24766]);
+    expect(file.clients["bob.laptop"]?.addr).toBe("198.18.0.2");
+  });
+
+  it("when there are no clients then the file is valid and empty", () => {
+    expect(parseClientsFile({ version: 1, clients: {} }, "c")).toEqual({ version: 1, clients: {} });
+  });
+
+  it("when the version is not 1 then it is rejected", () => {
+    expect(issuePaths(configError(() => parseClientsFile({ version: 2, clients: {} }, "c")))).toEqual(["version"]);
+  });
+
+  it("when a client name is not allowed then it is rejected", () => {
+    expect(issuePaths(configError(() => parseClientsFile({ version: 1, clients: { "bad name": alice } }, "c")))).toEqual([
+      "clients.bad name",
+    ]);
+  });
+
+  it("when several clients have problems then all are reported at once", () => {
+    const err = configError(() =>
+      parseClientsFile(
+        {
+          version: 1,
+          clients: {
+            a: { ...alice, knocks: 99 },
+            b: { ...alice, proto: "sctp", open: [] },
+            c: { ...alice, colour: "red" },
+          },
+        },
+        "clients.json",
+      ),
+    );
+    expect(issuePaths(err).sort()).toEqual(["clients.a.knocks", "clients.b.open", "clients.b.proto", "clients.c.colour"]);
+  });
+
+  it("when range minus exclusions holds fewer ports than knocks then the client is rejected", () => {
+    const err = configError(() =>
+      parseClientsFile({ version: 1, clients: { a: { ...alice, portMin: 20000, portMax: 20003, exclude: [20000] } } }, "c"),
+    );
+    expect(issuePaths(err)).toEqual(["clients.a"]);
+  });
+
+  const secretCases: { name: string; secret: string }[] = [
+    { name: "not base32", secret: `${SECRET.slice(0, 40)}189!` },
+    { name: "lower case", secret: SECRET.toLowerCase() },
+    { name: "too short (5 bytes)", secret: SECRET.slice(0, 8) },
+  ];
+  for (const c of secretCases) {
+    it(`when a secret is ${c.name} then it is rejected without quoting it`, () => {
+      const err = configError(() => parseClientsFile({ version: 1, clients: { a: { ...alice, secret: c.secret } } }, "c"));
+      expect(issuePaths(err)[0]).toMatch(/^clients\.a/);
+      expect(err.message).not.toContain(c.secret);
+      for (const issue of err.issues) expect(issue).not.toContain(c.secret);
+    });
+  }
+
+  it("when a secret sits under a misspelled key then the unknown key is reported without its value", () => {
+    const { secret: _omit, ...rest } = alice;
+    const err = configError(() => parseClientsFile({ version: 1, clients: { a: { ...rest, secrets: SECRET } } }, "c"));
+    expect(issuePaths(err).sort()).toEqual(["clients.a.secret", "clients.a.secrets"]);
+    expect(err.message).not.toContain(SECRET.slice(0, 16));
+  });
+});
