@@ -72,9 +72,11 @@ export function formatProfileUri(p: EnrolledProfile): string {
   });
   const url = new URL(base);
   const q = url.searchParams;
-  // otplib leaves out values equal to its defaults; tknock URIs always spell them out.
-  if (!q.has("digits")) q.set("digits", "6");
-  if (!q.has("period")) q.set("period", String(p.periodSeconds));
+  // otplib leaves out values equal to its defaults; tknock URIs always spell them out, in one order.
+  q.delete("digits");
+  q.delete("period");
+  q.set("digits", "6");
+  q.set("period", String(p.periodSeconds));
   q.set("v", PROTOCOL_VERSION);
   q.set("knocks", String(p.knocks));
   q.set("ports", `${p.portMin}-${p.portMax}`);

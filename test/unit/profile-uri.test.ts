@@ -73,6 +73,11 @@ describe("formatProfileUri and parseProfileUri", () => {
     expect(formatProfileUri(p)).toBe(ISSUE_URI);
   });
 
+  it("when the period is not 30 then the parameters still come in the issue's order", () => {
+    const uri = formatProfileUri({ ...parseProfileUri(ISSUE_URI), periodSeconds: 10 });
+    expect(uri).toBe(ISSUE_URI.replace("period=30", "period=10"));
+  });
+
   it("when the URI of issue 2 is parsed then every field holds the value it spells", () => {
     expect(parseProfileUri(ISSUE_URI)).toEqual({
       client: "alice",
