@@ -1,0 +1,91 @@
+/**
+ * An in-memory Firewall with the semantics of the nftables gate (the contract test runs both): grants expire
+ * by the injected clock, re-granting restarts the timeout, install keeps grants, open before install fails.
+ * For the matcher and daemon tests; isAllowed() answers what the kernel would do with a packet.
+ */
+import { ExitCode, TknockError } from "../../../src/errors.js";
+import { systemClock, type Clock, type Firewall, type GateSpec, type Grant } from "../../../src/ports.js";
+import { canonicalAddress, show, validateGate, validateGrants, type ValidGate } from "../validate.js";
+
+type Entry = { readonly src: string; readonly port: number; readonly openSeconds: number; readonly expiresAtMs: number };
+
+export class MemoryFirewall implements Firewall {
+  readonly name = "memory";
+  /** Every grant passed to a successful open(), in order (what the daemon asked for). */
+  readonly opened: Grant[] = [];
+  private gate: ValidGate | undefined;
+  private readonly grants = new Map<string, Entry>();
+  private failure: TknockError | undefined;
+
+  constructor(private readonly clock: Clock = systemClock) {}
+
+  /** While set, install() and open() reject with this error (to test how callers handle a failing firewall). */
+  failWith(error: TknockError | undefined): void {
+    this.failure = error;
+  }
+
+  get installed(): GateSpec | undefined {
+    return this.gate;
+  }
+
+  async install(gate: GateSpec): Promise<void> {
+    const valid = validateGate(gate);
+    if (this.failure) throw this.failure;
+    this.gate = valid;
+  }
+
+  async open(grants: readonly Grant[]): Promise<void> {
+    const valid = validateGrants(grants);
+    if (this.failure) throw this.failure;
+    if (!this.gate) throw new TknockError("TKNOCK_FIREWALL", "the gate is not installed: install() first", ExitCode.usage);
+    const nowMs = this.clock.nowMs();
+    for (const g of valid) {
+      this.grants.set(key(g.src, g.port), { src: g.src, port: g.port, openSeconds: g.openSeconds, expiresAtMs: nowMs + g.openSeconds * 1000 });
+      this.opened.push({ src: g.src, port: g.port, openSeconds: g.openSeconds });
+    }
+  }
+
+  async list(): Promise<Grant[]> {
+    const nowMs = this.clock.nowMs();
+    this.expire(nowMs);
+    return [...this.grants.values()].map((e) => ({
+      src: e.src,
+      port: e.port,
+      openSeconds: e.openSeconds,
+      // nft reports whole seconds left, rounded down.
+      expiresInSeconds: Math.floor((e.expiresAtMs - nowMs) / 1000),
+    }));
+  }
+
+  async remove(): Promise<void> {
+    this.gate = undefined;
+    this.grants.clear();
+  }
+
+  async close(): Promise<void> {}
+
+  /**
+   * What the gate does with a new TCP/UDP connection from src to port at nowMs: a protected port needs a live
+   * grant, the knock range is dropped, anything else passes (the gate only rules its own ports). Established
+   * connections are not modelled.
+   */
+  isAllowed(src: string, port: number, nowMs: number = this.clock.nowMs()): boolean {
+    const canonical = canonicalAddress(src);
+    if (!canonical) throw new TknockError("TKNOCK_INVALID_GRANT", `source ${show(src)} is not an IP address`, ExitCode.usage);
+    const gate = this.gate;
+    if (!gate) return true;
+    if (gate.protectedPorts.includes(port)) {
+      const entry = this.grants.get(key(canonical.address, port));
+      return entry !== undefined && entry.expiresAtMs > nowMs;
+    }
+    return !(gate.knockRange && port >= gate.knockRange.min && port <= gate.knockRange.max);
+  }
+
+  private expire(nowMs: number): void {
+    for (const [k, e] of this.grants) if (e.expiresAtMs <= nowMs) this.grants.delete(k);
+  }
+}
+
+function key(src: string, port: number): string {
+  return `${src}|${port}`;
+}

@@ -1,0 +1,80 @@
+/**
+ * The nftables gate: one table (`inet tknock` by default) that the daemon owns and nothing else touches. Grants
+ * are set elements with a timeout, so the kernel closes them even if the daemon dies; the table outlives the
+ * daemon (fail closed) until `remove()`.
+ */
+import type { Firewall, GateSpec, Grant } from "../../../src/ports.js";
+import { validateTableName } from "../validate.js";
+import { firewallError, NftSession, runNftOnce, silentLog, type FirewallLog } from "./nft-process.js";
+import { buildInstallScript, buildListArgs, buildOpenLines, buildRemoveScript, parseGrantsJson } from "./ruleset.js";
+
+export type { FirewallLog } from "./nft-process.js";
+
+export type NftablesFirewallOptions = {
+  /** Our table in family inet. Default "tknock". */
+  readonly table?: string;
+  /** The nft binary. Default "nft". */
+  readonly nftPath?: string;
+  /** Full argv prefix that runs nft, e.g. ["ip", "netns", "exec", NS, "nft"]; overrides nftPath. */
+  readonly nftCommand?: readonly string[];
+  readonly log?: FirewallLog;
+  /** How long one nft command may take before it counts as failed. Default 5000. */
+  readonly commandTimeoutMs?: number;
+};
+
+export class NftablesFirewall implements Firewall {
+  readonly name = "nftables";
+  readonly table: string;
+  private readonly nftCommand: readonly string[];
+  private readonly timeoutMs: number;
+  private readonly session: NftSession;
+
+  constructor(options: NftablesFirewallOptions = {}) {
+    this.table = validateTableName(options.table ?? "tknock");
+    this.nftCommand = options.nftCommand ?? [options.nftPath ?? "nft"];
+    if (this.nftCommand.length === 0) throw firewallError("nftCommand is empty: give the argv that runs nft");
+    this.timeoutMs = options.commandTimeoutMs ?? 5000;
+    this.session = new NftSession({ nftCommand: this.nftCommand, timeoutMs: this.timeoutMs, log: options.log ?? silentLog });
+  }
+
+  /** Creates the table if missing and sets its ports and rules, in one transaction; existing grants stay. */
+  async install(gate: GateSpec): Promise<void> {
+    const script = buildInstallScript(this.table, gate);
+    await runNftOnce(this.nftCommand, ["-f", "-"], { input: script, timeoutMs: this.timeoutMs });
+  }
+
+  async open(grants: readonly Grant[]): Promise<void> {
+    const lines = buildOpenLines(this.table, grants); // validates everything before anything runs
+    await Promise.all(lines.map((line) => this.session.run(line)));
+  }
+
+  /** The grants in the kernel now; none when the table does not exist. */
+  async list(): Promise<Grant[]> {
+    const result = await runNftOnce(this.nftCommand, buildListArgs(this.table), {
+      timeoutMs: this.timeoutMs,
+      // ENOENT from the kernel: no such table, so nothing is granted.
+      allowFailure: (stderr) => /^Error: No such file or directory/m.test(stderr),
+    });
+    if (result.stdout.trim() === "") return [];
+    try {
+      return parseGrantsJson(result.stdout, this.table);
+    } catch (err) {
+      throw firewallError(`cannot read nft -j output: ${err instanceof Error ? err.message : String(err)}`, err);
+    }
+  }
+
+  /** Deletes our table (and with it every grant); other tables are never touched. */
+  async remove(): Promise<void> {
+    await runNftOnce(this.nftCommand, ["-f", "-"], { input: buildRemoveScript(this.table), timeoutMs: this.timeoutMs });
+  }
+
+  /** Ends the nft child; the table and its grants stay in the kernel. */
+  async close(): Promise<void> {
+    await this.session.close();
+  }
+
+  /** The pid of the long-lived nft, if running (diagnostics and tests). */
+  get nftPid(): number | undefined {
+    return this.session.pid;
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Pure builders of the nft text and argv the nftables adapter runs, and the parser of what it reads back. Every
+ * value is validated (validate.ts) before it is written into a command: nothing unchecked ever reaches nft.
+ */
+import { TknockError, ExitCode } from "../../../src/errors.js";
+import type { Grant } from "../../../src/ports.js";
+import { canonicalAddress, isPort, validateGate, validateGrants, validateTableName, type ValidGrant } from "../validate.js";
+import type { GateSpec } from "../../../src/ports.js";
+
+export const NFT_FAMILY = "inet";
+export const SET_PROTECTED = "protected";
+export const SET_GRANTS4 = "grants4";
+export const SET_GRANTS6 = "grants6";
+export const CHAIN_INPUT = "input";
+
+/** Grants per command line: a line is one transaction; huge set literals are split. */
+export const MAX_GRANTS_PER_LINE = 256;
+
+/**
+ * The whole gate, for one `nft -f -` transaction. Idempotent: `add` leaves existing objects (and the grants in
+ * the grant sets) alone; the port set and the chain's rules are flushed and rebuilt in the same transaction, so
+ * no packet ever sees a half-built gate.
+ */
+export function buildInstallScript(tableName: string, gateSpec: GateSpec): string {
+  const t = `${NFT_FAMILY} ${validateTableName(tableName)}`;
+  const gate = validateGate(gateSpec);
+  const l4 = "meta l4proto { tcp, udp }";
+  const lines = [
+    `add table ${t}`,
+    `add set ${t} ${SET_PROTECTED} { type inet_service; }`,
+    `add set ${t} ${SET_GRANTS4} { type ipv4_addr . inet_service; flags timeout; }`,
+    `add set ${t} ${SET_GRANTS6} { type ipv6_addr . inet_service; flags timeout; }`,
+    // Before the usual filter (priority 0). Our drop is final in every base chain; our accept is not, so
+    // whatever else the host runs still applies to granted traffic.
+    `add chain ${t} ${CHAIN_INPUT} { type filter hook input priority filter - 10; policy accept; }`,
+    `flush set ${t} ${SET_PROTECTED}`,
+  ];
+  if (gate.protectedPorts.length > 0) lines.push(`add element ${t} ${SET_PROTECTED} { ${gate.protectedPorts.join(", ")} }`);
+  lines.push(
+    `flush chain ${t} ${CHAIN_INPUT}`,
+    // Local processes (health checks, a proxy on this host) keep their access; remote packets never arrive on lo.
+    `add rule ${t} ${CHAIN_INPUT} iif "lo" accept`,
+    // A connection opened during a grant outlives it.
+    `add rule ${t} ${CHAIN_INPUT} ct state established,related accept`,
+    `add rule ${t} ${CHAIN_INPUT} ${l4} th dport @${SET_PROTECTED} ip saddr . th dport @${SET_GRANTS4} accept`,
+    `add rule ${t} ${CHAIN_INPUT} ${l4} th dport @${SET_PROTECTED} ip6 saddr . th dport @${SET_GRANTS6} accept`,
+    // Drop, not reject: a scan sees "filtered", the same as for any unused port behind a firewall.
+    `add rule ${t} ${CHAIN_INPUT} ${l4} th dport @${SET_PROTECTED} drop`,
+  );
+  if (gate.knockRange) {
+    const { min, max } = gate.knockRange;
+    lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${min === max ? `${min}` : `${min}-${max}`} drop`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Command lines (for `nft -i`, one transaction each) that grant or re-grant. `add element` leaves an existing
+ * element's timeout as it is, so the element is added (in case it is absent or just expired, since deleting an
+ * absent element fails), deleted, and added again with the new timeout: the grant's timeout restarts.
+ */
+export function buildOpenLines(tableName: string, grants: readonly Grant[]): string[] {
+  const t = `${NFT_FAMILY} ${validateTableName(tableName)}`;
+  const valid = validateGrants(grants);
+  const lines: string[] = [];
+  for (let i = 0; i < valid.length; i += MAX_GRANTS_PER_LINE) {
+    const chunk = valid.slice(i, i + MAX_GRANTS_PER_LINE);
+    const commands: string[] = [];
+    for (const [set, family] of [[SET_GRANTS4, 4], [SET_GRANTS6, 6]] as const) {
+      const of = chunk.filter((g) => g.family === family);
+      if (of.length === 0) continue;
+      const timed = of.map(timedElement).join(", ");
+      const keys = of.map(elementKey).join(", ");
+      commands.push(`add element ${t} ${set} { ${timed} }`, `delete element ${t} ${set} { ${keys} }`, `add element ${t} ${set} { ${timed} }`);
+    }
+    lines.push(commands.join("; "));
+  }
+  return lines;
+}
+
+function elementKey(g: ValidGrant): string {
+  return `${g.src} . ${g.port}`;
+}
+
+function timedElement(g: ValidGrant): string {
+  return `${elementKey(g)} timeout ${g.openSeconds}s`;
+}
+
+/** Removes our table and nothing else; `add` first so removing an absent gate is not an error. */
+export function buildRemoveScript(tableName: string): string {
+  const t = `${NFT_FAMILY} ${validateTableName(tableName)}`;
+  return `add table ${t}\ndelete table ${t}\n`;
+}
+
+/** The argv that lists our table (sets with their elements) as JSON. */
+export function buildListArgs(tableName: string): string[] {
+  return ["-j", "list", "table", NFT_FAMILY, validateTableName(tableName)];
+}
+
+/** Command prefix + arguments, split for spawn/execFile (never a shell string). */
+export function nftArgv(nftCommand: readonly string[], args: readonly string[]): { file: string; args: string[] } {
+  const [file, ...prefix] = nftCommand;
+  if (file === undefined || file === "") throw new TknockError("TKNOCK_FIREWALL", "nft command is empty", ExitCode.usage);
+  return { file, args: [...prefix, ...args] };
+}
+
+type NftElem = { val?: unknown; timeout?: unknown; expires?: unknown; concat?: unknown };
+
+/**
+ * The grants in the output of `nft -j list table ...`. Elements look like
+ * `{"elem":{"val":{"concat":["198.18.0.2",22]},"timeout":30,"expires":28}}`, or a bare `{"concat":[...]}` for an
+ * element without timeout. Anything else is skipped: the table is ours, so a surprise is not worth a crash.
+ */
+export function parseGrantsJson(json: string, tableName: string): Grant[] {
+  const doc = JSON.parse(json) as { nftables?: unknown };
+  if (!Array.isArray(doc.nftables)) throw new TknockError("TKNOCK_FIREWALL", "nft -j output has no nftables array", ExitCode.usage);
+  const grants: Grant[] = [];
+  for (const item of doc.nftables as unknown[]) {
+    const set = (item as { set?: { name?: unknown; table?: unknown; elem?: unknown } } | null)?.set;
+    if (!set || set.table !== tableName || (set.name !== SET_GRANTS4 && set.name !== SET_GRANTS6)) continue;
+    if (!Array.isArray(set.elem)) continue;
+    for (const raw of set.elem as unknown[]) {
+      const grant = parseElement(raw);
+      if (grant) grants.push(grant);
+    }
+  }
+  return grants;
+}
+
+function parseElement(raw: unknown): Grant | undefined {
+  if (typeof raw !== "object" || raw === null) return undefined;
+  const wrapped = (raw as { elem?: NftElem }).elem;
+  const elem: NftElem = wrapped ?? (raw as NftElem);
+  const concat = (wrapped ? (elem.val as NftElem | undefined)?.concat : elem.concat) as unknown;
+  if (!Array.isArray(concat) || concat.length !== 2) return undefined;
+  const [addr, port] = concat as [unknown, unknown];
+  const canonical = canonicalAddress(addr);
+  if (!canonical || !isPort(port)) return undefined;
+  const timeout = typeof elem.timeout === "number" ? elem.timeout : 0;
+  const base = { src: canonical.address, port, openSeconds: timeout };
+  return typeof elem.expires === "number" ? { ...base, expiresInSeconds: elem.expires } : base;
+}

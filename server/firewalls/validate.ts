@@ -1,0 +1,104 @@
+/**
+ * Checks shared by every firewall adapter, so they all accept and refuse the same input. A firewall turns these
+ * values into command text, so nothing reaches an adapter without passing here first.
+ */
+import { isIP, SocketAddress } from "node:net";
+import { ExitCode, TknockError } from "../../src/errors.js";
+import type { GateSpec, Grant } from "../../src/ports.js";
+
+/** Same bound as the config's openSeconds. */
+export const MAX_OPEN_SECONDS = 86_400;
+
+export type AddressFamily = 4 | 6;
+
+/** A grant that passed validation: canonical address, family known. */
+export type ValidGrant = {
+  readonly family: AddressFamily;
+  readonly src: string;
+  readonly port: number;
+  readonly openSeconds: number;
+};
+
+export type ValidGate = {
+  /** Sorted, without duplicates. */
+  readonly protectedPorts: readonly number[];
+  readonly knockRange: { readonly min: number; readonly max: number } | undefined;
+};
+
+export function invalidGrant(message: string): TknockError {
+  return new TknockError("TKNOCK_INVALID_GRANT", message, ExitCode.usage);
+}
+
+export function invalidGate(message: string): TknockError {
+  return new TknockError("TKNOCK_INVALID_GATE", message, ExitCode.usage);
+}
+
+/** A bounded, quoted rendering of a bad value, safe to put in a one-line message. */
+export function show(value: unknown): string {
+  const text = typeof value === "string" ? JSON.stringify(value) : String(value);
+  return text.length > 64 ? `${text.slice(0, 61)}...` : text;
+}
+
+export function isPort(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= 65535;
+}
+
+/**
+ * The canonical text of an IP address (lowercase, zeros compressed as inet_ntop does, so it equals what nft
+ * lists), or undefined. Zone ids ("fe80::1%eth0") pass isIP() but are refused: only hex digits, dots and colons.
+ */
+export function canonicalAddress(value: unknown): { family: AddressFamily; address: string } | undefined {
+  if (typeof value !== "string" || value.length > 45 || !/^[0-9A-Fa-f:.]+$/.test(value)) return undefined;
+  const family = isIP(value);
+  if (family !== 4 && family !== 6) return undefined;
+  return { family, address: new SocketAddress({ address: value, family: family === 4 ? "ipv4" : "ipv6" }).address };
+}
+
+export function validateGrant(grant: Grant): ValidGrant {
+  const canonical = canonicalAddress(grant.src);
+  if (!canonical) throw invalidGrant(`grant source ${show(grant.src)} is not an IPv4 or IPv6 address`);
+  if (!isPort(grant.port)) throw invalidGrant(`grant port ${show(grant.port)} is not allowed: use an integer from 1 to 65535`);
+  const s = grant.openSeconds;
+  if (typeof s !== "number" || !Number.isInteger(s) || s < 1 || s > MAX_OPEN_SECONDS) {
+    throw invalidGrant(`grant openSeconds ${show(s)} is not allowed: use an integer from 1 to ${MAX_OPEN_SECONDS}`);
+  }
+  return { family: canonical.family, src: canonical.address, port: grant.port, openSeconds: s };
+}
+
+/**
+ * Validates every grant before any is applied (a bad one rejects the whole call), and merges duplicates of the
+ * same source and port, keeping the longest: one set literal may not name an element twice.
+ */
+export function validateGrants(grants: readonly Grant[]): ValidGrant[] {
+  const byKey = new Map<string, ValidGrant>();
+  for (const grant of grants) {
+    const valid = validateGrant(grant);
+    const key = `${valid.src}|${valid.port}`;
+    const seen = byKey.get(key);
+    if (!seen || seen.openSeconds < valid.openSeconds) byKey.set(key, valid);
+  }
+  return [...byKey.values()];
+}
+
+export function validateGate(gate: GateSpec): ValidGate {
+  if (!Array.isArray(gate.protectedPorts)) throw invalidGate("protectedPorts must be a list of ports");
+  for (const port of gate.protectedPorts) {
+    if (!isPort(port)) throw invalidGate(`protected port ${show(port)} is not allowed: use an integer from 1 to 65535`);
+  }
+  const range = gate.knockRange;
+  if (range !== undefined) {
+    if (!isPort(range.min) || !isPort(range.max) || range.min > range.max) {
+      throw invalidGate(`knock range ${show(range.min)}-${show(range.max)} is not allowed: use ports 1..65535 with min <= max`);
+    }
+  }
+  const protectedPorts = [...new Set(gate.protectedPorts)].sort((a, b) => a - b);
+  return { protectedPorts, knockRange: range === undefined ? undefined : { min: range.min, max: range.max } };
+}
+
+/** nft identifiers we allow for our table: a plain word, so it can never change the meaning of a command. */
+export function validateTableName(name: string): string {
+  if (typeof name !== "string" || !/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(name)) {
+    throw invalidGate(`table name ${show(name)} is not allowed: use a letter then letters, digits or _ (at most 32)`);
+  }
+  return name;
+}

@@ -1,0 +1,397 @@
+/**
+ * One contract that every Firewall passes (like otplib's one TOTP suite per crypto plugin): the in-memory one
+ * with a fake clock, and nftables against the real kernel inside a lab namespace. Then nftables alone: other
+ * tables, restarts, and real TCP traffic between lab hosts.
+ */
+import type { ChildProcess } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
+import { NftablesFirewall } from "../../server/firewalls/nftables/nftables-firewall.js";
+import type { Clock, Firewall, GateSpec, Grant } from "../../src/ports.js";
+import { Lab, removeStaleLabs } from "../e2e/lab.js";
+import { describeAsRoot } from "../support/root.js";
+
+const GATE: GateSpec = { protectedPorts: [2222], knockRange: { min: 40000, max: 40100 } };
+const CLIENT4 = "198.18.0.2";
+const CLIENT6 = "fd18:18::2";
+
+type Harness = {
+  readonly firewall: Firewall;
+  /** Lets time pass: a clock step for the memory firewall, a real (bounded) wait for a kernel. */
+  elapse(seconds: number): Promise<void>;
+};
+
+async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+  return undefined;
+}
+
+function find(grants: readonly Grant[], src: string, port: number): Grant | undefined {
+  return grants.find((g) => g.src === src && g.port === port);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function firewallContract(name: string, makeHarness: () => Promise<Harness>): void {
+  describe(`Firewall contract: ${name}`, () => {
+    let h: Harness;
+
+    beforeAll(async () => {
+      h = await makeHarness();
+    });
+
+    beforeEach(async () => {
+      await h.firewall.remove();
+      await h.firewall.install(GATE);
+    });
+
+    afterAll(async () => {
+      await h?.firewall.remove();
+      await h?.firewall.close();
+    });
+
+    it("when a grant is opened then it is listed with its timeout and the seconds left", async () => {
+      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+      const grant = find(await h.firewall.list(), CLIENT4, 2222);
+      expect(grant?.openSeconds).toBe(30);
+      expect(grant?.expiresInSeconds).toBeGreaterThanOrEqual(25);
+      expect(grant?.expiresInSeconds).toBeLessThanOrEqual(30);
+    });
+
+    it("when an IPv6 grant is opened in a non-canonical spelling then it is listed in canonical form", async () => {
+      await h.firewall.open([{ src: "FD18:0018::0:2", port: 2222, openSeconds: 30 }]);
+      expect(find(await h.firewall.list(), CLIENT6, 2222)?.openSeconds).toBe(30);
+    });
+
+    it("when the gate is installed again, also with other ports, then it is idempotent and keeps the grants", async () => {
+      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }, { src: CLIENT6, port: 2222, openSeconds: 30 }]);
+      await h.firewall.install(GATE);
+      await h.firewall.install({ protectedPorts: [2222, 2223], knockRange: { min: 41000, max: 41010 } });
+      await h.firewall.install(GATE);
+      const grants = await h.firewall.list();
+      expect(grants).toHaveLength(2);
+      expect(find(grants, CLIENT4, 2222)).toBeDefined();
+      expect(find(grants, CLIENT6, 2222)).toBeDefined();
+    });
+
+    it("when a grant's time is up then it disappears by itself", async () => {
+      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 2 }]);
+      expect(find(await h.firewall.list(), CLIENT4, 2222)).toBeDefined();
+      await h.elapse(3);
+      expect(find(await h.firewall.list(), CLIENT4, 2222)).toBeUndefined();
+    });
+
+    it("when a grant is opened again then its timeout restarts, longer or shorter", async () => {
+      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 2 }, { src: CLIENT6, port: 2222, openSeconds: 60 }]);
+      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 60 }, { src: CLIENT6, port: 2222, openSeconds: 2 }]);
+      const grants = await h.firewall.list();
+      expect(find(grants, CLIENT4, 2222)?.expiresInSeconds).toBeGreaterThanOrEqual(55);
+      expect(find(grants, CLIENT6, 2222)?.expiresInSeconds).toBeLessThanOrEqual(2);
+    });
+
+    it("when a grant is opened again before it expires then it outlives its first timeout", async () => {
+      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 3 }]);
+      await h.elapse(2);
+      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 3 }]);
+      await h.elapse(2);
+      expect(find(await h.firewall.list(), CLIENT4, 2222)).toBeDefined();
+    });
+
+    it("when a grant has a bad address or port then the call is rejected with TKNOCK_INVALID_GRANT and nothing is opened", async () => {
+      for (const bad of [
+        { src: "198.18.0.3 . 2222 }; flush ruleset; add element inet tknock grants4 { 198.18.0.4", port: 2222, openSeconds: 30 },
+        { src: "fe80::1%eth0", port: 2222, openSeconds: 30 },
+        { src: "example.org", port: 2222, openSeconds: 30 },
+        { src: CLIENT4, port: 70000, openSeconds: 30 },
+        { src: CLIENT4, port: 2222, openSeconds: -1 },
+      ]) {
+        expect(await codeOf(h.firewall.open([{ src: "198.18.0.9", port: 2222, openSeconds: 30 }, bad]))).toBe("TKNOCK_INVALID_GRANT");
+      }
+      expect(await h.firewall.list()).toEqual([]);
+    });
+
+    it("when many grants are opened at once then every one is listed", async () => {
+      const grants = Array.from({ length: 40 }, (_, i) => ({ src: `198.18.1.${i + 1}`, port: 2222, openSeconds: 30 }));
+      await Promise.all(grants.map((g) => h.firewall.open([g])));
+      expect((await h.firewall.list()).map((g) => g.src).sort()).toEqual(grants.map((g) => g.src).sort());
+    });
+
+    it("when no grant is given then open does nothing", async () => {
+      await h.firewall.open([]);
+      expect(await h.firewall.list()).toEqual([]);
+    });
+
+    it("when the gate is removed then no grant is left, open is rejected with TKNOCK_FIREWALL, and removing again is fine", async () => {
+      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+      await h.firewall.remove();
+      expect(await h.firewall.list()).toEqual([]);
+      expect(await codeOf(h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
+      await h.firewall.remove();
+    });
+  });
+}
+
+class FakeClock implements Clock {
+  constructor(public ms: number) {}
+  nowMs(): number {
+    return this.ms;
+  }
+}
+
+firewallContract("memory", async () => {
+  const clock = new FakeClock(1_700_000_000_000);
+  return {
+    firewall: new MemoryFirewall(clock),
+    elapse: async (seconds) => {
+      clock.ms += seconds * 1000;
+    },
+  };
+});
+
+describe("MemoryFirewall.isAllowed", () => {
+  it("when a protected port is granted then only that source passes, until the grant expires; the knock range never passes", async () => {
+    const clock = new FakeClock(1_000_000);
+    const fw = new MemoryFirewall(clock);
+    expect(fw.isAllowed(CLIENT4, 2222)).toBe(true); // no gate installed yet
+    await fw.install(GATE);
+    expect(fw.isAllowed(CLIENT4, 2222)).toBe(false);
+    await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+    expect(fw.isAllowed(CLIENT4, 2222)).toBe(true);
+    expect(fw.isAllowed("198.18.0.3", 2222)).toBe(false);
+    expect(fw.isAllowed(CLIENT4, 40050)).toBe(false);
+    expect(fw.isAllowed(CLIENT4, 8080)).toBe(true);
+    expect(fw.isAllowed(CLIENT4, 2222, clock.ms + 29_999)).toBe(true);
+    expect(fw.isAllowed(CLIENT4, 2222, clock.ms + 30_000)).toBe(false);
+    expect(fw.opened).toEqual([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+  });
+});
+
+describe("NftablesFirewall without nft", () => {
+  it("when the nft binary is missing then every operation is rejected with TKNOCK_FIREWALL", async () => {
+    const fw = new NftablesFirewall({ nftPath: "/nonexistent/nft" });
+    expect(await codeOf(fw.install(GATE))).toBe("TKNOCK_FIREWALL");
+    expect(await codeOf(fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
+    expect(await codeOf(fw.list())).toBe("TKNOCK_FIREWALL");
+    await fw.close();
+  });
+
+  it("when nft stops answering then open is rejected with TKNOCK_FIREWALL and the next open uses a new nft", async () => {
+    // A stand-in for `nft -i`: silent on success, nft's error block for the sentinel, never answers 198.18.0.66.
+    const dir = await mkdtemp(join(tmpdir(), "tknock-fake-nft-"));
+    const script = join(dir, "fake-nft.cjs");
+    await writeFile(
+      script,
+      `let hung = false;
+      require("readline").createInterface({ input: process.stdin }).on("line", (line) => {
+        if (line.includes("198.18.0.66")) hung = true;
+        if (!hung && line.startsWith("tknock-sync-")) process.stderr.write("Error: syntax error\\n" + line + "\\n      ^\\n");
+      });`,
+    );
+    const fw = new NftablesFirewall({ nftCommand: [process.execPath, script], commandTimeoutMs: 500 });
+    try {
+      await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+      const first = fw.nftPid;
+      expect(await codeOf(fw.open([{ src: "198.18.0.66", port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
+      await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+      expect(fw.nftPid).not.toBe(first);
+    } finally {
+      await fw.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describeAsRoot("NftablesFirewall in a namespace", () => {
+  let lab: Lab;
+  const nftIn = (): string[] => ["ip", "netns", "exec", lab.host("fw").ns, "nft"];
+
+  beforeAll(async () => {
+    await removeStaleLabs();
+    lab = await Lab.create(["fw"]);
+  });
+
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  firewallContract("nftables", async () => ({
+    firewall: new NftablesFirewall({ nftCommand: nftIn() }),
+    elapse: (seconds) => sleep(seconds * 1000),
+  }));
+
+  describe("nftables only", () => {
+    let fw: NftablesFirewall;
+
+    beforeEach(async () => {
+      fw = new NftablesFirewall({ nftCommand: nftIn() });
+      await fw.remove();
+      await fw.install(GATE);
+    });
+
+    afterEach(async () => {
+      await fw.close();
+    });
+
+    it("when the gate is removed then another table survives", async () => {
+      const other = await lab.exec("fw", ["nft", "-f", "-"], {
+        input: "add table inet other\nadd chain inet other input { type filter hook input priority 0; policy accept; }\n",
+      });
+      expect(other.code).toBe(0);
+      await fw.remove();
+      const tables = await lab.exec("fw", ["nft", "list", "tables"]);
+      expect(tables.stdout).toContain("table inet other");
+      expect(tables.stdout).not.toContain("table inet tknock");
+      await lab.exec("fw", ["nft", "delete", "table", "inet", "other"]);
+    });
+
+    it("when the daemon restarts then the kernel's grants are kept and its install keeps them", async () => {
+      await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+      await fw.close();
+      const restarted = new NftablesFirewall({ nftCommand: nftIn() });
+      try {
+        expect(find(await restarted.list(), CLIENT4, 2222)).toBeDefined();
+        await restarted.install(GATE);
+        expect(find(await restarted.list(), CLIENT4, 2222)).toBeDefined();
+      } finally {
+        await restarted.close();
+      }
+    });
+
+    it("when the long-lived nft process dies then the next open starts a new one", async () => {
+      await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+      const first = fw.nftPid;
+      expect(first).toBeDefined();
+      process.kill(first as number, "SIGKILL");
+      await sleep(100);
+      await fw.open([{ src: CLIENT6, port: 2222, openSeconds: 30 }]);
+      expect(fw.nftPid).not.toBe(first);
+      expect(find(await fw.list(), CLIENT6, 2222)).toBeDefined();
+    });
+
+    it("when nft refuses a command then open is rejected with TKNOCK_FIREWALL, and works again once reinstalled", async () => {
+      await lab.exec("fw", ["nft", "delete", "table", "inet", "tknock"]);
+      expect(await codeOf(fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
+      await fw.install(GATE);
+      await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+      expect(find(await fw.list(), CLIENT4, 2222)).toBeDefined();
+    });
+  });
+});
+
+// ---- real traffic -------------------------------------------------------------------------------------------
+
+/** Prints open, timeout (no answer: filtered) or refused (RST: closed) for one TCP connect. */
+const PROBE_JS = `
+const [host, port] = process.argv.slice(1);
+const s = require("net").connect({ host, port: Number(port), timeout: 1000 });
+const done = (word) => { console.log(word); process.exit(0); };
+s.on("connect", () => done("open"));
+s.on("timeout", () => done("timeout"));
+s.on("error", (e) => done(e.code === "ECONNREFUSED" ? "refused" : "error " + e.code));
+`;
+
+/** A dual-stack echo server. */
+const SERVER_JS = `
+const port = Number(process.argv[1]);
+require("net").createServer((s) => { s.on("error", () => {}); s.pipe(s); }).listen({ port, host: "::" }, () => console.log("listening"));
+`;
+
+/** Connects once, prints "connected", then echoes each stdin line through the connection as "echo:LINE". */
+const CLIENT_JS = `
+const [host, port] = process.argv.slice(1);
+const s = require("net").connect({ host, port: Number(port) }, () => console.log("connected"));
+s.setEncoding("utf8");
+s.on("data", (d) => { for (const l of d.split("\\n").filter(Boolean)) console.log("echo:" + l); });
+s.on("error", (e) => console.log("error " + e.code));
+process.stdin.on("data", (d) => s.write(d));
+`;
+
+function waitForLine(child: ChildProcess, want: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = "";
+    const timer = setTimeout(() => reject(new Error(`no "${want}" within ${timeoutMs} ms; got: ${seen.trim()}`)), timeoutMs);
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (d: string) => {
+      seen += d;
+      if (seen.split("\n").includes(want)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}
+
+describeAsRoot("NftablesFirewall gating real traffic between lab hosts", () => {
+  let lab: Lab;
+  let fw: NftablesFirewall;
+  let server4: string;
+  let server6: string;
+
+  const probe = async (from: string, host: string, port: number): Promise<string> => {
+    const r = await lab.exec(from, [process.execPath, "-e", PROBE_JS, host, String(port)], { timeoutMs: 10_000 });
+    return r.stdout.trim();
+  };
+
+  beforeAll(async () => {
+    await removeStaleLabs();
+    lab = await Lab.create(["server", "client", "third"]);
+    expect(lab.host("client").ipv4).toBe(CLIENT4);
+    server4 = lab.host("server").ipv4;
+    server6 = lab.host("server").ipv6;
+    const server = lab.spawn("server", [process.execPath, "-e", SERVER_JS, "2222"]);
+    await waitForLine(server, "listening", 10_000);
+    fw = new NftablesFirewall({ nftCommand: ["ip", "netns", "exec", lab.host("server").ns, "nft"] });
+    await fw.install(GATE);
+  });
+
+  afterAll(async () => {
+    await fw?.close();
+    await lab?.destroy();
+  });
+
+  it("when a port is neither protected nor in the knock range then the probe sees it closed (the probe can tell)", async () => {
+    expect(await probe("client", server4, 2223)).toBe("refused");
+  });
+
+  it("when a TCP SYN goes to the knock range then there is no answer (filtered, not closed)", async () => {
+    expect(await probe("client", server4, 40050)).toBe("timeout");
+    expect(await probe("client", server6, 40100)).toBe("timeout");
+  });
+
+  it("when a source is granted then it alone reaches the protected port, per address family", async () => {
+    expect(await probe("client", server4, 2222)).toBe("timeout");
+    await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+    expect(await probe("client", server4, 2222)).toBe("open");
+    expect(await probe("third", server4, 2222)).toBe("timeout");
+    expect(await probe("client", server6, 2222)).toBe("timeout");
+    await fw.open([{ src: CLIENT6, port: 2222, openSeconds: 30 }]);
+    expect(await probe("client", server6, 2222)).toBe("open");
+  });
+
+  it("when a grant expires then a connection made during it keeps working and a new one is filtered", async () => {
+    const src = lab.host("third").ipv4;
+    await fw.open([{ src, port: 2222, openSeconds: 2 }]);
+    const client = lab.spawn("third", [process.execPath, "-e", CLIENT_JS, server4, "2222"], { stdio: ["pipe", "pipe", "pipe"] });
+    try {
+      await waitForLine(client, "connected", 5000);
+      const deadline = Date.now() + 6000;
+      while (find(await fw.list(), src, 2222) && Date.now() < deadline) await sleep(250);
+      expect(find(await fw.list(), src, 2222)).toBeUndefined();
+      const echoed = waitForLine(client, "echo:still-here", 5000);
+      client.stdin?.write("still-here\n");
+      await echoed;
+      expect(await probe("third", server4, 2222)).toBe("timeout");
+    } finally {
+      client.kill("SIGKILL");
+    }
+  });
+});

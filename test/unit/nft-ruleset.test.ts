@@ -1,0 +1,204 @@
+import { describe, expect, it } from "vitest";
+import {
+  buildInstallScript,
+  buildListArgs,
+  buildOpenLines,
+  buildRemoveScript,
+  MAX_GRANTS_PER_LINE,
+  nftArgv,
+  parseGrantsJson,
+} from "../../server/firewalls/nftables/ruleset.js";
+import { summarizeNftOutput } from "../../server/firewalls/nftables/nft-process.js";
+import type { Grant } from "../../src/ports.js";
+
+const INSTALL_22_443 = `add table inet tknock
+add set inet tknock protected { type inet_service; }
+add set inet tknock grants4 { type ipv4_addr . inet_service; flags timeout; }
+add set inet tknock grants6 { type ipv6_addr . inet_service; flags timeout; }
+add chain inet tknock input { type filter hook input priority filter - 10; policy accept; }
+flush set inet tknock protected
+add element inet tknock protected { 22, 443 }
+flush chain inet tknock input
+add rule inet tknock input iif "lo" accept
+add rule inet tknock input ct state established,related accept
+add rule inet tknock input meta l4proto { tcp, udp } th dport @protected ip saddr . th dport @grants4 accept
+add rule inet tknock input meta l4proto { tcp, udp } th dport @protected ip6 saddr . th dport @grants6 accept
+add rule inet tknock input meta l4proto { tcp, udp } th dport @protected drop
+add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop
+`;
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+  return undefined;
+}
+
+describe("nft ruleset builders", () => {
+  it("when the gate protects 443 and 22 with a knock range then the script is exactly the documented ruleset", () => {
+    expect(buildInstallScript("tknock", { protectedPorts: [443, 22, 443], knockRange: { min: 40000, max: 49999 } })).toBe(INSTALL_22_443);
+  });
+
+  it("when there is no knock range and no protected port then no range rule and no empty element list is written", () => {
+    const script = buildInstallScript("tk2", { protectedPorts: [], knockRange: undefined });
+    expect(script).not.toContain("add element");
+    expect(script).not.toMatch(/th dport \d/);
+    expect(script).toContain("add rule inet tk2 input meta l4proto { tcp, udp } th dport @protected drop\n");
+  });
+
+  it("when the knock range is one port then the rule names that port", () => {
+    expect(buildInstallScript("tknock", { protectedPorts: [22], knockRange: { min: 7000, max: 7000 } })).toContain("th dport 7000 drop\n");
+  });
+
+  it("when grants of both families are opened then one line adds, deletes and re-adds them with their timeouts", () => {
+    const lines = buildOpenLines("tknock", [
+      { src: "198.18.0.2", port: 22, openSeconds: 30 },
+      { src: "FD18:0018::0:2", port: 443, openSeconds: 5 },
+    ]);
+    expect(lines).toEqual([
+      "add element inet tknock grants4 { 198.18.0.2 . 22 timeout 30s }; " +
+        "delete element inet tknock grants4 { 198.18.0.2 . 22 }; " +
+        "add element inet tknock grants4 { 198.18.0.2 . 22 timeout 30s }; " +
+        "add element inet tknock grants6 { fd18:18::2 . 443 timeout 5s }; " +
+        "delete element inet tknock grants6 { fd18:18::2 . 443 }; " +
+        "add element inet tknock grants6 { fd18:18::2 . 443 timeout 5s }",
+    ]);
+  });
+
+  it("when the same source and port is granted twice in one call then it appears once with the longer timeout", () => {
+    const [line] = buildOpenLines("tknock", [
+      { src: "198.18.0.2", port: 22, openSeconds: 10 },
+      { src: "198.18.0.2", port: 22, openSeconds: 40 },
+      { src: "198.18.0.2", port: 22, openSeconds: 20 },
+    ]);
+    expect(line).toBe(
+      "add element inet tknock grants4 { 198.18.0.2 . 22 timeout 40s }; delete element inet tknock grants4 { 198.18.0.2 . 22 }; " +
+        "add element inet tknock grants4 { 198.18.0.2 . 22 timeout 40s }",
+    );
+  });
+
+  it("when no grant is given then there is nothing to run", () => {
+    expect(buildOpenLines("tknock", [])).toEqual([]);
+  });
+
+  it("when many grants are opened then they are split into lines of bounded size", () => {
+    const grants: Grant[] = Array.from({ length: MAX_GRANTS_PER_LINE + 1 }, (_, i) => ({ src: `198.18.${i >> 8}.${i & 255}`, port: 22, openSeconds: 30 }));
+    const lines = buildOpenLines("tknock", grants);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toBe(
+      "add element inet tknock grants4 { 198.18.1.0 . 22 timeout 30s }; delete element inet tknock grants4 { 198.18.1.0 . 22 }; " +
+        "add element inet tknock grants4 { 198.18.1.0 . 22 timeout 30s }",
+    );
+  });
+
+  it.each([
+    ["a command after the address", "198.18.0.2 . 22 }; flush ruleset; add element inet tknock grants4 { 1.2.3.4"],
+    ["a newline", "198.18.0.2\nflush ruleset"],
+    ["an IPv6 zone id", "fe80::1%eth0"],
+    ["a prefix", "198.18.0.0/15"],
+    ["a host name", "localhost"],
+    ["leading zeros", "198.018.0.2"],
+    ["an empty string", ""],
+  ])("when a grant source holds %s then it is refused with TKNOCK_INVALID_GRANT", (_what, src) => {
+    expect(codeOf(() => buildOpenLines("tknock", [{ src, port: 22, openSeconds: 30 }]))).toBe("TKNOCK_INVALID_GRANT");
+  });
+
+  it.each([
+    ["port 0", { src: "198.18.0.2", port: 0, openSeconds: 30 }],
+    ["port 65536", { src: "198.18.0.2", port: 65536, openSeconds: 30 }],
+    ["a fractional port", { src: "198.18.0.2", port: 22.5, openSeconds: 30 }],
+    ["a port as text", { src: "198.18.0.2", port: "22 }; flush ruleset" as unknown as number, openSeconds: 30 }],
+    ["openSeconds 0", { src: "198.18.0.2", port: 22, openSeconds: 0 }],
+    ["openSeconds over a day", { src: "198.18.0.2", port: 22, openSeconds: 86_401 }],
+    ["openSeconds as text", { src: "198.18.0.2", port: 22, openSeconds: "30s; flush ruleset" as unknown as number }],
+  ])("when a grant has %s then it is refused with TKNOCK_INVALID_GRANT", (_what, grant) => {
+    expect(codeOf(() => buildOpenLines("tknock", [grant]))).toBe("TKNOCK_INVALID_GRANT");
+  });
+
+  it("when one grant of several is bad then no line is built at all", () => {
+    expect(
+      codeOf(() => buildOpenLines("tknock", [{ src: "198.18.0.2", port: 22, openSeconds: 30 }, { src: "198.18.0.3", port: 0, openSeconds: 30 }])),
+    ).toBe("TKNOCK_INVALID_GRANT");
+  });
+
+  it.each([
+    ["a protected port as text", { protectedPorts: ["22 }; flush ruleset" as unknown as number], knockRange: undefined }],
+    ["protected port 0", { protectedPorts: [0], knockRange: undefined }],
+    ["an inverted knock range", { protectedPorts: [22], knockRange: { min: 5000, max: 4000 } }],
+    ["a knock range end as text", { protectedPorts: [22], knockRange: { min: 4000, max: "5000 accept" as unknown as number } }],
+  ])("when the gate has %s then it is refused with TKNOCK_INVALID_GATE", (_what, gate) => {
+    expect(codeOf(() => buildInstallScript("tknock", gate))).toBe("TKNOCK_INVALID_GATE");
+  });
+
+  it.each(["", "tk nock", "tknock; flush ruleset", "tknock\nflush ruleset", "1tk", "a".repeat(33), "tk-nock"])(
+    "when the table name is %j then every builder refuses it with TKNOCK_INVALID_GATE",
+    (table) => {
+      const gate = { protectedPorts: [22], knockRange: undefined };
+      expect(codeOf(() => buildInstallScript(table, gate))).toBe("TKNOCK_INVALID_GATE");
+      expect(codeOf(() => buildOpenLines(table, [{ src: "198.18.0.2", port: 22, openSeconds: 30 }]))).toBe("TKNOCK_INVALID_GATE");
+      expect(codeOf(() => buildRemoveScript(table))).toBe("TKNOCK_INVALID_GATE");
+      expect(codeOf(() => buildListArgs(table))).toBe("TKNOCK_INVALID_GATE");
+    },
+  );
+
+  it("when removing then only our table is named, created first so an absent table is not an error", () => {
+    expect(buildRemoveScript("tknock")).toBe("add table inet tknock\ndelete table inet tknock\n");
+  });
+
+  it("when nft runs through a prefix then the argv is the prefix then the arguments", () => {
+    expect(nftArgv(["ip", "netns", "exec", "ns1", "nft"], buildListArgs("tknock"))).toEqual({
+      file: "ip",
+      args: ["netns", "exec", "ns1", "nft", "-j", "list", "table", "inet", "tknock"],
+    });
+    expect(nftArgv(["/usr/sbin/nft"], ["-f", "-"])).toEqual({ file: "/usr/sbin/nft", args: ["-f", "-"] });
+  });
+});
+
+describe("nft list output parser", () => {
+  const json = JSON.stringify({
+    nftables: [
+      { metainfo: { version: "1.0.6", json_schema_version: 1 } },
+      { table: { family: "inet", name: "tknock", handle: 1 } },
+      { set: { family: "inet", name: "protected", table: "tknock", type: "inet_service", elem: [22] } },
+      {
+        set: {
+          family: "inet",
+          name: "grants4",
+          table: "tknock",
+          type: ["ipv4_addr", "inet_service"],
+          flags: ["timeout"],
+          elem: [
+            { elem: { val: { concat: ["198.18.0.2", 22] }, timeout: 30, expires: 28 } },
+            { concat: ["198.18.0.3", 22] },
+            { elem: { val: { concat: ["not-an-address", 22] }, timeout: 30, expires: 1 } },
+          ],
+        },
+      },
+      { set: { family: "inet", name: "grants6", table: "tknock", type: ["ipv6_addr", "inet_service"], flags: ["timeout"], elem: [{ elem: { val: { concat: ["fd18:18::2", 443] }, timeout: 5, expires: 4 } }] } },
+      { set: { family: "inet", name: "grants4", table: "other", elem: [{ elem: { val: { concat: ["198.18.0.9", 22] }, timeout: 30, expires: 28 } }] } },
+    ],
+  });
+
+  it("when nft lists our table then the grants of both families come back with seconds left, and nothing else", () => {
+    expect(parseGrantsJson(json, "tknock")).toEqual([
+      { src: "198.18.0.2", port: 22, openSeconds: 30, expiresInSeconds: 28 },
+      { src: "198.18.0.3", port: 22, openSeconds: 0 },
+      { src: "fd18:18::2", port: 443, openSeconds: 5, expiresInSeconds: 4 },
+    ]);
+  });
+
+  it("when the grant sets are empty then the list is empty", () => {
+    expect(parseGrantsJson(JSON.stringify({ nftables: [{ set: { name: "grants4", table: "tknock" } }] }), "tknock")).toEqual([]);
+  });
+
+  it("when the output is not nft JSON then it is refused with TKNOCK_FIREWALL", () => {
+    expect(codeOf(() => parseGrantsJson("{}", "tknock"))).toBe("TKNOCK_FIREWALL");
+  });
+
+  it("when nft reports an error then the summary keeps the message and the command, without caret lines", () => {
+    const text = "Error: No such file or directory\nadd element inet tknock nosuch { 1.2.3.4 . 22 }\n                        ^^^^^^\n";
+    expect(summarizeNftOutput(text)).toBe("Error: No such file or directory | add element inet tknock nosuch { 1.2.3.4 . 22 }");
+  });
+});
