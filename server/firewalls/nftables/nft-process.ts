@@ -19,8 +19,8 @@ export type FirewallLog = {
 export const silentLog: FirewallLog = { info: () => {}, warn: () => {} };
 
 /**
- * `nft -i` reads and writes a history file in $HOME and keeps every line in memory (libedit/readline); a daemon
- * must write nothing in root's home, and the process is recycled after this many lines.
+ * `nft -i` loads and saves a history file in $HOME: a daemon must write nothing in root's home. It also keeps
+ * every line in memory (libedit), which is why NftSession replaces the process after maxLinesPerProcess.
  */
 const CHILD_ENV = { ...process.env, HOME: "/nonexistent" };
 const MAX_ERROR_CHARS = 600;

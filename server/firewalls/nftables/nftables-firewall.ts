@@ -28,13 +28,15 @@ export class NftablesFirewall implements Firewall {
   private readonly nftCommand: readonly string[];
   private readonly timeoutMs: number;
   private readonly session: NftSession;
+  private readonly log: FirewallLog;
 
   constructor(options: NftablesFirewallOptions = {}) {
     this.table = validateTableName(options.table ?? "tknock");
     this.nftCommand = options.nftCommand ?? [options.nftPath ?? "nft"];
     if (this.nftCommand.length === 0) throw firewallError("nftCommand is empty: give the argv that runs nft");
     this.timeoutMs = options.commandTimeoutMs ?? 5000;
-    this.session = new NftSession({ nftCommand: this.nftCommand, timeoutMs: this.timeoutMs, log: options.log ?? silentLog });
+    this.log = options.log ?? silentLog;
+    this.session = new NftSession({ nftCommand: this.nftCommand, timeoutMs: this.timeoutMs, log: this.log });
   }
 
   /** Creates the table if missing and sets its ports and rules, in one transaction; existing grants stay. */
@@ -45,7 +47,8 @@ export class NftablesFirewall implements Firewall {
 
   async open(grants: readonly Grant[]): Promise<void> {
     const lines = buildOpenLines(this.table, grants); // validates everything before anything runs
-    await Promise.all(lines.map((line) => this.session.run(line)));
+    const outputs = await Promise.all(lines.map((line) => this.session.run(line)));
+    for (const output of outputs) if (output !== "") this.log.warn({ output }, "nft printed a warning");
   }
 
   /** The grants in the kernel now; none when the table does not exist. */
