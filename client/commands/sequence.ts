@@ -5,6 +5,7 @@ import { TknockError } from "../../src/errors.js";
 import { sequenceAt } from "../../src/protocol/derive.js";
 import { parseProfileUri } from "../../src/protocol/profile-uri.js";
 import type { KnockProfile } from "../../src/protocol/profile.js";
+import type { ProfileStore } from "../store.js";
 
 export type SequenceOptions = { uri?: string; at?: number; json?: boolean };
 
@@ -16,17 +17,26 @@ export function printSequence(io: CliIo, profile: KnockProfile, atUnixSeconds: n
   else io.out(`step ${step}: ${profile.proto} ${ports.join(" ")}`);
 }
 
-export function registerSequence(program: Command, io: CliIo): void {
+/** openStore is only called for a profile name: `sequence --uri` never touches (or creates) a store. */
+export function registerSequence(program: Command, io: CliIo, openStore?: (cmd: Command) => ProfileStore): void {
   program
     .command("sequence")
     .description("print the knock sequence of a profile for the current (or a given) time")
+    .argument("[name]", "a stored profile (name or host)")
     .option("--uri <uri>", "an otpauth:// enrolment URI")
     .option("--at <unixSeconds>", "the time, in Unix seconds (default: now)", parseIntOption("--at", 0, 2 ** 40))
     .option("--json", 'print {"step":N,"ports":[...],"proto":"tcp"}')
-    .action((opts: SequenceOptions) => {
-      if (opts.uri === undefined) {
-        throw new TknockError("TKNOCK_USAGE", "sequence needs --uri URI", 1);
+    .action((name: string | undefined, opts: SequenceOptions, self: Command) => {
+      if (name !== undefined && opts.uri !== undefined) {
+        throw new TknockError("TKNOCK_USAGE", "give a profile name or --uri URI, not both", 1);
       }
-      printSequence(io, parseProfileUri(opts.uri), opts.at, opts.json === true);
+      if (opts.uri !== undefined) {
+        printSequence(io, parseProfileUri(opts.uri), opts.at, opts.json === true);
+        return;
+      }
+      if (name === undefined || openStore === undefined) {
+        throw new TknockError("TKNOCK_USAGE", "sequence needs a profile NAME or --uri URI", 1);
+      }
+      printSequence(io, openStore(self).find(name).profile, opts.at, opts.json === true);
     });
 }

@@ -1,0 +1,69 @@
+import { readFile } from "node:fs/promises";
+import type { Command } from "commander";
+import type { CliIo } from "../../src/cli-io.js";
+import { ExitCode, TknockError } from "../../src/errors.js";
+import { formatProfileUri, parseProfileUri } from "../../src/protocol/profile-uri.js";
+import type { ClientContext } from "../context.js";
+import { decodeQrPng } from "../qr.js";
+import { isValidProfileName } from "../store.js";
+
+type AddFlags = { name?: string; addr?: string; qr?: string; force?: boolean };
+
+const ADDR_RE = /^[A-Za-z0-9:.\[\]_%-]{1,253}$/;
+
+/** Reads the first line of input: `tknock add -` keeps the secret out of shell history. */
+async function readFirstLine(stdin: NodeJS.ReadableStream): Promise<string> {
+  let text = "";
+  for await (const chunk of stdin) {
+    text += typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+    if (text.includes("\n") || text.length > 8192) break;
+  }
+  return text.split("\n")[0]?.trim() ?? "";
+}
+
+async function uriFrom(io: CliIo, uri: string | undefined, qrFile: string | undefined): Promise<string> {
+  if (uri !== undefined && qrFile !== undefined) throw new TknockError("TKNOCK_USAGE", "give a URI or --qr FILE, not both", ExitCode.usage);
+  if (qrFile !== undefined) {
+    let png: Buffer;
+    try {
+      png = await readFile(qrFile);
+    } catch (cause) {
+      throw new TknockError("TKNOCK_FILE_UNREADABLE", `cannot read ${qrFile} (${(cause as NodeJS.ErrnoException).code ?? "error"})`, ExitCode.usage, { cause });
+    }
+    return decodeQrPng(png);
+  }
+  if (uri === undefined) throw new TknockError("TKNOCK_USAGE", "add needs a URI, - (read it from stdin) or --qr FILE.png", ExitCode.usage);
+  return uri === "-" ? readFirstLine(io.stdin) : uri;
+}
+
+export const SUBCOMMAND_NAMES = ["add", "list", "remove", "export", "sequence", "proxy", "knock", "help"];
+
+export function registerAdd(program: Command, ctx: ClientContext): void {
+  program
+    .command("add")
+    .description("store an enrolment URI (from tknock-server add-client) as a profile")
+    .argument("[uri]", "otpauth://totp/tknock:CLIENT@HOST?secret=...; - reads it from stdin (keeps it out of shell history)")
+    .option("--name <name>", "the profile name (default: the URI's host)")
+    .option("--addr <address>", "knock this address or name instead of the URI's (e.g. the server's public address)")
+    .option("--qr <file.png>", "read the URI from a screenshot or photo of the enrolment QR code")
+    .option("--force", "replace a profile of the same name")
+    .action(async (uriArg: string | undefined, flags: AddFlags, self: Command) => {
+      const profile = parseProfileUri(await uriFrom(ctx.io, uriArg, flags.qr));
+      if (flags.addr !== undefined && !ADDR_RE.test(flags.addr)) {
+        throw new TknockError("TKNOCK_USAGE", "--addr must be a host name or an IP address", ExitCode.usage);
+      }
+      const name = flags.name ?? profile.host.replace(/^\[(.*)\]$/, "$1");
+      if (!isValidProfileName(name)) {
+        throw new TknockError("TKNOCK_BAD_NAME", `cannot name a profile ${JSON.stringify(name.slice(0, 40))}: give --name NAME (letters, digits, . _ : @ -)`, ExitCode.usage);
+      }
+      const addr = flags.addr ?? profile.addr ?? profile.host;
+      const store = ctx.openStore(self);
+      // Store the canonical form of the URI; --addr travels with it so `export` hands the next device the same target.
+      const uri = formatProfileUri(addr === (profile.addr ?? profile.host) ? profile : { ...profile, addr });
+      store.add(name, { uri, addr }, flags.force === true);
+      ctx.io.out(`added ${name}: ${profile.proto} knocks to ${addr}, opens ${profile.open.join(",")}`);
+      if (SUBCOMMAND_NAMES.includes(name)) {
+        ctx.io.err(`note: ${name} is also a command: knock it with \`tknock knock ${name}\``);
+      }
+    });
+}

@@ -1,0 +1,80 @@
+import type { Command } from "commander";
+import type { ClientContext } from "../context.js";
+import { renderQrTerminal } from "../qr.js";
+import type { StoredProfile } from "../store.js";
+
+/** What `list` shows of a profile: everything but the secret. */
+export function publicView(p: StoredProfile): Record<string, unknown> {
+  const { profile } = p;
+  return {
+    name: p.name,
+    client: profile.client,
+    host: profile.host,
+    addr: p.addr,
+    proto: profile.proto,
+    knocks: profile.knocks,
+    periodSeconds: profile.periodSeconds,
+    ports: `${profile.portMin}-${profile.portMax}`,
+    open: [...profile.open],
+    lastStepUsed: p.lastStepUsed ?? null,
+  };
+}
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ")).join("\n");
+}
+
+export function registerProfileCommands(program: Command, ctx: ClientContext): void {
+  const { io } = ctx;
+  program
+    .command("list")
+    .description("list the stored profiles (never their secrets)")
+    .option("--json", "one JSON array")
+    .action((flags: { json?: boolean }, self: Command) => {
+      const profiles = ctx.openStore(self).list();
+      if (flags.json === true) {
+        io.out(JSON.stringify(profiles.map(publicView)));
+        return;
+      }
+      if (profiles.length === 0) {
+        io.err("no profiles: add one with `tknock add URI`");
+        return;
+      }
+      const rows = [["NAME", "CLIENT", "ADDR", "PROTO", "KNOCKS", "PERIOD", "OPEN", "LAST-STEP"]];
+      for (const p of profiles) {
+        rows.push([
+          p.name,
+          p.profile.client,
+          p.addr,
+          p.profile.proto,
+          String(p.profile.knocks),
+          `${p.profile.periodSeconds}s`,
+          p.profile.open.join(","),
+          p.lastStepUsed === undefined ? "-" : String(p.lastStepUsed),
+        ]);
+      }
+      io.out(table(rows));
+    });
+
+  program
+    .command("remove")
+    .description("delete a stored profile")
+    .argument("<name>", "the profile name")
+    .action((name: string, _flags: unknown, self: Command) => {
+      ctx.openStore(self).remove(name);
+      io.out(`removed ${name}`);
+    });
+
+  program
+    .command("export")
+    .description("print a profile's URI (and a QR code) to move it to another device: it holds the secret")
+    .argument("<name>", "the profile name")
+    .option("--qr", "also draw the URI as a QR code in the terminal")
+    .action(async (name: string, flags: { qr?: boolean }, self: Command) => {
+      const entry = ctx.openStore(self).find(name);
+      io.err(`warning: this URI holds the secret of ${entry.name}: anyone who sees it can knock as you. Do not paste it into chats or tickets.`);
+      io.out(entry.uri);
+      if (flags.qr === true) io.out(await renderQrTerminal(entry.uri));
+    });
+}

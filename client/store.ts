@@ -1,0 +1,239 @@
+import { chmodSync, mkdirSync, statSync, type Stats } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import Conf from "conf";
+import { ExitCode, TknockError } from "../src/errors.js";
+import { parseProfileUri, type EnrolledProfile } from "../src/protocol/profile-uri.js";
+
+/** One profile as the store file holds it: the enrolment URI (it carries the secret) plus local state. */
+export type StoredEntry = {
+  readonly uri: string;
+  /** Where knocks go: --addr at `add`, else the URI's addr, else its host. */
+  readonly addr: string;
+  /** The last step knocked with; recorded before the knocks leave, so a step is never sent twice. */
+  readonly lastStepUsed?: number;
+};
+
+export type StoreFile = { version: 1; profiles: Record<string, StoredEntry> };
+
+/** A stored entry with its URI parsed. */
+export type StoredProfile = StoredEntry & { readonly name: string; readonly profile: EnrolledProfile };
+
+export const STORE_FILE_NAME = "profiles.json";
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+
+export function isValidProfileName(name: string): boolean {
+  return NAME_RE.test(name);
+}
+
+/**
+ * --store DIR wins over TKNOCK_HOME; neither means $XDG_CONFIG_HOME/tknock or ~/.config/tknock. The default is
+ * spelled out here rather than left to conf so the folder can be created 0700 before conf touches it.
+ */
+export function storeDirFrom(option: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
+  if (option !== undefined && option !== "") return resolve(option);
+  const home = env["TKNOCK_HOME"];
+  if (home !== undefined && home !== "") return resolve(home);
+  const xdg = env["XDG_CONFIG_HOME"];
+  return join(xdg !== undefined && xdg !== "" ? xdg : join(env["HOME"] ?? homedir(), ".config"), "tknock");
+}
+
+function invalid(path: string, what: string): TknockError {
+  return new TknockError("TKNOCK_STORE_INVALID", `store ${path}: ${what}: fix the file or move it away and add the profiles again`, ExitCode.usage);
+}
+
+function checkEntry(path: string, name: string, raw: unknown): StoredEntry {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw invalid(path, `profile ${JSON.stringify(name)} is not an object`);
+  const e = raw as Record<string, unknown>;
+  for (const key of Object.keys(e)) {
+    if (key !== "uri" && key !== "addr" && key !== "lastStepUsed") throw invalid(path, `profile ${JSON.stringify(name)} has an unknown key ${JSON.stringify(key)}`);
+  }
+  if (typeof e["uri"] !== "string") throw invalid(path, `profile ${JSON.stringify(name)}: uri must be a string`);
+  if (typeof e["addr"] !== "string" || e["addr"] === "") throw invalid(path, `profile ${JSON.stringify(name)}: addr must be a non-empty string`);
+  const last = e["lastStepUsed"];
+  if (last !== undefined && !(typeof last === "number" && Number.isSafeInteger(last) && last >= 0)) {
+    throw invalid(path, `profile ${JSON.stringify(name)}: lastStepUsed must be a non-negative integer`);
+  }
+  return { uri: e["uri"], addr: e["addr"], ...(typeof last === "number" ? { lastStepUsed: last } : {}) };
+}
+
+/**
+ * The client's profiles, in a conf store (one JSON file). It holds secrets, so the file is kept 0600 and its folder
+ * 0700: checked when opened (a warning naming the fix) and repaired on every write.
+ */
+export class ProfileStore {
+  readonly path: string;
+  readonly dir: string;
+  private readonly conf: Conf<StoreFile>;
+
+  private constructor(conf: Conf<StoreFile>) {
+    this.conf = conf;
+    this.path = conf.path;
+    this.dir = join(conf.path, "..");
+  }
+
+  /** Opens the store in dir (the file itself appears on the first write); warn gets one line per problem found. */
+  static open(opts: { dir: string; warn: (line: string) => void }): ProfileStore {
+    let conf: Conf<StoreFile>;
+    try {
+      mkdirSync(opts.dir, { recursive: true, mode: DIR_MODE });
+      conf = new Conf<StoreFile>({
+        projectName: "tknock",
+        configName: STORE_FILE_NAME.replace(/\.json$/, ""),
+        cwd: opts.dir,
+        configFileMode: FILE_MODE,
+        accessPropertiesByDotNotation: false, // profile names contain dots (host names)
+        clearInvalidConfig: false, // a store holding secrets is never silently emptied
+      });
+    } catch (cause) {
+      throw storeError(join(opts.dir, STORE_FILE_NAME), cause);
+    }
+    const store = new ProfileStore(conf);
+    for (const line of store.permissionProblems()) opts.warn(`warning: ${line}`);
+    return store;
+  }
+
+  /** Problems with who may read the store, each with the command that fixes it. */
+  permissionProblems(): string[] {
+    const problems: string[] = [];
+    const file = statOrUndefined(this.path);
+    if (file !== undefined && (file.mode & 0o077) !== 0) {
+      problems.push(`store ${this.path} is readable by others (it holds secrets): chmod 600 ${this.path}`);
+    }
+    const dir = statOrUndefined(this.dir);
+    if (dir !== undefined && (dir.mode & 0o077) !== 0 && isOurPrivateDir(dir)) {
+      problems.push(`store folder ${this.dir} is open to others: chmod 700 ${this.dir}`);
+    }
+    return problems;
+  }
+
+  private read(): StoreFile {
+    let raw: unknown;
+    try {
+      raw = this.conf.store;
+    } catch (cause) {
+      throw storeError(this.path, cause);
+    }
+    const obj = raw as Record<string, unknown>;
+    const profilesRaw = obj["profiles"] ?? {};
+    if (obj["version"] !== undefined && obj["version"] !== 1) throw invalid(this.path, `version ${JSON.stringify(obj["version"])} is not 1`);
+    if (typeof profilesRaw !== "object" || profilesRaw === null || Array.isArray(profilesRaw)) throw invalid(this.path, "profiles must be an object");
+    const profiles: Record<string, StoredEntry> = {};
+    for (const [name, entry] of Object.entries(profilesRaw)) profiles[name] = checkEntry(this.path, name, entry);
+    return { version: 1, profiles };
+  }
+
+  private write(file: StoreFile): void {
+    try {
+      this.conf.store = file;
+      // conf creates the file 0600; these repair a file or folder whose mode was changed since.
+      if (((statOrUndefined(this.path)?.mode ?? 0) & 0o777) !== FILE_MODE) chmodSync(this.path, FILE_MODE);
+      const dir = statOrUndefined(this.dir);
+      if (dir !== undefined && (dir.mode & 0o077) !== 0 && isOurPrivateDir(dir)) chmodSync(this.dir, DIR_MODE);
+    } catch (cause) {
+      throw storeError(this.path, cause);
+    }
+  }
+
+  private parse(name: string, entry: StoredEntry): StoredProfile {
+    try {
+      return { name, ...entry, profile: parseProfileUri(entry.uri) };
+    } catch (err) {
+      if (err instanceof TknockError) throw invalid(this.path, `profile ${JSON.stringify(name)}: ${err.message}`);
+      throw err;
+    }
+  }
+
+  names(): string[] {
+    return Object.keys(this.read().profiles).sort();
+  }
+
+  list(): StoredProfile[] {
+    const { profiles } = this.read();
+    return Object.keys(profiles)
+      .sort()
+      .map((name) => this.parse(name, profiles[name] as StoredEntry));
+  }
+
+  get(name: string): StoredProfile | undefined {
+    const entry = this.read().profiles[name];
+    return entry === undefined ? undefined : this.parse(name, entry);
+  }
+
+  /** Adds a profile; a name in use is refused unless force (then it is replaced, its step history kept). */
+  add(name: string, entry: StoredEntry, force: boolean): void {
+    if (!isValidProfileName(name)) {
+      throw new TknockError("TKNOCK_BAD_NAME", `profile name ${JSON.stringify(name.slice(0, 40))} is not allowed: use letters, digits and . _ : @ - (start with a letter or digit)`, ExitCode.usage);
+    }
+    const file = this.read();
+    const old = file.profiles[name];
+    if (old !== undefined && !force) {
+      throw new TknockError("TKNOCK_DUPLICATE_NAME", `a profile named ${name} exists: choose another --name, or --force to replace it`, ExitCode.usage);
+    }
+    // Keeping the last step of a replaced profile with the same URI stops a re-import from reusing a step.
+    const keepStep = old !== undefined && old.uri === entry.uri && old.lastStepUsed !== undefined && entry.lastStepUsed === undefined;
+    file.profiles[name] = keepStep ? { ...entry, lastStepUsed: old.lastStepUsed as number } : entry;
+    this.write(file);
+  }
+
+  remove(name: string): void {
+    const file = this.read();
+    if (file.profiles[name] === undefined) throw noProfile(name, Object.keys(file.profiles));
+    delete file.profiles[name];
+    this.write(file);
+  }
+
+  /** Persists the step about to be used; callers send nothing until this returned. */
+  recordStep(name: string, step: number): void {
+    const file = this.read();
+    const entry = file.profiles[name];
+    if (entry === undefined) throw noProfile(name, Object.keys(file.profiles));
+    file.profiles[name] = { ...entry, lastStepUsed: step };
+    this.write(file);
+  }
+
+  /**
+   * The profile for what the user typed: a profile name, else the one profile whose host or knock address
+   * matches (host names compare case-insensitively).
+   */
+  find(hostOrName: string): StoredProfile {
+    const direct = this.get(hostOrName);
+    if (direct !== undefined) return direct;
+    const wanted = hostOrName.toLowerCase();
+    const all = this.list();
+    const matches = all.filter((p) => p.profile.host.toLowerCase() === wanted || p.addr.toLowerCase() === wanted);
+    if (matches.length === 1) return matches[0] as StoredProfile;
+    if (matches.length > 1) {
+      throw new TknockError("TKNOCK_AMBIGUOUS_PROFILE", `${hostOrName} matches profiles ${matches.map((m) => m.name).join(", ")}: give the profile name`, ExitCode.usage);
+    }
+    throw noProfile(hostOrName, all.map((p) => p.name));
+  }
+}
+
+function noProfile(name: string, known: readonly string[]): TknockError {
+  const hint = known.length === 0 ? "the store is empty: add one with `tknock add URI`" : `known: ${[...known].sort().join(", ")} (see \`tknock list\`)`;
+  return new TknockError("TKNOCK_NO_PROFILE", `no profile named ${name} and none for that host: ${hint}`, ExitCode.usage);
+}
+
+function storeError(path: string, cause: unknown): TknockError {
+  if (cause instanceof TknockError) return cause;
+  const err = cause as NodeJS.ErrnoException;
+  if (err instanceof SyntaxError) return invalid(path, "not valid JSON");
+  const code = err?.code ?? "error";
+  return new TknockError("TKNOCK_STORE_UNREADABLE", `store ${path} cannot be used (${code}): check the path and its permissions`, ExitCode.usage, { cause });
+}
+
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A folder tknock may tighten: ours, and not a shared sticky folder such as /tmp (never chmod that). */
+function isOurPrivateDir(st: Stats): boolean {
+  return (st.mode & 0o1000) === 0 && st.uid === process.getuid?.();
+}

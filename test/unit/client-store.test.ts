@@ -1,0 +1,128 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ProfileStore, storeDirFrom } from "../../client/store.js";
+import { TknockError } from "../../src/errors.js";
+import { decodeSecret, defaultProfileFields, formatProfileUri } from "../../src/protocol/profile-uri.js";
+
+const SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA";
+function uriFor(host: string, client = "alice"): string {
+  return formatProfileUri({ client, host, open: [22], secret: decodeSecret(SECRET), ...defaultProfileFields([22]) });
+}
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return err instanceof TknockError ? err.code : `not a TknockError: ${String(err)}`;
+  }
+  return undefined;
+}
+
+describe("profile store", () => {
+  let root: string;
+  let dir: string;
+  let warnings: string[];
+  const open = (): ProfileStore => ProfileStore.open({ dir, warn: (l) => warnings.push(l) });
+
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), "tknock-store-"));
+    dir = join(root, "home");
+    warnings = [];
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it("when a profile is added then the file is 0600 in a 0700 folder and reads back", () => {
+    const store = open();
+    store.add("srv", { uri: uriFor("srv.example"), addr: "198.18.0.2" }, false);
+    expect(statSync(store.path).mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    const p = open().get("srv");
+    expect(p?.addr).toBe("198.18.0.2");
+    expect(p?.profile.host).toBe("srv.example");
+    expect(warnings).toEqual([]);
+  });
+
+  it("when the file was made readable by others then opening warns with the chmod fix and the next write repairs it", () => {
+    const store = open();
+    store.add("srv", { uri: uriFor("srv.example"), addr: "198.18.0.2" }, false);
+    chmodSync(store.path, 0o644);
+    chmodSync(dir, 0o755);
+    const again = open();
+    expect(warnings.join("\n")).toContain(`chmod 600 ${store.path}`);
+    expect(warnings.join("\n")).toContain(`chmod 700 ${dir}`);
+    again.recordStep("srv", 5);
+    expect(statSync(store.path).mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+  });
+
+  it("when the store lives in a shared sticky folder then that folder's mode is left alone", () => {
+    chmodSync(root, 0o1777);
+    dir = root;
+    open().add("srv", { uri: uriFor("srv.example"), addr: "198.18.0.2" }, false);
+    expect(statSync(root).mode & 0o7777).toBe(0o1777);
+  });
+
+  it("when a name is taken then add is refused, and --force replaces it keeping the last step of the same URI", () => {
+    const store = open();
+    const uri = uriFor("srv.example");
+    store.add("srv", { uri, addr: "198.18.0.2" }, false);
+    store.recordStep("srv", 42);
+    expect(codeOf(() => store.add("srv", { uri, addr: "198.18.0.3" }, false))).toBe("TKNOCK_DUPLICATE_NAME");
+    store.add("srv", { uri, addr: "198.18.0.3" }, true);
+    expect(store.get("srv")).toMatchObject({ addr: "198.18.0.3", lastStepUsed: 42 });
+  });
+
+  it("when a name starts with a dash or holds a slash then it is refused", () => {
+    const store = open();
+    for (const name of ["-x", "a/b", ""]) {
+      expect(codeOf(() => store.add(name, { uri: uriFor("h"), addr: "h" }, false))).toBe("TKNOCK_BAD_NAME");
+    }
+  });
+
+  it("when looking up by host or address then the one matching profile is found, and two matches are ambiguous", () => {
+    const store = open();
+    store.add("a", { uri: uriFor("a.example"), addr: "198.18.0.2" }, false);
+    store.add("b", { uri: uriFor("b.example"), addr: "198.18.0.3" }, false);
+    expect(store.find("A.EXAMPLE").name).toBe("a");
+    expect(store.find("198.18.0.3").name).toBe("b");
+    expect(codeOf(() => store.find("c.example"))).toBe("TKNOCK_NO_PROFILE");
+    store.add("a2", { uri: uriFor("a.example", "bob"), addr: "198.18.0.4" }, false);
+    expect(codeOf(() => store.find("a.example"))).toBe("TKNOCK_AMBIGUOUS_PROFILE");
+  });
+
+  it("when a step is recorded then it is on disk at once", () => {
+    const store = open();
+    store.add("srv", { uri: uriFor("srv.example"), addr: "198.18.0.2" }, false);
+    store.recordStep("srv", 56_666_666);
+    const file = JSON.parse(readFileSync(store.path, "utf8")) as { profiles: Record<string, { lastStepUsed?: number }> };
+    expect(file.profiles["srv"]?.lastStepUsed).toBe(56_666_666);
+  });
+
+  it("when the file is not JSON or has a bad entry then reading fails with TKNOCK_STORE_INVALID and nothing is erased", () => {
+    const store = open();
+    writeFileSync(store.path, "{ not json", { mode: 0o600 });
+    expect(codeOf(() => open().list())).toBe("TKNOCK_STORE_INVALID");
+    expect(readFileSync(store.path, "utf8")).toBe("{ not json");
+    writeFileSync(store.path, JSON.stringify({ version: 1, profiles: { x: { uri: "otpauth://totp/nope", addr: "h" } } }));
+    expect(codeOf(() => open().list())).toBe("TKNOCK_STORE_INVALID");
+    writeFileSync(store.path, JSON.stringify({ version: 1, profiles: { x: { uri: uriFor("h"), addr: "h", lastStepUsed: -1 } } }));
+    expect(codeOf(() => open().list())).toBe("TKNOCK_STORE_INVALID");
+  });
+
+  it("when removing then the profile is gone, and removing it again is TKNOCK_NO_PROFILE", () => {
+    const store = open();
+    store.add("srv", { uri: uriFor("srv.example"), addr: "198.18.0.2" }, false);
+    store.remove("srv");
+    expect(store.names()).toEqual([]);
+    expect(codeOf(() => store.remove("srv"))).toBe("TKNOCK_NO_PROFILE");
+  });
+
+  it("when --store, TKNOCK_HOME or neither is given then the folder follows that order", () => {
+    expect(storeDirFrom("/a", { TKNOCK_HOME: "/b" })).toBe("/a");
+    expect(storeDirFrom(undefined, { TKNOCK_HOME: "/b" })).toBe("/b");
+    expect(storeDirFrom(undefined, { XDG_CONFIG_HOME: "/x", HOME: "/h" })).toBe("/x/tknock");
+    expect(storeDirFrom(undefined, { HOME: "/h" })).toBe("/h/.config/tknock");
+  });
+});
