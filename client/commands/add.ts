@@ -41,7 +41,7 @@ export const SUBCOMMAND_NAMES = ["add", "list", "remove", "export", "sequence", 
 export function registerAdd(program: Command, ctx: ClientContext): void {
   program
     .command("add")
-    .description("store an enrolment URI (from tknock-server add-client) as a profile")
+    .description("store an enrolment URI (from `tknock-server enroll`) as a profile")
     .argument("[uri]", "otpauth://totp/tknock:CLIENT@HOST?secret=...; - reads it from stdin (keeps it out of shell history)")
     .option("--name <name>", "the profile name (default: the URI's host)")
     .option("--addr <address>", "knock this address or name instead of the URI's (e.g. the server's public address)")

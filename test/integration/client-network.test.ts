@@ -206,6 +206,18 @@ describeAsRoot("tknock client on the wire (namespace lab)", () => {
     expect(packets).toEqual([]);
   });
 
+  it("when the raw transport runs without CAP_NET_RAW then it exits 1, sends nothing and leaves the step unused", async () => {
+    const p = newProfile();
+    await addProfile(p);
+    const packets = await capture(4, async () => {
+      const r = await lab.exec("client", ["env", `TKNOCK_HOME=${p.home}`, "setpriv", "--bounding-set", "-net_raw", process.execPath, bin, p.name, "--transport", "raw"]);
+      expect(r.code, r.stderr).toBe(1);
+    });
+    expect(packets).toEqual([]);
+    const store = JSON.parse(readFileSync(join(p.home, "profiles.json"), "utf8")) as { profiles: Record<string, { lastStepUsed?: number }> };
+    expect(store.profiles[p.name]?.lastStepUsed).toBeUndefined();
+  });
+
   it("when the open port accepts connections then --wait reports it and the command runs with its exit code", async () => {
     const p = newProfile({ open: [ECHO_PORT] });
     await addProfile(p);
@@ -226,10 +238,12 @@ describeAsRoot("tknock client on the wire (namespace lab)", () => {
   it("when proxying to an echo server then the bytes of stdin come back on stdout, and nothing else", async () => {
     const p = newProfile({ open: [ECHO_PORT] });
     await addProfile(p);
-    const payload = "hello through the knock\nsecond line\n";
+    // Large enough to take many chunks each way, so back-pressure and the half-close are exercised.
+    const payload = `hello through the knock\n${"0123456789abcdef".repeat(16_384)}\nlast line\n`;
     const r = await tknock(p.home, ["proxy", server.ipv4, String(ECHO_PORT), "--wait", "3"], { input: payload });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toBe(payload);
+    expect(r.stdout.length).toBe(payload.length);
+    expect(r.stdout === payload).toBe(true);
   });
 
   it("when proxying to a port that never opens then it exits 3 with nothing on stdout", async () => {

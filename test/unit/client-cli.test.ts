@@ -29,6 +29,7 @@ class Harness {
   readonly commands: string[][] = [];
   commandExit = 0;
   portOpensAfterMs: number | undefined = undefined;
+  connectError: string | undefined;
   openSenderError: TknockError | undefined;
   stdin = new PassThrough();
   out: string[] = [];
@@ -63,6 +64,10 @@ class Harness {
         };
       },
       connect: async (_target, _port, timeoutMs) => {
+        if (this.connectError !== undefined) {
+          this.nowMs += 1;
+          return { kind: "error", code: this.connectError };
+        }
         if (this.portOpensAfterMs !== undefined && this.nowMs - knockStartMs >= this.portOpensAfterMs) return { kind: "open", socket: new Socket() };
         this.nowMs += timeoutMs;
         return { kind: "timeout" };
@@ -170,6 +175,11 @@ describe("tknock client CLI (in memory)", () => {
     expect(await h.run("srv", "--quiet", "--wait", "2", "--", "ssh", "me@srv.example")).toBe(3);
     expect(h.commands).toEqual([]);
     expect(h.err).toHaveLength(1); // --quiet: the error line only
+  });
+
+  it("when the host is unreachable while waiting then it exits 2 (network), not 3", async () => {
+    h.connectError = "EHOSTUNREACH";
+    expect(await h.run("srv", "--wait", "1")).toBe(2);
   });
 
   it("when a command follows without --wait then it runs right after the knock and exit 0 passes through", async () => {

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { PNG } from "pngjs";
+import QRCode from "qrcode";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createClientCli } from "../../client/cli.js";
 import { decodeQrPng, renderQrPng, renderQrTerminal } from "../../client/qr.js";
@@ -24,6 +25,11 @@ describe("enrolment QR codes", () => {
   it("when qrcode writes a PNG of a URI then the importer reads back the same URI", async () => {
     const uri = newUri();
     expect(await decodeQrPng(await renderQrPng(uri))).toBe(uri);
+  });
+
+  it("when the PNG is drawn as `tknock-server enroll --qr-png` draws it (margin 2, scale 6) then it reads back too", async () => {
+    const uri = newUri("server.example");
+    expect(await decodeQrPng(await QRCode.toBuffer(uri, { type: "png", margin: 2, scale: 6 }))).toBe(uri);
   });
 
   it("when a PNG holds no QR code then decoding fails with TKNOCK_QR_UNREADABLE", async () => {
