@@ -201,7 +201,7 @@ export class ProfileStore {
   find(hostOrName: string): StoredProfile {
     const direct = this.get(hostOrName);
     if (direct !== undefined) return direct;
-    const wanted = hostOrName.toLowerCase();
+    const wanted = hostOrName.replace(/^\[(.*)\]$/, "$1").toLowerCase(); // ssh may pass [v6-address]
     const all = this.list();
     const matches = all.filter((p) => p.profile.host.toLowerCase() === wanted || p.addr.toLowerCase() === wanted);
     if (matches.length === 1) return matches[0] as StoredProfile;

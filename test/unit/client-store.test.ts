@@ -87,6 +87,8 @@ describe("profile store", () => {
     store.add("b", { uri: uriFor("b.example"), addr: "198.18.0.3" }, false);
     expect(store.find("A.EXAMPLE").name).toBe("a");
     expect(store.find("198.18.0.3").name).toBe("b");
+    store.add("v6", { uri: uriFor("fd18:18::2"), addr: "fd18:18::2" }, false);
+    expect(store.find("[fd18:18::2]").name).toBe("v6");
     expect(codeOf(() => store.find("c.example"))).toBe("TKNOCK_NO_PROFILE");
     store.add("a2", { uri: uriFor("a.example", "bob"), addr: "198.18.0.4" }, false);
     expect(codeOf(() => store.find("a.example"))).toBe("TKNOCK_AMBIGUOUS_PROFILE");
