@@ -6,6 +6,8 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 
 export type LabHost = {
   readonly name: string;
@@ -20,6 +22,8 @@ export type LabHost = {
 export type ExecResult = { code: number; stdout: string; stderr: string };
 
 const LAB_PREFIX = "tkl";
+/** Each live lab leaves its owner's pid here, so a cleanup never deletes a lab that a parallel run still uses. */
+const OWNER_DIR = "/run/tknock-lab";
 const live = new Set<Lab>();
 
 function run(argv: readonly string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<ExecResult> {
@@ -58,6 +62,8 @@ export class Lab {
     if (hostNames.length === 0 || hostNames.length > 200) throw new Error("lab: give 1..200 hosts");
     const id = randomBytes(3).toString("hex");
     const lab = new Lab(id, `${LAB_PREFIX}-${id}-sw`);
+    mkdirSync(OWNER_DIR, { recursive: true });
+    writeFileSync(join(OWNER_DIR, id), String(process.pid));
     live.add(lab);
     installExitHooks();
     try {
@@ -128,19 +134,35 @@ export class Lab {
       }
       await run(["ip", "netns", "del", ns]);
     }
+    rmSync(join(OWNER_DIR, this.id), { force: true });
     live.delete(this);
   }
 }
 
-/** Deletes namespaces left by a lab whose process died (e.g. SIGKILL); run at the start of a suite. */
+/** Deletes namespaces left by a lab whose owning process died (e.g. SIGKILL); run at the start of a suite. */
 export async function removeStaleLabs(): Promise<void> {
   const list = await run(["ip", "netns", "list"]);
   for (const line of list.stdout.split("\n")) {
     const ns = line.split(" ")[0] ?? "";
-    if (!ns.startsWith(`${LAB_PREFIX}-`)) continue;
-    const pids = await run(["ip", "netns", "pids", ns]);
-    // A namespace with live processes belongs to a lab still running (a parallel test): leave it.
-    if (pids.stdout.trim() === "") await run(["ip", "netns", "del", ns]);
+    const id = ns.split("-")[1];
+    if (!ns.startsWith(`${LAB_PREFIX}-`) || id === undefined || ownerAlive(id)) continue;
+    await run(["ip", "netns", "del", ns]);
+    rmSync(join(OWNER_DIR, id), { force: true });
+  }
+}
+
+function ownerAlive(id: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(OWNER_DIR, id), "utf8"));
+  } catch {
+    return false;
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
@@ -152,6 +174,7 @@ function installExitHooks(): void {
     for (const lab of live) {
       for (const h of lab.hosts.values()) spawnSyncQuiet(["ip", "netns", "del", h.ns]);
       spawnSyncQuiet(["ip", "netns", "del", `${LAB_PREFIX}-${lab.id}-sw`]);
+      rmSync(join(OWNER_DIR, lab.id), { force: true });
     }
   };
   process.once("exit", destroyAllSync);
