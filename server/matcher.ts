@@ -1,0 +1,412 @@
+/**
+ * The knock matcher: pure (no I/O; time comes only from knock.atMs or an explicit nowMs). It turns observed
+ * packets into decisions; the daemon acts on them (persist the accepted step, then open; record refusals).
+ *
+ * Rules (docs/protocol.md "Acceptance rule", issue 3 "Matcher"):
+ * - Per client, steps T-D..T+D (D = max(diagnosticWindows, skewWindows), T = the client's own step) are derived
+ *   ahead of time and indexed by first port (SequenceTable); window moves derive one new step per client.
+ * - Per source, progress through candidate sequences in order. A knock on a watched port (some client's range,
+ *   not excluded by that client) that continues none of the source's sequences resets it, which is what stops a
+ *   source sweeping the range in ascending order from completing any ascending sequence. A knock that is the
+ *   first port of a sequence starts it, even on the knock that resets the others.
+ * - A repeat of the source's previous port within retransmitMs is a retransmission (TCP SYN retry, duplicated
+ *   UDP datagram) and is ignored. A gap over knockTimeoutMs abandons progress (not counted as a failure).
+ * - A completed step x of client c: replay if x <= lastAccepted(c) (RFC 6238 section 5.2: a step is accepted
+ *   once, and monotonic per client); else open if |x - T| <= skewWindows; else skew, offsetWindows = x - T
+ *   (positive: the client's clock is ahead). Steps beyond D never match at all (D = 0 and s = 0: only T).
+ */
+import { TknockError } from "../src/errors.js";
+import type { ObservedKnock } from "../src/ports.js";
+import { validateProfile, type KnockProfile } from "../src/protocol/profile.js";
+import type { ServerConfig } from "../src/config/schema.js";
+import { SequenceTable, type Sequence, type TrackedClient } from "./matcher/sequence-table.js";
+import { SourceTable, type SourceState } from "./matcher/source-table.js";
+
+export type MatcherOptions = {
+  readonly skewWindows: number;
+  readonly diagnosticWindows: number;
+  readonly knockTimeoutMs: number;
+  readonly retransmitMs: number;
+  readonly maxSources: number;
+  readonly bruteForce: { readonly maxFailuresPerMinute: number; readonly ban: boolean; readonly banSeconds: number };
+};
+
+/** Knobs that are not configuration; the defaults suit the daemon. */
+export type MatcherTuning = {
+  /** false re-derives a client's whole window at each step (only to check the incremental path in tests). */
+  readonly incrementalTables?: boolean;
+  /** Sequences one source may be part-way through at once; starts beyond it are dropped (counted). */
+  readonly maxProgressPerSource?: number;
+};
+
+export type MatcherClient = {
+  readonly name: string;
+  readonly profile: KnockProfile;
+  /** Ports to open on an accepted knock. */
+  readonly open: readonly number[];
+  readonly lastAcceptedStep: number | undefined;
+};
+
+export type RefuseReason = "replay" | "skew" | "lockout";
+
+/**
+ * What one knock did. onKnock returns exactly one; when a knock has several outcomes the most important wins:
+ * open / refuse  >  bruteforce  >  reset  >  progress  >  ignored.
+ * A brute-force report that an open/refuse outranks stays pending and replaces the source's next lesser
+ * decision, so every crossing of the threshold is reported exactly once (the ban itself applies at once).
+ */
+export type Decision =
+  /** Outside every knock range, a retransmission, a malformed time, or a knock that neither starts nor continues anything. */
+  | { readonly kind: "ignored" }
+  /** Started or continued at least one sequence. */
+  | { readonly kind: "progress"; readonly src: string }
+  /** The source was part-way through sequences and this knock continued none (a failed attempt). */
+  | { readonly kind: "reset"; readonly src: string }
+  /** Accepted: the matcher has already set the client's last accepted step; persist it, then open. */
+  | {
+      readonly kind: "open";
+      readonly client: string;
+      readonly step: number;
+      readonly src: string;
+      readonly ports: number[];
+      readonly open: readonly number[];
+    }
+  | {
+      readonly kind: "refuse";
+      readonly reason: RefuseReason;
+      readonly client: string;
+      readonly step: number;
+      readonly src: string;
+      readonly ports: number[];
+      /** skew only: x - T in windows; positive = the client's clock is ahead. */
+      readonly offsetWindows?: number;
+    }
+  /** More than maxFailuresPerMinute failed sequences from one source in a minute; reported once per minute. */
+  | { readonly kind: "bruteforce"; readonly src: string; readonly failures: number; readonly banned: boolean };
+
+export type DecisionKind = Decision["kind"];
+
+export type MatcherStats = {
+  clients: number;
+  sources: number;
+  maxSources: number;
+  /** Sequences in the first-port table (clients x (2D+1)). */
+  sequences: number;
+  /** HMAC derivations done so far (construction, reloads, window moves). */
+  derivations: number;
+  derivationErrors: number;
+  evictions: number;
+  retransmits: number;
+  /** Sequence starts dropped because a source already had maxProgressPerSource in progress. */
+  progressOverflow: number;
+  decisions: Record<DecisionKind, number>;
+};
+
+const MINUTE_MS = 60_000;
+
+/** Lower is preferred when one knock completes several sequences (only possible with tiny ranges). */
+const Verdict = { open: 0, lockout: 1, skew: 2, replay: 3, none: 4 } as const;
+type Verdict = (typeof Verdict)[keyof typeof Verdict];
+const DEFAULT_MAX_PROGRESS = 64;
+
+/** The matcher options of a server config (same field names). */
+export function matcherOptionsFromConfig(c: ServerConfig): MatcherOptions {
+  return pickOptions(c);
+}
+
+function pickOptions(c: MatcherOptions): MatcherOptions {
+  return {
+    skewWindows: c.skewWindows,
+    diagnosticWindows: c.diagnosticWindows,
+    knockTimeoutMs: c.knockTimeoutMs,
+    retransmitMs: c.retransmitMs,
+    maxSources: c.maxSources,
+    bruteForce: { maxFailuresPerMinute: c.bruteForce.maxFailuresPerMinute, ban: c.bruteForce.ban, banSeconds: c.bruteForce.banSeconds },
+  };
+}
+
+export class Matcher {
+  private readonly options: MatcherOptions;
+  private readonly table: SequenceTable;
+  private readonly sources: SourceTable;
+  private readonly maxProgress: number;
+  // Hot-path copies of options (one field load instead of two per packet).
+  private readonly retransmitMs: number;
+  private readonly knockTimeoutMs: number;
+  private readonly watched: Uint8Array;
+  private clients = new Map<string, TrackedClient>();
+  private retransmits = 0;
+  private progressOverflow = 0;
+  private readonly counts: Record<DecisionKind, number> = { ignored: 0, progress: 0, reset: 0, open: 0, refuse: 0, bruteforce: 0 };
+
+  constructor(clients: readonly MatcherClient[], options: MatcherOptions, nowMs: number, tuning: MatcherTuning = {}) {
+    checkOptions(options);
+    // Pick the fields: the daemon may pass its whole ServerConfig.
+    this.options = pickOptions(options);
+    this.table = new SequenceTable(Math.max(options.diagnosticWindows, options.skewWindows), tuning.incrementalTables ?? true);
+    this.sources = new SourceTable(options.maxSources);
+    this.maxProgress = tuning.maxProgressPerSource ?? DEFAULT_MAX_PROGRESS;
+    this.retransmitMs = options.retransmitMs;
+    this.knockTimeoutMs = options.knockTimeoutMs;
+    this.watched = this.table.watched;
+    this.setClients(clients, nowMs);
+  }
+
+  /**
+   * Replaces the client list (reload). Clients whose name and profile are unchanged keep their derived
+   * sequences, their sources' progress and the higher of the given and the known last accepted step; new or
+   * changed clients are derived afresh; removed ones lose their sequences and every source's progress in them.
+   * Throws TknockError (TKNOCK_INVALID_CLIENTS) on a duplicate name or an invalid profile, changing nothing.
+   */
+  setClients(clients: readonly MatcherClient[], nowMs: number): void {
+    const seen = new Set<string>();
+    for (const c of clients) {
+      if (seen.has(c.name)) throw new TknockError("TKNOCK_INVALID_CLIENTS", `client ${c.name} is listed twice`);
+      seen.add(c.name);
+      validateProfile(c.profile);
+    }
+    const next = new Map<string, TrackedClient>();
+    for (const c of clients) {
+      const known = this.clients.get(c.name);
+      if (known !== undefined && sameProfile(known.profile, c.profile)) {
+        known.open = [...c.open];
+        if (c.lastAcceptedStep !== undefined && (known.lastAccepted === undefined || c.lastAcceptedStep > known.lastAccepted)) {
+          known.lastAccepted = c.lastAcceptedStep;
+        }
+        next.set(c.name, known);
+      } else {
+        next.set(c.name, this.table.newClient(c.name, c.profile, [...c.open], c.lastAcceptedStep));
+      }
+    }
+    for (const old of this.clients.values()) if (next.get(old.name) !== old) this.table.removeClient(old);
+    for (const c of next.values()) if (c.step < 0) this.table.addClient(c, nowMs);
+    this.clients = next;
+    this.table.recomputeWatched();
+    this.table.recomputeNextBoundary();
+    this.table.advance(nowMs);
+  }
+
+  /** Moves windows whose step boundary has passed; the daemon calls it from a timer so no packet pays for it. */
+  tick(nowMs: number): void {
+    this.table.advance(nowMs);
+  }
+
+  lastAcceptedStep(client: string): number | undefined {
+    return this.clients.get(client)?.lastAccepted;
+  }
+
+  /** The client's current step T as the matcher sees it (undefined for an unknown client). */
+  currentStep(client: string): number | undefined {
+    const c = this.clients.get(client);
+    return c === undefined || c.step < 0 ? undefined : c.step;
+  }
+
+  stats(): MatcherStats {
+    return {
+      clients: this.clients.size,
+      sources: this.sources.size,
+      maxSources: this.sources.capacity,
+      sequences: this.table.size,
+      derivations: this.table.derivations,
+      derivationErrors: this.table.derivationErrors,
+      evictions: this.sources.evictions,
+      retransmits: this.retransmits,
+      progressOverflow: this.progressOverflow,
+      decisions: { ...this.counts },
+    };
+  }
+
+  /** Every live sequence as "client step ports", sorted (for tests and debugging; never contains a secret). */
+  tableSnapshot(): string[] {
+    return this.table.snapshot();
+  }
+
+  onKnock(k: ObservedKnock): Decision {
+    const at = k.atMs;
+    if (!(at < this.table.nextBoundaryMs)) {
+      if (!Number.isFinite(at)) return this.ignored();
+      this.table.advance(at);
+    }
+    const port = k.dstPort;
+    if (this.watched[port] !== 1) return this.ignored();
+    const src = k.src;
+    let s = this.sources.get(src);
+    let had = 0;
+    if (s !== undefined) {
+      s.recent = true;
+      if (port === s.lastPort && at - s.lastAtMs <= this.retransmitMs) {
+        this.retransmits++;
+        return this.lesser(s, undefined);
+      }
+      if (s.active > 0 && at - s.lastAtMs > this.knockTimeoutMs) s.active = 0;
+      had = s.active;
+    }
+
+    // Continue: keep the sequences whose next port this is, compacting in place.
+    let continued = 0;
+    let best: Sequence | undefined;
+    let bestVerdict: Verdict = Verdict.none;
+    if (s !== undefined && had > 0) {
+      const prog = s.progress;
+      let w = 0;
+      for (let i = 0; i < 2 * had; i += 2) {
+        if (prog[i + 1] !== port) continue;
+        const seq = prog[i] as Sequence;
+        if (seq.client.proto !== k.proto || !this.table.isLive(seq)) continue;
+        continued++;
+        const n = seq.ports.indexOf(port); // sequences never repeat a port
+        if (n === seq.ports.length - 1) {
+          const v = this.verdict(seq, s, at);
+          if (best === undefined || v < bestVerdict || (v === bestVerdict && before(seq, best))) {
+            best = seq;
+            bestVerdict = v;
+          }
+          continue;
+        }
+        prog[w] = seq;
+        prog[w + 1] = seq.ports[n + 1]!;
+        w += 2;
+      }
+      s.active = w / 2;
+    }
+
+    if (best !== undefined && s !== undefined) {
+      s.active = 0; // a completed sequence ends the source's attempt, whatever else it was part-way through
+      s.lastPort = port;
+      s.lastAtMs = at;
+      return this.complete(best, bestVerdict, s, at);
+    }
+
+    // Start: sequences whose first port this is.
+    const starts = this.table.startsAt(port, k.proto);
+    let started = 0;
+    if (starts !== undefined) {
+      if (s === undefined) s = this.sources.insert(src);
+      const prog = s.progress;
+      let w = 2 * s.active;
+      const room = 2 * this.maxProgress;
+      const count = starts.length;
+      for (let i = 0; i < count; i += 2) {
+        if (w >= room) {
+          this.progressOverflow += (count - i) / 2;
+          break;
+        }
+        prog[w] = starts[i]!;
+        prog[w + 1] = starts[i + 1]!;
+        w += 2;
+        started++;
+      }
+      s.active = w / 2;
+    }
+
+    if (s === undefined) return this.ignored(); // nothing to remember: no state for a flood of fresh sources
+    s.lastPort = port;
+    s.lastAtMs = at;
+    if (continued === 0 && had > 0) {
+      this.fail(s, at);
+      if (s.reportPending) return this.lesser(s, undefined);
+      this.counts.reset++;
+      return { kind: "reset", src };
+    }
+    if (s.reportPending) return this.lesser(s, undefined);
+    if (continued > 0 || started > 0) {
+      this.counts.progress++;
+      return { kind: "progress", src };
+    }
+    return this.ignored();
+  }
+
+  private verdict(seq: Sequence, s: SourceState, at: number): Verdict {
+    const c = seq.client;
+    if (c.lastAccepted !== undefined && seq.step <= c.lastAccepted) return Verdict.replay;
+    const off = seq.step - c.step;
+    if (off > this.options.skewWindows || off < -this.options.skewWindows) return Verdict.skew;
+    return at < s.bannedUntilMs ? Verdict.lockout : Verdict.open;
+  }
+
+  private complete(seq: Sequence, v: Verdict, s: SourceState, at: number): Decision {
+    const c = seq.client;
+    const ports = [...seq.ports];
+    if (v === Verdict.open) {
+      c.lastAccepted = seq.step;
+      this.counts.open++;
+      return { kind: "open", client: c.name, step: seq.step, src: s.src, ports, open: c.open };
+    }
+    this.fail(s, at);
+    this.counts.refuse++;
+    const base = { kind: "refuse", client: c.name, step: seq.step, src: s.src, ports } as const;
+    if (v === Verdict.replay) return { ...base, reason: "replay" };
+    if (v === Verdict.lockout) return { ...base, reason: "lockout" };
+    return { ...base, reason: "skew", offsetWindows: seq.step - c.step };
+  }
+
+  /** Counts a failed sequence in the source's one-minute bucket; crossing the threshold bans (if on) at once. */
+  private fail(s: SourceState, at: number): void {
+    if (!(at - s.failWindowStartMs < MINUTE_MS)) {
+      s.failWindowStartMs = at;
+      s.failures = 0;
+    }
+    s.failures++;
+    const bf = this.options.bruteForce;
+    if (s.failures > bf.maxFailuresPerMinute && s.reportedWindowStartMs !== s.failWindowStartMs) {
+      s.reportedWindowStartMs = s.failWindowStartMs;
+      s.reportPending = true;
+      if (bf.ban) s.bannedUntilMs = at + bf.banSeconds * 1000;
+    }
+  }
+
+  /** Returns a pending brute-force report in place of a lesser decision. */
+  private lesser(s: SourceState, d: Decision | undefined): Decision {
+    if (s.reportPending) {
+      s.reportPending = false;
+      this.counts.bruteforce++;
+      return { kind: "bruteforce", src: s.src, failures: s.failures, banned: this.options.bruteForce.ban };
+    }
+    if (d === undefined) return this.ignored();
+    this.counts[d.kind]++;
+    return d;
+  }
+
+  private ignored(): Decision {
+    this.counts.ignored++;
+    return { kind: "ignored" };
+  }
+}
+
+/** A fixed order (client name, then step) so the choice never depends on table order. */
+function before(a: Sequence, b: Sequence): boolean {
+  if (a.client.name !== b.client.name) return a.client.name < b.client.name;
+  return a.step < b.step;
+}
+
+function sameProfile(a: KnockProfile, b: KnockProfile): boolean {
+  if (
+    a.periodSeconds !== b.periodSeconds ||
+    a.knocks !== b.knocks ||
+    a.portMin !== b.portMin ||
+    a.portMax !== b.portMax ||
+    a.proto !== b.proto ||
+    a.secret.length !== b.secret.length ||
+    a.exclude.length !== b.exclude.length
+  ) {
+    return false;
+  }
+  for (let i = 0; i < a.secret.length; i++) if (a.secret[i] !== b.secret[i]) return false;
+  for (let i = 0; i < a.exclude.length; i++) if (a.exclude[i] !== b.exclude[i]) return false;
+  return true;
+}
+
+function checkOptions(o: MatcherOptions): void {
+  const bad: string[] = [];
+  const int = (v: number, name: string, min: number): void => {
+    if (!Number.isSafeInteger(v) || v < min) bad.push(`${name} ${v} must be an integer >= ${min}`);
+  };
+  int(o.skewWindows, "skewWindows", 0);
+  int(o.diagnosticWindows, "diagnosticWindows", 0);
+  int(o.knockTimeoutMs, "knockTimeoutMs", 0);
+  int(o.retransmitMs, "retransmitMs", 0);
+  int(o.maxSources, "maxSources", 1);
+  int(o.bruteForce.maxFailuresPerMinute, "bruteForce.maxFailuresPerMinute", 0);
+  int(o.bruteForce.banSeconds, "bruteForce.banSeconds", 0);
+  if (bad.length > 0) throw new TknockError("TKNOCK_INVALID_MATCHER_OPTIONS", `matcher options: ${bad.join("; ")}`);
+}

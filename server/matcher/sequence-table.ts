@@ -1,0 +1,216 @@
+import type { KnockProto } from "../../src/ports.js";
+import { deriveSequence } from "../../src/protocol/derive.js";
+import type { KnockProfile } from "../../src/protocol/profile.js";
+import { stepAt, stepStartMs } from "../../src/protocol/window.js";
+
+/** One enrolled client as the matcher tracks it. */
+export type TrackedClient = {
+  readonly name: string;
+  readonly profile: KnockProfile;
+  readonly proto: KnockProto;
+  open: readonly number[];
+  lastAccepted: number | undefined;
+  /** The client's own current step T (its period may differ from other clients'); -1 before the first build. */
+  step: number;
+  /** First instant of step + 1: when this client's window must move. */
+  nextBoundaryMs: number;
+  /** Set on revoke or profile change: progress through its sequences dies on the next knock. */
+  removed: boolean;
+  /** Sequences of steps T-D..T+D, slot = step modulo ring length, so a window move touches two slots. */
+  readonly ring: (Sequence | undefined)[];
+};
+
+/** The ports of one client's step. Immutable: the same (secret, step) always derives the same ports. */
+export type Sequence = {
+  readonly client: TrackedClient;
+  readonly step: number;
+  readonly ports: readonly number[];
+};
+
+const PORT_SLOTS = 65_536;
+
+/**
+ * Sequences starting at one port, interleaved with each one's second port: [seq, second, seq, second, ...].
+ * One flat array, so starting sequences reads one array and dereferences no sequence.
+ */
+export type StartList = (Sequence | number)[];
+
+/**
+ * Port -> sequences whose FIRST port it is (one table per protocol), for steps T-D..T+D of every client (D = the diagnostic span).
+ * Only first ports are indexed: a source's progress is checked against its own sequences (ports[next] === port),
+ * so a packet costs one array lookup plus the few sequences it starts or continues.
+ * Window moves are incremental (derive the one new step, drop the old one) unless `incremental` is false, which
+ * re-derives the client's whole window (kept for tests that check the two agree).
+ */
+export class SequenceTable {
+  /** 1 where some client's range covers the port and that client does not exclude it. */
+  readonly watched = new Uint8Array(PORT_SLOTS);
+  private readonly startsTcp: (StartList | undefined)[] = new Array<StartList | undefined>(PORT_SLOTS).fill(undefined);
+  private readonly startsUdp: (StartList | undefined)[] = new Array<StartList | undefined>(PORT_SLOTS).fill(undefined);
+  private readonly clients = new Set<TrackedClient>();
+  /** Earliest nextBoundaryMs over all clients: onKnock compares one number per packet. */
+  nextBoundaryMs = Number.POSITIVE_INFINITY;
+  size = 0;
+  derivations = 0;
+  derivationErrors = 0;
+
+  constructor(
+    /** D: steps T-D..T+D are kept. */
+    readonly spanWindows: number,
+    private readonly incremental: boolean,
+  ) {}
+
+  get ringLength(): number {
+    return 2 * this.spanWindows + 1;
+  }
+
+  startsAt(port: number, proto: KnockProto): StartList | undefined {
+    return proto === "tcp" ? this.startsTcp[port] : this.startsUdp[port];
+  }
+
+  /** True while the sequence's client is enrolled and its step is still inside T-D..T+D. */
+  isLive(seq: Sequence): boolean {
+    const c = seq.client;
+    if (c.removed) return false;
+    const off = seq.step - c.step;
+    return off <= this.spanWindows && off >= -this.spanWindows;
+  }
+
+  newClient(name: string, profile: KnockProfile, open: readonly number[], lastAccepted: number | undefined): TrackedClient {
+    return {
+      name,
+      profile,
+      proto: profile.proto,
+      open,
+      lastAccepted,
+      step: -1,
+      nextBoundaryMs: Number.NEGATIVE_INFINITY,
+      removed: false,
+      ring: new Array<Sequence | undefined>(this.ringLength).fill(undefined),
+    };
+  }
+
+  addClient(c: TrackedClient, nowMs: number): void {
+    this.clients.add(c);
+    this.moveClient(c, stepAt(nowMs, c.profile.periodSeconds), true);
+  }
+
+  removeClient(c: TrackedClient): void {
+    c.removed = true;
+    if (!this.clients.delete(c)) return;
+    for (let i = 0; i < c.ring.length; i++) this.dropSlot(c, i);
+  }
+
+  /** Moves every client whose boundary has passed; called lazily from onKnock and from the daemon's timer. */
+  advance(nowMs: number): void {
+    if (!(nowMs >= this.nextBoundaryMs)) return;
+    for (const c of this.clients) {
+      if (nowMs >= c.nextBoundaryMs) this.moveClient(c, stepAt(nowMs, c.profile.periodSeconds), !this.incremental);
+    }
+    this.recomputeNextBoundary();
+  }
+
+  recomputeNextBoundary(): void {
+    let next = Number.POSITIVE_INFINITY;
+    for (const c of this.clients) if (c.nextBoundaryMs < next) next = c.nextBoundaryMs;
+    this.nextBoundaryMs = next;
+  }
+
+  /** Rebuilds the watched-port map from the clients' ranges minus each client's own exclusions. */
+  recomputeWatched(): void {
+    const cover = new Int32Array(PORT_SLOTS + 1);
+    for (const c of this.clients) {
+      const { portMin, portMax } = c.profile;
+      cover[portMin]! += 1;
+      cover[portMax + 1]! -= 1;
+    }
+    let running = 0;
+    for (let p = 0; p < PORT_SLOTS; p++) {
+      running += cover[p]!;
+      cover[p] = running;
+    }
+    // An excluded port is never part of that client's sequences; it is often a service's port, so its traffic
+    // should not reset knocks unless another client's range needs it.
+    for (const c of this.clients) {
+      for (const x of new Set(c.profile.exclude)) if (x >= c.profile.portMin && x <= c.profile.portMax) cover[x]! -= 1;
+    }
+    for (let p = 0; p < PORT_SLOTS; p++) this.watched[p] = cover[p]! > 0 ? 1 : 0;
+  }
+
+  /** Every live sequence as "client step ports", sorted: lets tests compare two tables. */
+  snapshot(): string[] {
+    const out: string[] = [];
+    for (const table of [this.startsTcp, this.startsUdp]) {
+      for (const list of table) {
+        for (let i = 0; list !== undefined && i < list.length; i += 2) {
+          const s = list[i] as Sequence;
+          out.push(`${s.client.name} ${s.step} ${s.ports.join(",")}`);
+        }
+      }
+    }
+    return out.sort();
+  }
+
+  private moveClient(c: TrackedClient, newStep: number, full: boolean): void {
+    const d = this.spanWindows;
+    const len = c.ring.length;
+    if (full || c.step < 0 || newStep - c.step >= len) {
+      for (let i = 0; i < len; i++) this.dropSlot(c, i);
+      c.step = newStep;
+      for (let x = newStep - d; x <= newStep + d; x++) this.addStep(c, x);
+    } else if (newStep > c.step) {
+      // Drop first: the leaving step and the arriving one share a ring slot.
+      for (let x = c.step - d; x < newStep - d; x++) this.dropSlot(c, slotOf(x, len));
+      const firstNew = c.step + d + 1;
+      c.step = newStep;
+      for (let x = firstNew; x <= newStep + d; x++) this.addStep(c, x);
+    }
+    // A clock that steps back never moves a window back: steps already passed stay passed.
+    c.nextBoundaryMs = stepStartMs(c.step + 1, c.profile.periodSeconds);
+  }
+
+  private addStep(c: TrackedClient, step: number): void {
+    if (step < 0) return;
+    let ports: number[];
+    try {
+      ports = deriveSequence(c.profile, step);
+    } catch {
+      // Only for profiles validateProfile rejects, or with vanishing probability; never crash the packet path.
+      this.derivationErrors++;
+      return;
+    }
+    this.derivations++;
+    const seq: Sequence = { client: c, step, ports };
+    c.ring[slotOf(step, c.ring.length)] = seq;
+    const first = ports[0]!;
+    const table = c.proto === "tcp" ? this.startsTcp : this.startsUdp;
+    const list = table[first];
+    if (list === undefined) table[first] = [seq, ports[1]!];
+    else list.push(seq, ports[1]!);
+    this.size++;
+  }
+
+  private dropSlot(c: TrackedClient, slot: number): void {
+    const seq = c.ring[slot];
+    if (seq === undefined) return;
+    c.ring[slot] = undefined;
+    const first = seq.ports[0]!;
+    const table = c.proto === "tcp" ? this.startsTcp : this.startsUdp;
+    const list = table[first];
+    if (list === undefined) return;
+    const i = list.indexOf(seq);
+    if (i < 0) return;
+    const lastSecond = list.pop()!;
+    const lastSeq = list.pop()!;
+    if (i < list.length) {
+      list[i] = lastSeq;
+      list[i + 1] = lastSecond;
+    }
+    if (list.length === 0) table[first] = undefined;
+    this.size--;
+  }
+}
+
+function slotOf(step: number, len: number): number {
+  return ((step % len) + len) % len;
+}
