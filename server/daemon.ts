@@ -6,7 +6,7 @@ import type { Clock, Firewall, Grant, Listener, ObservedKnock } from "../src/por
 import { readClients } from "./clients-file.js";
 import type { Logger } from "./logger.js";
 import { Matcher, type Decision, type MatcherClient } from "./matcher.js";
-import { ReplayLog } from "./replay-log.js";
+import { ReplayLog, replayRecordOf } from "./replay-log.js";
 import { StepStore } from "./state.js";
 
 export type DaemonDeps = {
@@ -166,14 +166,14 @@ export class Daemon {
       }
       case "refuse": {
         this.counters.refused++;
-        this.record({ kind: d.reason, source: d.src, client: d.client, step: d.step, ports: d.ports, ...(d.offsetWindows !== undefined ? { offsetWindows: d.offsetWindows } : {}) });
+        this.record(d, knock);
         const hint = d.reason === "skew" ? `client clock is off by about ${d.offsetWindows ?? "?"} windows: fix its time (NTP)` : undefined;
         log.warn({ reason: d.reason, client: d.client, src: d.src, step: d.step, offsetWindows: d.offsetWindows, hint }, "knock refused");
         return;
       }
       case "bruteforce": {
         this.counters.bruteforce++;
-        this.record({ kind: "bruteforce", source: d.src, failures: d.failures, ports: [] });
+        this.record(d, knock);
         log.warn({ src: d.src, failures: d.failures, banned: d.banned }, "brute force: many failed sequences from one source");
         return;
       }
@@ -182,12 +182,10 @@ export class Daemon {
     }
   }
 
-  private record(r: Parameters<ReplayLog["append"]>[0] extends infer R ? Omit<R & object, "time"> : never): void {
-    try {
-      this.replays.append({ ...r, time: new Date(this.deps.clock.nowMs()).toISOString() } as Parameters<ReplayLog["append"]>[0]);
-    } catch (err) {
-      this.deps.log.error({ err: String(err) }, "could not write the replay record");
-    }
+  /** Appends to replays.jsonl; the log counts its own write errors and never throws. */
+  private record(d: Decision, knock: ObservedKnock): void {
+    const r = replayRecordOf(d, knock.atMs);
+    if (r) this.replays.append(r);
   }
 
   stats(): Record<string, unknown> {

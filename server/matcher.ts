@@ -319,6 +319,7 @@ export class Matcher {
   private verdict(seq: Sequence, s: SourceState, at: number): Verdict {
     const c = seq.client;
     if (c.lastAccepted !== undefined && seq.step <= c.lastAccepted) return Verdict.replay;
+    if (c.burned.includes(seq.step)) return Verdict.replay;
     const off = seq.step - c.step;
     if (off > this.options.skewWindows || off < -this.options.skewWindows) return Verdict.skew;
     return at < s.bannedUntilMs ? Verdict.lockout : Verdict.open;
@@ -337,7 +338,16 @@ export class Matcher {
     const base = { kind: "refuse", client: c.name, step: seq.step, src: s.src, ports } as const;
     if (v === Verdict.replay) return { ...base, reason: "replay" };
     if (v === Verdict.lockout) return { ...base, reason: "lockout" };
-    return { ...base, reason: "skew", offsetWindows: seq.step - c.step };
+    const offsetWindows = seq.step - c.step;
+    if (offsetWindows > 0) this.burn(c, seq.step);
+    return { ...base, reason: "skew", offsetWindows };
+  }
+
+  /** Spends a future step seen in a skew refusal (bounded: only steps above the last accepted one matter). */
+  private burn(c: TrackedClient, step: number): void {
+    const keep = c.burned.filter((x) => (c.lastAccepted === undefined || x > c.lastAccepted) && x >= c.step - this.options.skewWindows);
+    keep.push(step);
+    c.burned = keep.slice(-64);
   }
 
   /** Counts a failed sequence in the source's one-minute bucket; crossing the threshold bans (if on) at once. */

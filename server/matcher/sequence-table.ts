@@ -10,6 +10,11 @@ export type TrackedClient = {
   readonly proto: KnockProto;
   open: readonly number[];
   lastAccepted: number | undefined;
+  /**
+   * Future steps already seen in a skew refusal. They are spent: an eavesdropper who saw a clock-ahead client's
+   * knock must not be able to replay it once that step becomes current. Kept in memory only (small, bounded).
+   */
+  burned: number[];
   /** The client's own current step T (its period may differ from other clients'); -1 before the first build. */
   step: number;
   /** First instant of step + 1: when this client's window must move. */
@@ -83,6 +88,7 @@ export class SequenceTable {
       proto: profile.proto,
       open,
       lastAccepted,
+      burned: [],
       step: -1,
       nextBoundaryMs: Number.NEGATIVE_INFINITY,
       removed: false,

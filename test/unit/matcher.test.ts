@@ -105,7 +105,7 @@ describe("matcher: acceptance rule", () => {
     expect(m.lastAcceptedStep("alice")).toBe(T + 1);
   });
 
-  it("when step T+3 is knocked with skew 1 and diagnostic 10 then it is refused as skew +3 and burns nothing", () => {
+  it("when step T+3 is knocked with skew 1 and diagnostic 10 then it is refused as skew +3 and the current window still opens", () => {
     const p = profile(4);
     const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
     expect(last(knockAll(m, "198.18.0.1", deriveSequence(p, T + 3), T0_MS))).toMatchObject({
@@ -116,6 +116,17 @@ describe("matcher: acceptance rule", () => {
     });
     expect(m.lastAcceptedStep("alice")).toBeUndefined();
     expect(last(knockAll(m, "198.18.0.1", deriveSequence(p, T), T0_MS + 1000)).kind).toBe("open");
+  });
+
+  it("when a skewed future step becomes current then a replay of its knock is refused (the skew event spent it)", () => {
+    const p = profile(14);
+    const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
+    const ahead = deriveSequence(p, T + 3);
+    expect(last(knockAll(m, "198.18.0.1", ahead, T0_MS))).toMatchObject({ kind: "refuse", reason: "skew" });
+    const later = T0_MS + 3 * 30_000;
+    expect(last(knockAll(m, "198.18.0.66", ahead, later))).toMatchObject({ kind: "refuse", reason: "replay", step: T + 3 });
+    // The windows around it stay usable for the real client.
+    expect(last(knockAll(m, "198.18.0.1", deriveSequence(p, T + 4), later + 2000)).kind).toBe("open");
   });
 
   it("when step T-3 is knocked then it is skew -3 if nothing newer was accepted, else a replay", () => {
