@@ -1,0 +1,421 @@
+import { readFileSync } from "node:fs";
+import { isIP, SocketAddress } from "node:net";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { formatIPv4, formatIPv6 } from "../../src/packets/ip.js";
+import {
+  decodeFrame,
+  LINKTYPE_ETHERNET,
+  LINKTYPE_LINUX_SLL,
+  LINKTYPE_LINUX_SLL2,
+  LINKTYPE_RAW,
+  parsePcapBuffer,
+  PcapStreamParser,
+  type PcapParseResult,
+} from "../../src/packets/pcap.js";
+import type { ObservedKnock } from "../../src/ports.js";
+
+// Fixtures: real tcpdump captures made by test/fixtures/pcap/make-fixtures.sh (client .1 knocks server .2).
+function fixture(name: string): Buffer {
+  return readFileSync(new URL(`../fixtures/pcap/${name}`, import.meta.url));
+}
+
+type Knock = Pick<ObservedKnock, "src" | "dstPort" | "proto">;
+const k = (src: string, dstPort: number, proto: "tcp" | "udp"): Knock => ({ src, dstPort, proto });
+
+/**
+ * The standard traffic from the client: SYN to closed ports (RST back), UDP (ICMP unreachable back), a full
+ * handshake to 40005; then the server sends a SYN and a datagram of its own to the client.
+ */
+const STANDARD: Knock[] = [
+  k("198.18.0.1", 40001, "tcp"),
+  k("198.18.0.1", 40002, "udp"),
+  k("fd18:18::1", 40003, "tcp"),
+  k("fd18:18::1", 40004, "udp"),
+  k("198.18.0.1", 40005, "tcp"),
+];
+
+const FIXTURES: { name: string; linkType: number; packets: number; malformed: number; knocks: Knock[] }[] = [
+  {
+    // Ethernet carries no direction: the server's own SYN and datagram look like knocks from it. In production
+    // the capture filter (`inbound`, `dst host` this host) keeps them out.
+    name: "en10mb.pcap",
+    linkType: LINKTYPE_ETHERNET,
+    packets: 20,
+    malformed: 0,
+    knocks: [...STANDARD, k("198.18.0.2", 40006, "tcp"), k("198.18.0.2", 40007, "udp")],
+  },
+  // Cooked (`any`) captures mark the server's outgoing packets as such: skipped, whatever they are.
+  { name: "linux-sll.pcap", linkType: LINKTYPE_LINUX_SLL, packets: 21, malformed: 0, knocks: STANDARD },
+  { name: "linux-sll2.pcap", linkType: LINKTYPE_LINUX_SLL2, packets: 20, malformed: 0, knocks: STANDARD },
+  {
+    name: "raw.pcap", // a tun device: no link-layer header
+    linkType: LINKTYPE_RAW,
+    packets: 8,
+    malformed: 0,
+    knocks: [k("198.19.1.1", 40011, "tcp"), k("198.19.1.1", 40012, "udp"), k("fd18:18::b:1", 40013, "tcp"), k("fd18:18::b:1", 40014, "udp")],
+  },
+  {
+    // 802.1Q vlan 7, QinQ (802.1ad 100 + 802.1Q 5) IPv4 and IPv6, a tagged SYN-ACK (no knock), a priority tag (vid 0).
+    name: "vlan.pcap",
+    linkType: LINKTYPE_ETHERNET,
+    packets: 7,
+    malformed: 0,
+    knocks: [k("198.19.7.1", 40021, "tcp"), k("198.19.7.1", 40022, "udp"), k("198.19.8.1", 40023, "tcp"), k("fd18:18::8:1", 40024, "udp"), k("fd18:18::1", 40026, "tcp")],
+  },
+  {
+    // The same frames on `any`: the kernel strips 802.1Q tags; a QinQ frame keeps a headless inner tag that even
+    // tcpdump cannot decode ("IP0 (invalid)"): counted malformed, never misread.
+    name: "vlan-linux-sll2.pcap",
+    linkType: LINKTYPE_LINUX_SLL2,
+    packets: 7,
+    malformed: 2,
+    knocks: [k("198.19.7.1", 40021, "tcp"), k("198.19.7.1", 40022, "udp"), k("fd18:18::1", 40026, "tcp")],
+  },
+  {
+    // Nanosecond timestamps; IPv4 options; fragmented UDP over IPv4 and IPv6 (later fragments skipped);
+    // IPv6 hop-by-hop + destination options before UDP, hop-by-hop before TCP.
+    name: "ip-extras.pcap",
+    linkType: LINKTYPE_ETHERNET,
+    packets: 14,
+    malformed: 0,
+    knocks: [k("198.18.0.1", 40031, "tcp"), k("198.18.0.1", 40032, "udp"), k("fd18:18::1", 40033, "udp"), k("fd18:18::1", 40034, "udp"), k("fd18:18::1", 40035, "tcp")],
+  },
+];
+
+function collect(data: Uint8Array): { result: PcapParseResult; knocks: ObservedKnock[] } {
+  const knocks: ObservedKnock[] = [];
+  const result = parsePcapBuffer(data, (kn) => knocks.push(kn));
+  return { result, knocks };
+}
+
+function collectChunked(chunks: readonly Uint8Array[]): { knocks: ObservedKnock[]; counters: object; fatal: string | undefined } {
+  const knocks: ObservedKnock[] = [];
+  const parser = new PcapStreamParser((kn) => knocks.push(kn));
+  for (const c of chunks) parser.push(c);
+  const fatal = parser.fatal;
+  parser.end();
+  return { knocks, counters: { ...parser.counters }, fatal };
+}
+
+/** The records of a little-endian pcap, read the simple way (the test's own reference reader). */
+function recordsOf(pcap: Buffer): { header: Buffer; data: Buffer }[] {
+  const out: { header: Buffer; data: Buffer }[] = [];
+  for (let off = 24; off + 16 <= pcap.length; ) {
+    const incl = pcap.readUInt32LE(off + 8);
+    out.push({ header: pcap.subarray(off, off + 16), data: pcap.subarray(off + 16, off + 16 + incl) });
+    off += 16 + incl;
+  }
+  return out;
+}
+
+/** Rewrites a little-endian pcap as the same capture written on a big-endian host. */
+function toBigEndian(pcap: Buffer): Buffer {
+  const out = Buffer.from(pcap);
+  out.writeUInt32BE(pcap.readUInt32LE(0), 0);
+  out.writeUInt16BE(pcap.readUInt16LE(4), 4);
+  out.writeUInt16BE(pcap.readUInt16LE(6), 6);
+  for (const o of [8, 12, 16, 20]) out.writeUInt32BE(pcap.readUInt32LE(o), o);
+  for (let off = 24; off + 16 <= pcap.length; ) {
+    const incl = pcap.readUInt32LE(off + 8);
+    for (let i = 0; i < 16; i += 4) out.writeUInt32BE(pcap.readUInt32LE(off + i), off + i);
+    off += 16 + incl;
+  }
+  return out;
+}
+
+type SyntheticRecord = { seconds: number; fraction: number; data: Uint8Array; originalBytes?: number };
+
+/** A pcap written by hand, for cases no capture gives (timestamps chosen exactly, broken records). */
+function pcapOf(linkType: number, records: readonly SyntheticRecord[], opts: { magic?: number; snaplen?: number } = {}): Buffer {
+  const header = Buffer.alloc(24);
+  header.writeUInt32LE(opts.magic ?? 0xa1b2c3d4, 0);
+  header.writeUInt16LE(2, 4);
+  header.writeUInt16LE(4, 6);
+  header.writeUInt32LE(opts.snaplen ?? 65535, 16);
+  header.writeUInt32LE(linkType, 20);
+  const parts: Buffer[] = [header];
+  for (const r of records) {
+    const rh = Buffer.alloc(16);
+    rh.writeUInt32LE(r.seconds, 0);
+    rh.writeUInt32LE(r.fraction, 4);
+    rh.writeUInt32LE(r.data.length, 8);
+    rh.writeUInt32LE(r.originalBytes ?? r.data.length, 12);
+    parts.push(rh, Buffer.from(r.data));
+  }
+  return Buffer.concat(parts);
+}
+
+/** The first captured frame of en10mb.pcap: an Ethernet + IPv4 TCP SYN from 198.18.0.1 to port 40001. */
+function ipv4SynFrame(): Buffer {
+  const first = recordsOf(fixture("en10mb.pcap"))[0];
+  if (!first) throw new Error("en10mb.pcap has no record");
+  return first.data;
+}
+
+function expectValidKnock(kn: ObservedKnock): void {
+  expect(Number.isInteger(kn.dstPort) && kn.dstPort >= 0 && kn.dstPort <= 65535).toBe(true);
+  expect(isIP(kn.src)).not.toBe(0);
+  expect(["tcp", "udp"]).toContain(kn.proto);
+  expect(Number.isFinite(kn.atMs)).toBe(true);
+}
+
+describe("pcap parser on real captures", () => {
+  for (const f of FIXTURES) {
+    it(`when parsing ${f.name} then it yields exactly the client's knocks, in order`, () => {
+      const { result, knocks } = collect(fixture(f.name));
+      expect(result.fatal).toBeUndefined();
+      expect(result.linkType).toBe(f.linkType);
+      expect(knocks.map(({ src, dstPort, proto }) => ({ src, dstPort, proto }))).toEqual(f.knocks);
+      expect(result).toMatchObject({ packets: f.packets, knocks: f.knocks.length, malformed: f.malformed, bytes: fixture(f.name).length });
+      for (const kn of knocks) expectValidKnock(kn);
+      const times = knocks.map((kn) => kn.atMs);
+      expect(times).toEqual([...times].sort((a, b) => a - b));
+    });
+
+    it(`when ${f.name} arrives split at any single byte then the knocks and counters are the same`, () => {
+      const data = fixture(f.name);
+      const whole = collectChunked([data]);
+      for (let i = 0; i <= data.length; i++) {
+        expect(collectChunked([data.subarray(0, i), data.subarray(i)])).toEqual(whole);
+      }
+    });
+  }
+
+  it("when every fixture is fed one byte at a time then nothing changes", () => {
+    for (const f of FIXTURES) {
+      const data = fixture(f.name);
+      const bytes = Array.from({ length: data.length }, (_, i) => data.subarray(i, i + 1));
+      expect(collectChunked(bytes)).toEqual(collectChunked([data]));
+    }
+  });
+
+  it("when fixtures arrive in random chunks then the knocks are the same", () => {
+    const data = fixture("en10mb.pcap");
+    const whole = collectChunked([data]);
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: data.length - 1 }), { maxLength: 30 }), (cuts) => {
+        const points = [0, ...cuts.sort((a, b) => a - b), data.length];
+        const chunks = points.slice(1).map((end, i) => data.subarray(points[i], end));
+        expect(collectChunked(chunks)).toEqual(whole);
+      }),
+    );
+  });
+
+  it("when a capture was written on a big-endian host then the knocks are the same", () => {
+    for (const f of FIXTURES) {
+      const le = collect(fixture(f.name));
+      const be = collect(toBigEndian(fixture(f.name)));
+      expect(be.knocks).toEqual(le.knocks);
+      expect(be.result).toEqual(le.result);
+    }
+  });
+
+  it("when two streams follow each other through reset() then both are parsed (a restarted tcpdump)", () => {
+    const knocks: ObservedKnock[] = [];
+    const parser = new PcapStreamParser((kn) => knocks.push(kn));
+    parser.push(fixture("en10mb.pcap"));
+    parser.reset();
+    parser.push(fixture("raw.pcap"));
+    expect(knocks.map((kn) => kn.dstPort)).toEqual([40001, 40002, 40003, 40004, 40005, 40006, 40007, 40011, 40012, 40013, 40014]);
+    expect(parser.counters.packets).toBe(20 + 8);
+  });
+});
+
+describe("pcap parser timestamps", () => {
+  it("when the capture has microsecond timestamps then atMs is seconds*1000 + us/1000", () => {
+    const { knocks } = collect(pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1_700_000_000, fraction: 123_456, data: ipv4SynFrame() }]));
+    expect(knocks).toEqual([{ src: "198.18.0.1", dstPort: 40001, proto: "tcp", atMs: 1_700_000_000_123.456 }]);
+  });
+
+  it("when the capture has nanosecond timestamps then atMs keeps the sub-millisecond part", () => {
+    const pcap = pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1_700_000_000, fraction: 999_999_999, data: ipv4SynFrame() }], { magic: 0xa1b23c4d });
+    expect(collect(pcap).knocks[0]?.atMs).toBe(1_700_000_000_000 + 999.999999);
+    expect(collect(toBigEndian(pcap)).knocks[0]?.atMs).toBe(1_700_000_000_000 + 999.999999);
+  });
+
+  it("when a record's fraction is not below one second then it is malformed", () => {
+    const { result, knocks } = collect(pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1, fraction: 1_000_000, data: ipv4SynFrame() }]));
+    expect(knocks).toEqual([]);
+    expect(result.malformed).toBe(1);
+  });
+});
+
+describe("pcap parser on bad input", () => {
+  it("when the stream ends inside a record then that record is counted malformed and earlier knocks stand", () => {
+    for (const f of FIXTURES) {
+      const data = fixture(f.name);
+      const last = recordsOf(data).at(-1);
+      if (!last) throw new Error(`${f.name} has no record`);
+      const withoutLast = collect(data.subarray(0, data.length - last.header.length - last.data.length));
+      const { result, knocks } = collect(data.subarray(0, data.length - 5));
+      expect(knocks).toEqual(withoutLast.knocks);
+      expect(result.malformed).toBe(withoutLast.result.malformed + 1);
+      expect(result.fatal).toBeUndefined();
+    }
+  });
+
+  it("when a record was cut by the snaplen before the TCP flags then it is malformed, not a knock", () => {
+    const frame = ipv4SynFrame();
+    const cut = frame.subarray(0, 14 + 20 + 10);
+    const { result, knocks } = collect(pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1, fraction: 0, data: cut, originalBytes: frame.length }]));
+    expect(knocks).toEqual([]);
+    expect(result).toMatchObject({ packets: 1, malformed: 1 });
+  });
+
+  it("when records are too short for their link-layer header then each is malformed", () => {
+    const records = [LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW].map((lt) =>
+      collect(pcapOf(lt, [{ seconds: 1, fraction: 0, data: Buffer.alloc(3) }])).result,
+    );
+    for (const r of records) expect(r).toMatchObject({ packets: 1, malformed: 1, knocks: 0 });
+  });
+
+  it("when a record claims more bytes captured than sent then it is skipped as malformed", () => {
+    const frame = ipv4SynFrame();
+    const { result } = collect(pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1, fraction: 0, data: frame, originalBytes: 20 }, { seconds: 2, fraction: 0, data: frame }]));
+    expect(result).toMatchObject({ packets: 2, malformed: 1, knocks: 1 });
+  });
+
+  it("when the global header is garbage then the stream is fatal and push reports it", () => {
+    const parser = new PcapStreamParser();
+    expect(parser.push(Buffer.from("GET / HTTP/1.1\r\nHost: example\r\n\r\n"))).toBe(false);
+    expect(parser.fatal).toMatch(/not a pcap stream/);
+    expect(parser.push(fixture("en10mb.pcap"))).toBe(false);
+    parser.reset();
+    expect(parser.push(fixture("en10mb.pcap"))).toBe(true);
+    expect(parser.counters.knocks).toBe(7);
+  });
+
+  it("when the stream is pcapng, another pcap version or an unsupported link type then it is fatal", () => {
+    const pcapng = Buffer.alloc(24);
+    pcapng.writeUInt32LE(0x0a0d0d0a, 0);
+    expect(collect(pcapng).result.fatal).toMatch(/pcapng/);
+    const v3 = pcapOf(LINKTYPE_ETHERNET, []);
+    v3.writeUInt16LE(3, 4);
+    expect(collect(v3).result.fatal).toMatch(/version/);
+    expect(collect(pcapOf(105, [])).result.fatal).toMatch(/link type 105/); // 802.11
+  });
+
+  it("when a record length is absurd for the snaplen then the stream is fatal instead of swallowing megabytes", () => {
+    const pcap = pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1, fraction: 0, data: ipv4SynFrame() }], { snaplen: 128 });
+    pcap.writeUInt32LE(257, 24 + 8); // > 2 x snaplen
+    const { result, knocks } = collect(pcap);
+    expect(knocks).toEqual([]);
+    expect(result.fatal).toMatch(/exceeds/);
+    const huge = pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1, fraction: 0, data: ipv4SynFrame() }], { snaplen: 0 });
+    huge.writeUInt32LE(262_145, 24 + 8);
+    expect(collect(huge).result.fatal).toMatch(/exceeds/);
+  });
+
+  it("when the knock callback throws then push reports a broken stream instead of throwing", () => {
+    const parser = new PcapStreamParser(() => {
+      throw new Error("boom");
+    });
+    expect(parser.push(fixture("en10mb.pcap"))).toBe(false);
+    expect(parser.fatal).toMatch(/boom/);
+  });
+});
+
+describe("pcap parser fuzzing", () => {
+  const supported = [1, 12, 14, 101, 113, 228, 229, 276];
+
+  it("when fed random bytes then it never throws and every knock is valid", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 2000 }), fc.integer({ min: 1, max: 64 }), (bytes, chunk) => {
+        const parser = new PcapStreamParser(expectValidKnock);
+        for (let i = 0; i < bytes.length; i += chunk) parser.push(bytes.subarray(i, i + chunk));
+        parser.end();
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("when random records follow a valid header then it never throws and every knock is valid", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...supported),
+        fc.boolean(),
+        fc.array(fc.uint8Array({ maxLength: 120 }), { maxLength: 20 }),
+        (linkType, nano, frames) => {
+          const pcap = pcapOf(linkType, frames.map((data, i) => ({ seconds: i, fraction: i, data })), nano ? { magic: 0xa1b23c4d } : {});
+          const { result, knocks } = collect(pcap);
+          expect(result.fatal).toBeUndefined();
+          expect(result.packets).toBe(frames.length);
+          knocks.forEach(expectValidKnock);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it("when fixtures are mutated at random then it never throws and every knock is valid", () => {
+    const fixtures = FIXTURES.map((f) => fixture(f.name));
+    fc.assert(
+      fc.property(
+        fc.nat({ max: fixtures.length - 1 }),
+        fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { minLength: 1, maxLength: 20 }),
+        fc.nat(),
+        (which, flips, cutAt) => {
+          const data = Buffer.from(fixtures[which]!);
+          for (const [at, value] of flips) data[at % data.length] = value;
+          const knocks: ObservedKnock[] = [];
+          const parser = new PcapStreamParser((kn) => knocks.push(kn));
+          const cut = cutAt % (data.length + 1);
+          parser.push(data.subarray(0, cut));
+          parser.push(data.subarray(cut));
+          parser.end();
+          knocks.forEach(expectValidKnock);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("when a single frame of any supported link type is random then decodeFrame never throws", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...supported), fc.uint8Array({ maxLength: 200 }), (linkType, frame) => {
+        const r = decodeFrame(linkType, frame, 0);
+        if (typeof r === "object") expectValidKnock(r);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe("decodeFrame", () => {
+  it("when given a captured SYN frame then it returns the knock; a cut frame is malformed", () => {
+    expect(decodeFrame(LINKTYPE_ETHERNET, ipv4SynFrame(), 5)).toEqual({ src: "198.18.0.1", dstPort: 40001, proto: "tcp", atMs: 5 });
+    expect(decodeFrame(LINKTYPE_ETHERNET, ipv4SynFrame().subarray(0, 30), 5)).toBe("malformed");
+    expect(decodeFrame(LINKTYPE_RAW, ipv4SynFrame().subarray(14), 5)).toMatchObject({ dstPort: 40001 });
+  });
+
+  it("when the frame is ARP then it is not a knock", () => {
+    const arp = Buffer.alloc(42);
+    arp.writeUInt16BE(0x0806, 12);
+    expect(decodeFrame(LINKTYPE_ETHERNET, arp, 0)).toBe("not-knock");
+  });
+});
+
+describe("address formatting", () => {
+  it("when formatting any IPv6 address then the text is what inet_ntop (and nft) prints", () => {
+    // Words biased towards zero so that runs of zeros, ties and IPv4-mapped forms come up.
+    const word = fc.oneof(fc.constant(0), fc.constant(0), fc.constant(0xffff), fc.integer({ min: 0, max: 0xffff }));
+    fc.assert(
+      fc.property(fc.array(word, { minLength: 8, maxLength: 8 }), (ws) => {
+        const bytes = Buffer.alloc(16);
+        ws.forEach((w, i) => bytes.writeUInt16BE(w, 2 * i));
+        const full = ws.map((w) => w.toString(16)).join(":");
+        expect(formatIPv6(bytes, 0)).toBe(new SocketAddress({ address: full, family: "ipv6" }).address);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it("when formatting IPv4 addresses repeatedly then the cache never returns another address's text", () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ minLength: 4, maxLength: 4 }), { maxLength: 200 }), (addrs) => {
+        for (const a of [...addrs, ...addrs]) expect(formatIPv4(a, 0)).toBe(Array.from(a).join("."));
+      }),
+    );
+  });
+});
