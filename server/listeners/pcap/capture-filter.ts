@@ -53,8 +53,11 @@ function checkRange(r: KnockRange): void {
 }
 
 /**
- * Inbound packets to this host's addresses that can be knocks: TCP with SYN and without ACK, or UDP, to a port
- * of the knock range.
+ * Packets to this host's addresses that can be knocks: TCP with SYN and without ACK, or UDP, to a port of the
+ * knock range. Addressing the host's own addresses is what keeps forwarded traffic out; the direction is left to
+ * tcpdump's `-Q in` (see buildTcpdumpArgv), not to BPF `inbound`: on a named interface libpcap compiles `inbound`
+ * to a Linux ancillary load that its userland copy of the filter cannot run, and libpcap runs that copy on the
+ * first ring block after attaching the filter, so the first knocks after every (re)start would be lost.
  *
  * IPv6 TCP flags: libpcap's `tcp[...]` only applies to IPv4, so the IPv6 branch reads the flags at ip6[53]
  * (40-byte header + 13). That offset is only right without extension headers, which is exactly what libpcap's
@@ -71,7 +74,7 @@ export function buildCaptureFilter(options: CaptureFilterOptions): string {
   const hosts = addresses.map((a) => `dst host ${a}`).join(" or ");
   const range = `${options.knockRange.min}-${options.knockRange.max}`;
   return (
-    `inbound and (${hosts}) and (` +
+    `(${hosts}) and (` +
     `(ip and tcp dst portrange ${range} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)` +
     ` or (ip6 and ip6[6] == 6 and tcp dst portrange ${range} and ip6[53] & 0x12 == 0x02)` +
     ` or udp dst portrange ${range})`
@@ -79,10 +82,12 @@ export function buildCaptureFilter(options: CaptureFilterOptions): string {
 }
 
 /**
- * `tcpdump -i IF -n -p -U -w - -s SNAPLEN -B KIB --immediate-mode FILTER`:
+ * `tcpdump -i IF -Q in -n -p -U -w - -s SNAPLEN -B KIB --immediate-mode FILTER`:
  * -U and --immediate-mode hand each packet over at once (libpcap's default waits for a ring block to time out,
- * which is what makes knockd's latency bimodal); -p because a knock daemon has no business making the NIC
- * promiscuous (packets for this host arrive anyway); -B sizes the kernel ring, what absorbs a flood's bursts.
+ * which is what makes knockd's latency bimodal); -Q in keeps only packets this host receives (libpcap checks the
+ * direction the kernel reports; belt and braces, as Linux sends packets for its own addresses over loopback,
+ * whose outgoing copy libpcap hides anyway); -p because a knock daemon has no business making the NIC promiscuous (packets for this host
+ * arrive anyway); -B sizes the kernel ring, what absorbs a flood's bursts.
  */
 export function buildTcpdumpArgv(options: TcpdumpArgvOptions): string[] {
   const ifname = options.interface;
@@ -97,6 +102,8 @@ export function buildTcpdumpArgv(options: TcpdumpArgvOptions): string[] {
     options.tcpdumpPath,
     "-i",
     ifname,
+    "-Q",
+    "in",
     "-n",
     "-p",
     "-U",

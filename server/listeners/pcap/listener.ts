@@ -98,6 +98,8 @@ const STATS_PATTERNS = [
 ] as const;
 
 type RunOutcome = {
+  /** False when no process was started (no local address to filter on yet). */
+  started: boolean;
   code: number | null;
   signal: NodeJS.Signals | null;
   spawnError?: NodeJS.ErrnoException;
@@ -213,12 +215,13 @@ class TcpdumpListener implements PcapListener {
   /** Runs one tcpdump until it exits (or is stopped); never rejects. */
   private runOnce(signal: AbortSignal): Promise<RunOutcome> {
     let argv: string[];
-    const addresses = this.currentAddresses();
+    let addresses: string[];
     try {
+      addresses = this.currentAddresses();
       argv = buildTcpdumpArgv(this.argvOptions(addresses));
     } catch (err) {
       // No address yet (e.g. before DHCP): retry with backoff, addresses may appear.
-      return Promise.resolve({ code: null, signal: null, reason: err instanceof Error ? err.message : String(err) });
+      return Promise.resolve({ started: false, code: null, signal: null, reason: err instanceof Error ? err.message : String(err) });
     }
     this.starts++;
     this.parser.reset();
@@ -297,10 +300,10 @@ class TcpdumpListener implements PcapListener {
       };
       child.once("error", (err: NodeJS.ErrnoException) => {
         // Spawn failures (ENOENT, EACCES) never produce a process, so no "close" may follow.
-        if (child.pid === undefined) finish({ code: null, signal: null, spawnError: err });
+        if (child.pid === undefined) finish({ started: true, code: null, signal: null, spawnError: err });
         else this.log("error", "tcpdump process error", { err: err.message });
       });
-      child.once("close", (code: number | null, sig: NodeJS.Signals | null) => finish({ code, signal: sig }));
+      child.once("close", (code: number | null, sig: NodeJS.Signals | null) => finish({ started: true, code, signal: sig }));
     });
   }
 
@@ -334,10 +337,16 @@ class TcpdumpListener implements PcapListener {
   private logExit(outcome: RunOutcome, delayMs: number): void {
     const path = this.options.tcpdumpPath ?? DEFAULTS.tcpdumpPath;
     const fields: Record<string, unknown> = { restartInMs: delayMs, starts: this.starts };
+    if (!outcome.started) {
+      this.log("warn", `cannot start tcpdump yet: ${outcome.reason ?? "unknown reason"}`, fields);
+      return;
+    }
     if (outcome.spawnError) {
       const cmd = this.options.argvPrefix?.[0] ?? path;
       if (outcome.spawnError.code === "ENOENT") {
-        this.log("error", cmd === path ? missingTcpdump(path).message : `cannot run "${cmd}": not found`, fields);
+        const err = missingTcpdump(path);
+        fields["code"] = err.code;
+        this.log("error", cmd === path ? err.message : `cannot run "${cmd}": not found`, fields);
       } else {
         this.log("error", `cannot start tcpdump: ${outcome.spawnError.message}`, fields);
       }
