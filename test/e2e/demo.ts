@@ -31,7 +31,7 @@ async function main(): Promise<number> {
     const before = await step("client: connect to 2222 before knocking", () => lab.probe("client", lab.protectPort));
     process.stdout.write(`        -> ${before.state} (no answer: the gate drops it)\n`);
 
-    const cap = lab.lab.spawn("other", ["tcpdump", "-i", "eth0", "-n", "-U", "-l", `src host ${lab.lab.host("client").ipv4} and dst portrange 10000-59999 and tcp[tcpflags] & tcp-syn != 0`]);
+    const cap = lab.lab.spawn("server", ["tcpdump", "-i", "eth0", "-n", "-U", "-l", `src host ${lab.lab.host("client").ipv4} and dst portrange 10000-59999 and tcp[tcpflags] & tcp-syn != 0`]);
     let captured = "";
     cap.stdout?.on("data", (c: Buffer) => (captured += c.toString()));
     await sleep(700);
@@ -44,7 +44,7 @@ async function main(): Promise<number> {
     await sleep(300);
     cap.kill("SIGINT");
     const ports = [...captured.matchAll(/> [\d.]+\.(\d+): Flags \[S\]/g)].map((m) => Number(m[1]));
-    process.stdout.write(`        an eavesdropper on the path saw the knock: ${ports.join(", ")}\n`);
+    process.stdout.write(`        tcpdump on the path saw the knock: ${ports.join(", ")}\n`);
 
     await step(`other: replayed the captured knock (${ports.join(" ")}) from 198.18.0.3`, () => lab.sendSyns("other", ports));
     await sleep(500);

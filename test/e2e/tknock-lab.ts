@@ -123,7 +123,7 @@ export class TknockLab {
     exited.catch(() => undefined);
     await Promise.race([this.waitForLog((l) => l.msg === "tknock-server running", 15_000), exited]);
     // The capture starts right after the running line; give tcpdump its moment to attach.
-    await this.waitForLog((l) => l.msg === "capture started", 10_000).catch(() => sleep(1000));
+    await this.waitForLog((l) => l.msg === "tcpdump capturing", 10_000).catch(() => sleep(1000));
   }
 
   private pushLog(l: LogLine): void {

@@ -43,6 +43,8 @@ export class NftablesFirewall implements Firewall {
   async install(gate: GateSpec): Promise<void> {
     const script = buildInstallScript(this.table, gate);
     await runNftOnce(this.nftCommand, ["-f", "-"], { input: script, timeoutMs: this.timeoutMs });
+    // Start the long-lived nft now (an idempotent no-op), so the first open does not pay for a process start.
+    await this.session.run(`add table inet ${this.table}`);
   }
 
   async open(grants: readonly Grant[]): Promise<void> {
