@@ -299,12 +299,15 @@ export class Matcher {
       s.active = w / 2;
     }
 
-    if (s === undefined) return this.ignored(); // nothing to remember: no state for a flood of fresh sources
+    // A knock that starts and continues nothing is a failed attempt, also from a source never seen before, so a
+    // sweep of the range is reported as brute force. The source table is bounded, so a flood cannot grow it.
+    if (s === undefined) s = this.sources.insert(src);
     s.lastPort = port;
     s.lastAtMs = at;
-    if (continued === 0 && had > 0) {
+    if (continued === 0 && (had > 0 || started === 0)) {
       this.fail(s, at);
       if (s.reportPending) return this.lesser(s, undefined);
+      if (had === 0) return this.ignored();
       this.counts.reset++;
       return { kind: "reset", src };
     }

@@ -98,9 +98,10 @@ export class TknockLab {
 
   /** Starts `tknock-server run` in the server namespace and waits until it says it is running. */
   async startDaemon(): Promise<void> {
-    if (this.daemon && this.daemon.exitCode === null) throw new Error("daemon already running");
+    if (this.daemon && this.daemon.exitCode === null && this.daemon.signalCode === null) throw new Error("daemon already running");
     const child = this.lab.spawn("server", ["node", SERVER_BIN, "--config", this.configPath, "run"]);
     this.daemon = child;
+    const from = this.logs.length; // lines of an earlier run must not count
     let buf = "";
     child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
       buf += chunk;
@@ -121,9 +122,9 @@ export class TknockLab {
       child.once("exit", (code) => reject(new Error(`daemon exited (${code}) before it ran: ${stderr.trim()}`))),
     );
     exited.catch(() => undefined);
-    await Promise.race([this.waitForLog((l) => l.msg === "tknock-server running", 15_000), exited]);
-    // The capture starts right after the running line; give tcpdump its moment to attach.
-    await this.waitForLog((l) => l.msg === "tcpdump capturing", 10_000).catch(() => sleep(1000));
+    await Promise.race([this.waitForLog((l) => l.msg === "tknock-server running", 15_000, from), exited]);
+    // Knocks count once tcpdump has attached its filter.
+    await Promise.race([this.waitForLog((l) => l.msg === "tcpdump capturing", 10_000, from), exited]);
   }
 
   private pushLog(l: LogLine): void {

@@ -311,6 +311,17 @@ describe("matcher: brute force", () => {
     expect(last(knockAll(m, "evil", deriveSequence(p, stepAt(now, 30)), now)).kind).toBe("open");
   });
 
+  it("when a new source sweeps the range without starting any sequence then it is reported as brute force and nothing opens", () => {
+    const p = profile(33);
+    const m = new Matcher([client("alice", p)], opts({ bruteForce: { maxFailuresPerMinute: 10 } as MatcherOptions["bruteForce"] }), T0_MS);
+    const firsts = new Set(m.tableSnapshot().map((line) => Number(line.split(" ")[2]!.split(",")[0])));
+    const sweep: number[] = [];
+    for (let port = p.portMin; sweep.length < 50; port++) if (!firsts.has(port)) sweep.push(port);
+    const decisions = sweep.map((port, i) => knock(m, "198.18.0.3", port, T0_MS + i * 5));
+    expect(decisions.filter((d) => d.kind === "bruteforce")).toEqual([{ kind: "bruteforce", src: "198.18.0.3", failures: 11, banned: false }]);
+    expect(decisions.some((d) => d.kind === "open")).toBe(false);
+  });
+
   it("when ban is on then the reported source's complete match is refused as a lockout until banSeconds pass", () => {
     const p = profile(31);
     const m = new Matcher([client("alice", p)], opts({ bruteForce: { maxFailuresPerMinute: 2, ban: true, banSeconds: 60 } }), T0_MS);
