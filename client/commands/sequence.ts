@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import type { CliIo } from "../../src/cli-io.js";
 import { parseIntOption } from "../../src/cli-io.js";
 import { TknockError } from "../../src/errors.js";
-import { sequenceAt } from "../../src/protocol/derive.js";
+import { formatSequence } from "../../src/protocol/sequence-text.js";
 import { parseProfileUri } from "../../src/protocol/profile-uri.js";
 import type { KnockProfile } from "../../src/protocol/profile.js";
 import type { ProfileStore } from "../store.js";
@@ -11,10 +11,7 @@ export type SequenceOptions = { uri?: string; at?: number; json?: boolean };
 
 /** Prints the step and ports of a profile at a time: the shell's way to check the protocol vectors. */
 export function printSequence(io: CliIo, profile: KnockProfile, atUnixSeconds: number | undefined, json: boolean): void {
-  const atMs = atUnixSeconds === undefined ? io.clock.nowMs() : atUnixSeconds * 1000;
-  const { step, ports } = sequenceAt(profile, atMs);
-  if (json) io.out(JSON.stringify({ step, ports, proto: profile.proto }));
-  else io.out(`step ${step}: ${profile.proto} ${ports.join(" ")}`);
+  io.out(formatSequence(profile, atUnixSeconds === undefined ? io.clock.nowMs() : atUnixSeconds * 1000, json));
 }
 
 /** openStore is only called for a profile name: `sequence --uri` never touches (or creates) a store. */

@@ -6,7 +6,7 @@ import type { CliIo } from "../../src/cli-io.js";
 import { parseIntOption } from "../../src/cli-io.js";
 import { clientProfile, type ClientRecord } from "../../src/config/schema.js";
 import { TknockError } from "../../src/errors.js";
-import { sequenceAt } from "../../src/protocol/derive.js";
+import { formatSequence } from "../../src/protocol/sequence-text.js";
 import { formatProfileUri, isValidClientName, newSecretBase32, parseProfileUri } from "../../src/protocol/profile-uri.js";
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
 import { readClients, writeClients } from "../clients-file.js";
@@ -125,9 +125,6 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       const { config } = loadConfigOf(cmd);
       const record = readClients(config.clientsFile).clients[name];
       if (record === undefined) throw new TknockError("TKNOCK_NO_CLIENT", `no client named ${name} (see \`tknock-server list\`)`, 1);
-      const profile = clientProfile(name, record);
-      const { step, ports } = sequenceAt(profile, opts.at === undefined ? io.clock.nowMs() : opts.at * 1000);
-      if (opts.json === true) io.out(JSON.stringify({ step, ports, proto: profile.proto }));
-      else io.out(`step ${step}: ${profile.proto} ${ports.join(" ")}`);
+      io.out(formatSequence(clientProfile(name, record), opts.at === undefined ? io.clock.nowMs() : opts.at * 1000, opts.json === true));
     });
 }
