@@ -29,7 +29,7 @@ export class Daemon {
   private readonly replays: ReplayLog;
   private readonly firewall: Firewall;
   private readonly listener: Listener;
-  private readonly counters = { opened: 0, refused: 0, bruteforce: 0, openErrors: 0, reloads: 0 };
+  private readonly counters = { opened: 0, refused: 0, bruteforce: 0, openErrors: 0, reloads: 0, futureKnocks: 0 };
 
   private constructor(private readonly deps: DaemonDeps) {
     const { log, clock } = deps;
@@ -129,6 +129,15 @@ export class Daemon {
   }
 
   private onKnock(knock: ObservedKnock): void {
+    // The matcher's windows only move forward, so one knock stamped in the future (a corrupt pcap record can say
+    // 2106) would move them past every real knock until the clock catches up: drop it. Capture timestamps come
+    // from the same clock as ours and are never ahead of it by more than jitter.
+    if (!(knock.atMs <= this.deps.clock.nowMs() + MAX_FUTURE_MS)) {
+      if (this.counters.futureKnocks++ === 0) {
+        this.deps.log.warn({ src: String(knock.src).slice(0, 64), atMs: knock.atMs }, "knock timestamped in the future dropped; further ones are only counted (stats: futureKnocks)");
+      }
+      return;
+    }
     let decision: Decision;
     try {
       decision = this.matcher.onKnock(knock);
@@ -152,7 +161,14 @@ export class Daemon {
         }
         const grants: Grant[] = d.open.map((port) => ({ src: d.src, port, openSeconds: this.config.openSeconds }));
         const t0 = performance.now();
-        this.firewall.open(grants).then(
+        let opening: Promise<void>;
+        try {
+          opening = this.firewall.open(grants);
+        } catch (err) {
+          // An adapter that throws instead of rejecting must not take the listener down with it.
+          opening = Promise.reject(err);
+        }
+        opening.then(
           () => {
             this.counters.opened++;
             log.info({ client: d.client, src: d.src, step: d.step, ports: d.open, openSeconds: this.config.openSeconds, firewallMs: round(performance.now() - t0), knockToOpenMs: round(this.deps.clock.nowMs() - knock.atMs) }, "opened");
@@ -198,6 +214,9 @@ function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Pa
   for (const k of keys) out[k] = o[k];
   return out;
 }
+
+/** How far ahead of the daemon's clock a knock's timestamp may be (clock jitter between capture and us). */
+const MAX_FUTURE_MS = 5000;
 
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;

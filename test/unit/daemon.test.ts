@@ -1,0 +1,438 @@
+/**
+ * The daemon's wiring: a fake listener (the test pushes ObservedKnocks), the in-memory firewall, a fake clock,
+ * and real config, clients, state and replay files written by the real CLI in a temp directory.
+ */
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough, Writable } from "node:stream";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createServerCli } from "../../server/cli.js";
+import { Daemon } from "../../server/daemon.js";
+import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
+import { createLogger } from "../../server/logger.js";
+import { runCli, type CliIo } from "../../src/cli-io.js";
+import { clientProfile, type ClientsFile } from "../../src/config/schema.js";
+import { TknockError } from "../../src/errors.js";
+import type { Clock, Firewall, Grant, Listener, ListenerStats, ObservedKnock } from "../../src/ports.js";
+import { deriveSequence } from "../../src/protocol/derive.js";
+import { decodeSecret } from "../../src/protocol/profile-uri.js";
+import { stepStartMs } from "../../src/protocol/window.js";
+
+const PERIOD = 30;
+const T = 56_666_666;
+/** A few seconds into step T, so T-1..T+1 stay put while a test knocks. */
+const T0_MS = stepStartMs(T, PERIOD) + 2000;
+const OPEN_SECONDS = 7;
+const ALICE = "198.18.0.1";
+const OTHER = "198.18.0.3";
+
+/** Stands in for tcpdump: the test pushes knocks straight into the daemon's callback. */
+class FakeListener implements Listener {
+  readonly name = "fake";
+  private onKnock: ((k: ObservedKnock) => void) | undefined;
+
+  run(onKnock: (k: ObservedKnock) => void, signal: AbortSignal): Promise<void> {
+    this.onKnock = onKnock;
+    return new Promise((resolve) => {
+      if (signal.aborted) resolve();
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+  }
+
+  get running(): boolean {
+    return this.onKnock !== undefined;
+  }
+
+  push(k: ObservedKnock): void {
+    if (this.onKnock === undefined) throw new Error("listener not running");
+    this.onKnock(k);
+  }
+
+  stats(): ListenerStats {
+    return { packets: 0, knocks: 0, malformed: 0, starts: 1, kernelDrops: 0 };
+  }
+}
+
+type LogLine = { level: number; msg: string; [key: string]: unknown };
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Lets promise callbacks (the firewall's then/catch) and I/O callbacks run. */
+function settle(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+describe("daemon wiring", () => {
+  let dir: string;
+  let configPath: string;
+  let clientsPath: string;
+  let statePath: string;
+  let replaysPath: string;
+  let nowMs: number;
+  let clock: Clock;
+  let logText: string[];
+  let secrets: Set<string>;
+  let stops: (() => Promise<void>)[];
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), "tknock-daemon-"));
+    configPath = join(dir, "etc/server.json");
+    clientsPath = join(dir, "etc/clients.json");
+    statePath = join(dir, "state/state.json");
+    replaysPath = join(dir, "state/replays.jsonl");
+    nowMs = T0_MS;
+    clock = { nowMs: () => nowMs };
+    logText = [];
+    secrets = new Set();
+    stops = [];
+    await cli(["init", "--interface", "eth0", "--protect", "22", "2222", "--state-dir", join(dir, "state")]);
+    const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(configPath, JSON.stringify({ ...config, openSeconds: OPEN_SECONDS }));
+    await enroll("alice", ["--open", "2222"]);
+  });
+
+  afterEach(async () => {
+    for (const stop of stops) await stop();
+    // No secret, in base32 or hex, in anything the daemon logged.
+    const all = logText.join("");
+    for (const s of secrets) {
+      expect(all).not.toContain(s);
+      expect(all).not.toContain(s.slice(0, 16));
+      expect(all).not.toContain(Buffer.from(decodeSecret(s)).toString("hex").slice(0, 16));
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function cli(args: readonly string[]): Promise<void> {
+    const err: string[] = [];
+    const io: CliIo = {
+      out: () => undefined,
+      err: (t) => err.push(t),
+      env: {},
+      clock,
+      stdin: new PassThrough(),
+      stdout: new PassThrough(),
+    };
+    const code = await runCli(createServerCli(io), ["--config", configPath, ...args], io);
+    if (code !== 0) throw new Error(`tknock-server ${args.join(" ")} exited ${code}: ${err.join("")}`);
+  }
+
+  async function enroll(name: string, extra: readonly string[] = []): Promise<void> {
+    await cli(["enroll", name, "--host", "server.example", ...extra]);
+    const r = readClientsFile().clients[name];
+    if (r) secrets.add(r.secret);
+  }
+
+  function readClientsFile(): ClientsFile {
+    return JSON.parse(readFileSync(clientsPath, "utf8")) as ClientsFile;
+  }
+
+  /** The ports a client must knock at a step, derived from the secret in clients.json. */
+  function portsOf(name: string, step: number): number[] {
+    const r = readClientsFile().clients[name];
+    if (!r) throw new Error(`${name} is not enrolled`);
+    return deriveSequence(clientProfile(name, r), step);
+  }
+
+  function logs(): LogLine[] {
+    return logText
+      .join("")
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => JSON.parse(l) as LogLine);
+  }
+
+  function replays(): Record<string, unknown>[] {
+    if (!existsSync(replaysPath)) return [];
+    return readFileSync(replaysPath, "utf8")
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  function lastAcceptedSteps(): Record<string, number> {
+    return (JSON.parse(readFileSync(statePath, "utf8")) as { lastAcceptedStep: Record<string, number> }).lastAcceptedStep;
+  }
+
+  /** Starts Daemon.run with the fake listener; the daemon is stopped (and must resolve) after the test. */
+  async function start(firewall: Firewall = new MemoryFirewall(clock)): Promise<{ daemon: Daemon; listener: FakeListener }> {
+    const listener = new FakeListener();
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        logText.push(chunk.toString());
+        cb();
+      },
+    });
+    const daemon = Daemon.create({
+      configPath,
+      log: createLogger("debug", sink),
+      clock,
+      createListener: () => listener,
+      createFirewall: () => firewall,
+    });
+    const stop = new AbortController();
+    let failed: unknown;
+    const running = daemon.run(stop.signal).catch((err: unknown) => {
+      failed = err;
+    });
+    stops.push(async () => {
+      stop.abort();
+      await running;
+      expect(failed).toBeUndefined();
+    });
+    await waitFor("the daemon to run", () => listener.running || failed !== undefined);
+    if (failed !== undefined) throw failed;
+    return { daemon, listener };
+  }
+
+  /** One knock per port, 100 ms apart on the knock clock (the daemon's clock moves along). */
+  function knock(listener: FakeListener, src: string, ports: readonly number[], atMs = nowMs): void {
+    ports.forEach((dstPort, i) => {
+      nowMs = atMs + i * 100;
+      listener.push({ src, dstPort, proto: "tcp", atMs: nowMs });
+    });
+  }
+
+  it("when a client knocks its current sequence then exactly its open ports open, for that source only", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { listener } = await start(fw);
+    knock(listener, ALICE, portsOf("alice", T));
+    await settle();
+    expect(fw.opened).toEqual([{ src: ALICE, port: 2222, openSeconds: OPEN_SECONDS }]);
+    expect(fw.isAllowed(ALICE, 2222)).toBe(true);
+    expect(fw.isAllowed(ALICE, 22)).toBe(false);
+    expect(fw.isAllowed(OTHER, 2222)).toBe(false);
+    expect(fw.installed?.protectedPorts).toEqual([22, 2222]);
+    expect(lastAcceptedSteps()).toEqual({ alice: T });
+    expect(logs().filter((l) => l.msg === "opened")).toMatchObject([{ client: "alice", src: ALICE, step: T, ports: [2222] }]);
+    expect(replays()).toEqual([]);
+  });
+
+  it("when the firewall is asked to open then state.json already holds the accepted step", async () => {
+    const seenSteps: (number | undefined)[] = [];
+    const fw = new (class extends MemoryFirewall {
+      override async open(grants: readonly Grant[]): Promise<void> {
+        seenSteps.push(lastAcceptedSteps()["alice"]);
+        return super.open(grants);
+      }
+    })(clock);
+    const { listener } = await start(fw);
+    knock(listener, ALICE, portsOf("alice", T));
+    nowMs = stepStartMs(T + 1, PERIOD) + 1000;
+    knock(listener, ALICE, portsOf("alice", T + 1));
+    await settle();
+    expect(seenSteps).toEqual([T, T + 1]);
+    expect(fw.opened).toHaveLength(2);
+  });
+
+  it("when the same sequence comes from another source in the same window then it is refused and recorded as a replay", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { listener } = await start(fw);
+    const ports = portsOf("alice", T);
+    knock(listener, ALICE, ports);
+    knock(listener, OTHER, ports, nowMs + 500);
+    await settle();
+    expect(fw.isAllowed(OTHER, 2222)).toBe(false);
+    expect(fw.opened.map((g) => g.src)).toEqual([ALICE]);
+    expect(replays()).toMatchObject([{ kind: "replay", source: OTHER, client: "alice", step: T, ports }]);
+    expect(logs().filter((l) => l.msg === "knock refused")).toMatchObject([{ reason: "replay", client: "alice", src: OTHER, step: T }]);
+    // The legitimate source cannot use it twice either.
+    knock(listener, ALICE, ports, nowMs + 500);
+    expect(replays().map((r) => `${r["kind"]} ${r["source"]}`)).toEqual([`replay ${OTHER}`, `replay ${ALICE}`]);
+    expect(fw.opened).toHaveLength(1);
+  });
+
+  it("when the firewall fails to open then the error is logged, the step stays spent and the daemon keeps working", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { daemon, listener } = await start(fw);
+    fw.failWith(new TknockError("TKNOCK_FIREWALL", "nft: Could not process rule"));
+    expect(() => knock(listener, ALICE, portsOf("alice", T))).not.toThrow();
+    await waitFor("the error log", () => logs().some((l) => l.msg === "firewall open failed"));
+    expect(logs().find((l) => l.msg === "firewall open failed")).toMatchObject({ level: 50, client: "alice", src: ALICE });
+    expect(fw.isAllowed(ALICE, 2222)).toBe(false);
+    expect(lastAcceptedSteps()).toEqual({ alice: T });
+    expect(daemon.stats()).toMatchObject({ openErrors: 1, opened: 0 });
+
+    fw.failWith(undefined);
+    nowMs = stepStartMs(T + 1, PERIOD) + 1000;
+    knock(listener, ALICE, portsOf("alice", T + 1));
+    await settle();
+    expect(fw.isAllowed(ALICE, 2222)).toBe(true);
+    expect(daemon.stats()).toMatchObject({ openErrors: 1, opened: 1 });
+  });
+
+  it("when a firewall's open throws instead of rejecting then the knock is still only logged", async () => {
+    const inner = new MemoryFirewall(clock);
+    const throwing: Firewall = {
+      name: "throwing",
+      install: (g) => inner.install(g),
+      open: () => {
+        throw new TknockError("TKNOCK_FIREWALL", "nft is gone");
+      },
+      list: () => inner.list(),
+      remove: () => inner.remove(),
+      close: () => inner.close(),
+    };
+    const { listener } = await start(throwing);
+    expect(() => knock(listener, ALICE, portsOf("alice", T))).not.toThrow();
+    await waitFor("the error log", () => logs().some((l) => l.msg === "firewall open failed"));
+  });
+
+  it("when a client is enrolled while the daemon runs then after reload() its knock opens", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { daemon, listener } = await start(fw);
+    await enroll("bob", ["--open", "22"]);
+    const bobPorts = portsOf("bob", T);
+    knock(listener, "198.18.0.4", bobPorts);
+    await settle();
+    expect(fw.opened).toEqual([]); // not known yet
+
+    daemon.reload();
+    knock(listener, "198.18.0.5", bobPorts, nowMs + 1000);
+    await settle();
+    expect(fw.opened).toEqual([{ src: "198.18.0.5", port: 22, openSeconds: OPEN_SECONDS }]);
+    expect(logs().some((l) => l.msg === "clients reloaded" && l["clients"] === 2)).toBe(true);
+  });
+
+  it("when clients.json is rewritten by enroll then the file watch reloads it within 3 s", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { listener } = await start(fw);
+    await enroll("carol", ["--open", "2222"]);
+    await waitFor("the clients reload", () => logs().some((l) => l.msg === "clients reloaded"), 3000);
+    knock(listener, "198.18.0.6", portsOf("carol", T));
+    await settle();
+    expect(fw.opened).toEqual([{ src: "198.18.0.6", port: 2222, openSeconds: OPEN_SECONDS }]);
+  });
+
+  it("when a client is revoked then its knock no longer opens and its step is forgotten", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { daemon, listener } = await start(fw);
+    knock(listener, ALICE, portsOf("alice", T));
+    await settle();
+    expect(lastAcceptedSteps()).toEqual({ alice: T });
+
+    const next = portsOf("alice", T + 1);
+    await cli(["revoke", "alice"]);
+    daemon.reload();
+    nowMs = stepStartMs(T + 1, PERIOD) + 1000;
+    knock(listener, OTHER, next);
+    await settle();
+    expect(fw.opened.map((g) => g.src)).toEqual([ALICE]);
+    expect(fw.isAllowed(OTHER, 2222)).toBe(false);
+    expect(lastAcceptedSteps()).toEqual({});
+    expect(logs().filter((l) => l.msg === "opened")).toHaveLength(1);
+  });
+
+  it("when the clients file becomes readable by others then a reload keeps the previous clients and logs an error", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { daemon, listener } = await start(fw);
+    chmodSync(clientsPath, 0o644);
+    daemon.reload();
+    const err = logs().find((l) => l.msg === "clients reload failed; keeping the previous clients");
+    expect(err?.level).toBe(50);
+    expect(String(err?.["err"])).toContain(clientsPath);
+    knock(listener, ALICE, portsOf("alice", T));
+    await settle();
+    expect(fw.isAllowed(ALICE, 2222)).toBe(true);
+  });
+
+  it("when the clients file is readable by others at start then the daemon refuses to start", () => {
+    chmodSync(clientsPath, 0o644);
+    let thrown: unknown;
+    try {
+      Daemon.create({
+        configPath,
+        log: createLogger("silent"),
+        clock,
+        createListener: () => new FakeListener(),
+        createFirewall: () => new MemoryFirewall(clock),
+      });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(TknockError);
+    expect((thrown as TknockError).code).toBe("TKNOCK_CLIENTS_PERMISSIONS");
+  });
+
+  it("when state.json is missing at start then the current window is refused (fail closed), a warning is logged, and a later window opens", async () => {
+    rmSync(statePath);
+    const fw = new MemoryFirewall(clock);
+    const { listener } = await start(fw);
+    const warning = logs().find((l) => l.level === 40 && l.msg.includes(statePath));
+    expect(warning).toBeDefined();
+    expect(lastAcceptedSteps()).toEqual({ alice: T + 1 }); // current step + skewWindows, written back
+
+    knock(listener, ALICE, portsOf("alice", T));
+    nowMs = stepStartMs(T + 1, PERIOD) + 1000;
+    knock(listener, ALICE, portsOf("alice", T + 1));
+    await settle();
+    expect(fw.opened).toEqual([]);
+    expect(replays().map((r) => `${r["kind"]} ${r["step"]}`)).toEqual([`replay ${T}`, `replay ${T + 1}`]);
+
+    nowMs = stepStartMs(T + 2, PERIOD) + 1000;
+    knock(listener, ALICE, portsOf("alice", T + 2));
+    await settle();
+    expect(fw.isAllowed(ALICE, 2222)).toBe(true);
+  });
+
+  it("when garbage knocks arrive then nothing throws, nothing opens, and a valid knock still opens afterwards", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { daemon, listener } = await start(fw);
+    const ports = portsOf("alice", T);
+    const first = ports[0] as number;
+    const garbage: ObservedKnock[] = [
+      { src: ALICE, dstPort: 0, proto: "tcp", atMs: nowMs },
+      { src: ALICE, dstPort: -1, proto: "tcp", atMs: nowMs },
+      { src: ALICE, dstPort: 65536, proto: "tcp", atMs: nowMs },
+      { src: ALICE, dstPort: 1e9, proto: "tcp", atMs: nowMs },
+      { src: ALICE, dstPort: Number.NaN, proto: "tcp", atMs: nowMs },
+      { src: ALICE, dstPort: 1.5, proto: "tcp", atMs: nowMs },
+      { src: ALICE, dstPort: first, proto: "tcp", atMs: Number.NaN },
+      { src: ALICE, dstPort: first, proto: "tcp", atMs: Number.POSITIVE_INFINITY },
+      { src: ALICE, dstPort: first, proto: "tcp", atMs: Number.NEGATIVE_INFINITY },
+      { src: ALICE, dstPort: first, proto: "tcp", atMs: -1 },
+      { src: ALICE, dstPort: first, proto: "tcp", atMs: 0 },
+      { src: "", dstPort: first, proto: "tcp", atMs: nowMs },
+      { src: "not-an-address", dstPort: first, proto: "tcp", atMs: nowMs },
+      { src: "999.1.1.1", dstPort: first, proto: "tcp", atMs: nowMs },
+      { src: "x".repeat(100_000), dstPort: first, proto: "tcp", atMs: nowMs },
+      { src: "\u0000\n{\"msg\":\"opened\"}", dstPort: first, proto: "tcp", atMs: nowMs },
+      { src: "__proto__", dstPort: first, proto: "tcp", atMs: nowMs },
+      { src: "fd18:18::1", dstPort: first, proto: "udp", atMs: nowMs },
+      { src: ALICE, dstPort: first, proto: "icmp" as "tcp", atMs: nowMs },
+    ];
+    for (const k of garbage) expect(() => listener.push(k)).not.toThrow();
+    await settle();
+    expect(fw.opened).toEqual([]);
+
+    // Past the retransmission window of the garbage, from a fresh knock start.
+    knock(listener, ALICE, ports, nowMs + 4000);
+    await settle();
+    expect(fw.isAllowed(ALICE, 2222)).toBe(true);
+    expect(daemon.stats()).toMatchObject({ opened: 1 });
+  });
+
+  it("when a knock carries a timestamp far in the future then the current window still opens", async () => {
+    // A pcap record's seconds field is 32 bits: a corrupted one can say 2106.
+    const fw = new MemoryFirewall(clock);
+    const { daemon, listener } = await start(fw);
+    listener.push({ src: OTHER, dstPort: 40000, proto: "tcp", atMs: 4_294_967_295_000 });
+    listener.push({ src: OTHER, dstPort: 40001, proto: "tcp", atMs: 1e20 });
+    knock(listener, ALICE, portsOf("alice", T), nowMs + 1000);
+    await settle();
+    expect(fw.isAllowed(ALICE, 2222)).toBe(true);
+    expect(daemon.stats()).toMatchObject({ futureKnocks: 2 });
+    expect(logs().filter((l) => l.level === 40 && l["atMs"] !== undefined)).toHaveLength(1); // warned once, then counted
+  });
+});
