@@ -18,11 +18,10 @@ async function main(): Promise<number> {
     return result;
   };
   try {
-    const lab = await step("lab: namespaces client 198.18.0.1, server 198.18.0.2, other 198.18.0.3 on one bridge", () =>
+    const lab = await step("lab: namespaces client 198.18.0.1, server 198.18.0.2, other 198.18.0.3; server: `tknock-server init --protect 2222`", () =>
       TknockLab.create({ openSeconds: 10 }),
     );
     t = lab;
-    await step("server: `tknock-server init --protect 2222` wrote config, clients file and state", async () => undefined);
     const service = lab.startService(lab.protectPort, "SSH-2.0-tknock-demo greeting: you are in\n");
     await step("server: demo service listening on port 2222", () => sleep(300));
     const { uri, qr } = await step("server: `tknock-server enroll laptop` made a secret; client: `tknock add URI` stored it", () => lab.enrollClient("laptop"));
@@ -38,7 +37,7 @@ async function main(): Promise<number> {
     const knock = await step("client: `tknock laptop --wait` knocked the current window's 4 ports", () => lab.client(["laptop", "--wait", "10"]));
     process.stdout.write(`        -> exit ${knock.code}; ${knock.stderr.trim().split("\n").at(-1) ?? ""}\n`);
     const opened = await lab.waitForLog((l) => l.msg === "opened", 5000).catch(() => undefined);
-    if (opened) process.stdout.write(`        server: opened port 2222 for ${String(opened["src"])} (step ${String(opened["step"])}), firewall update ${String(opened["firewallMs"])} ms\n`);
+    if (opened) process.stdout.write(`        server: opened port 2222 for ${String(opened["src"])} (step ${String(opened["step"])}): last knock to open ${String(opened["knockToOpenMs"])} ms, of which nft ${String(opened["firewallMs"])} ms\n`);
     const after = await step("client: connect to 2222 after knocking", () => lab.probe("client", lab.protectPort));
     process.stdout.write(`        -> ${after.state}: ${after.data.trim()}\n`);
     await sleep(300);
