@@ -1,0 +1,251 @@
+/**
+ * The results table (stdout and docs/benchmarks.md share it), the JSON record, and the docs update.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, release, totalmem } from "node:os";
+import type { FloodResult } from "./flood-bench.js";
+import type { LatencyResult, ModeSummary } from "./latency-bench.js";
+import type { MatcherResult } from "./matcher-bench.js";
+import type { MemoryResult } from "./memory-bench.js";
+import type { ParserResult } from "./parser-bench.js";
+import type { ProfileSummary } from "./profile-summary.js";
+import { mib, ms, ratio, si, type Summary } from "./stats.js";
+
+export type Machine = { cpus: number; cpuModel: string; kernel: string; node: string; memoryGiB: number; loadAverageStart: number[]; loadAverageEnd: number[] };
+
+export type BenchResults = {
+  date: string;
+  command: string;
+  durationSeconds: number;
+  machine: Machine;
+  matcher?: MatcherResult;
+  parser?: ParserResult;
+  latency?: LatencyResult;
+  flood?: { tknock?: FloodResult; knockd?: FloodResult; knockdAimed?: FloodResult };
+  memory?: MemoryResult;
+  profiles?: ProfileSummary[];
+  skipped: string[];
+};
+
+export function machineInfo(loadStart: number[], loadEnd: number[]): Machine {
+  const c = cpus();
+  return {
+    cpus: c.length,
+    cpuModel: c[0]?.model.trim() ?? "unknown",
+    kernel: release(),
+    node: process.version,
+    memoryGiB: Math.round((totalmem() / 1024 ** 3) * 10) / 10,
+    loadAverageStart: loadStart,
+    loadAverageEnd: loadEnd,
+  };
+}
+
+type Row = { label: string; tknock: string; knockd: string; ratio: string; target: string; verdict: string };
+
+function trio(s: Summary | undefined): string {
+  if (s === undefined || s.n === 0) return "n/a";
+  return `${ms(s.median)} / ${ms(s.p90)} / ${ms(s.max)}`;
+}
+
+/** "yes"/"no" for a row both tools ran; lower is better unless higherIsBetter. */
+function better(a: number | undefined, b: number | undefined, higherIsBetter = false): string {
+  if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b)) return "";
+  if (a === b) return "tie";
+  return (higherIsBetter ? a > b : a < b) ? "better" : "WORSE";
+}
+
+function met(ok: boolean | undefined): string {
+  return ok === undefined ? "" : ok ? "met" : "MISSED";
+}
+
+export function buildRows(r: BenchResults): Row[] {
+  const rows: Row[] = [];
+  const push = (row: Partial<Row> & { label: string }): void => {
+    rows.push({ tknock: "", knockd: "", ratio: "", target: "", verdict: "", ...row });
+  };
+  if (r.matcher) {
+    for (const m of r.matcher.rows) {
+      push({
+        label: `Matcher, ${m.clients} clients: packets/s, one core (x bare loop)`,
+        tknock: `${si(m.pps)} (${m.ratioToBaseline.toFixed(2)}x of ${si(m.baselinePps)})`,
+        knockd: "n/a",
+        target: ">= 1 M",
+        verdict: met(m.pps >= 1e6),
+      });
+    }
+  }
+  if (r.parser) {
+    const p = r.parser;
+    push({
+      label: "pcap parser: packets/s, bytes/s (vs tcpdump -r FILE -w /dev/null)",
+      tknock: `${si(p.parser.pps)}, ${si(p.parser.bytesPerSecond)}B/s`,
+      knockd: p.tcpdump ? `tcpdump: ${si(p.tcpdump.pps)}, ${si(p.tcpdump.bytesPerSecond)}B/s` : "n/a",
+      ratio: p.ratioToTcpdump !== undefined ? `${p.ratioToTcpdump.toFixed(2)}x` : "",
+    });
+    push({ label: "parser + matcher (1000 clients): packets/s", tknock: si(p.pipeline.pps), knockd: "n/a" });
+  }
+  const lat = r.latency;
+  if (lat) {
+    const t: ModeSummary | undefined = lat.modes.tknock;
+    const k: ModeSummary | undefined = lat.modes.knockd;
+    const w: ModeSummary | undefined = lat.modes["tknock-wait"];
+    push({
+      label: `First knock packet -> first successful connect, median / p90 / max (N = ${lat.n})`,
+      tknock: t ? `${trio(t.firstKnockToConnectMs)} (${t.opened}/${t.runs})` : "",
+      knockd: k ? `${trio(k.firstKnockToConnectMs)} (${k.opened}/${k.runs})` : "",
+      ratio: ratio(t?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median),
+      target: "median < 5 ms",
+      verdict: [met(t ? t.firstKnockToConnectMs.median < 5 : undefined), better(t?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median)].filter(Boolean).join(", "),
+    });
+    push({
+      label: "Server reaction: last knock -> SYN-ACK of the service, median / p90 / max",
+      tknock: t ? trio(t.lastKnockToConnectMs) : "",
+      knockd: k ? trio(k.lastKnockToConnectMs) : "",
+      ratio: ratio(t?.lastKnockToConnectMs.median, k?.lastKnockToConnectMs.median),
+      verdict: better(t?.lastKnockToConnectMs.median, k?.lastKnockToConnectMs.median),
+    });
+    if (t?.knockToOpenMs) {
+      push({ label: "  daemon's own: last knock captured -> grant in nftables (knockToOpenMs)", tknock: trio(t.knockToOpenMs), knockd: "not logged" });
+      push({ label: "  of which the nft update (firewallMs)", tknock: trio(t.firewallMs), knockd: "not logged" });
+    }
+    push({
+      label: "Knock command run time, process start included (`tknock NAME` / `knock`), median / p90 / max",
+      tknock: t ? trio(t.commandMs) : "",
+      knockd: k ? trio(k.commandMs) : "",
+      ratio: ratio(t?.commandMs.median, k?.commandMs.median),
+      verdict: better(t?.commandMs.median, k?.commandMs.median),
+    });
+    if (w) {
+      push({ label: "`tknock NAME --wait`: whole command, process start included", tknock: `${trio(w.commandMs)} (${w.opened}/${w.runs})`, knockd: "no equivalent" });
+      push({ label: "`tknock NAME --wait`: first knock -> its own connect", tknock: trio(w.firstKnockToConnectMs), knockd: "no equivalent" });
+    }
+  }
+  const f = r.flood;
+  if (f && (f.tknock || f.knockd)) {
+    const t = f.tknock;
+    const k = f.knockd;
+    const cpu = (x: FloodResult | undefined): number | undefined => (x ? x.daemonCpuMs + (x.captureCpuMs ?? 0) + (x.childCpuMs ?? 0) : undefined);
+    const cpuPerM = (x: FloodResult | undefined): number | undefined => (x ? (cpu(x)! / x.flood.sent) * 1e6 : undefined);
+    push({
+      label: "Flood: spoofed SYNs to random knock-range ports, rate the lab sustained",
+      tknock: t ? `${si(t.flood.pps)}pkt/s x ${t.flood.seconds.toFixed(1)} s` : "",
+      knockd: k ? `${si(k.flood.pps)}pkt/s x ${k.flood.seconds.toFixed(1)} s` : "",
+    });
+    push({
+      label: `Flood: valid knocks that opened (prober connected within 3 s)`,
+      tknock: t ? `${t.connected}/${t.knocks} (daemon: ${t.daemonOpened})` : "",
+      knockd: k ? `${k.connected}/${k.knocks} (daemon: ${k.daemonOpened})` : "",
+      target: "20/20",
+      verdict: [met(t ? t.connected === t.knocks : undefined), better(t?.connected, k?.connected, true)].filter(Boolean).join(", "),
+    });
+    push({
+      label: "Flood: first knock -> connect (server capture), median / p90 / max",
+      tknock: t ? trio(t.firstKnockToConnectMs) : "",
+      knockd: k ? trio(k.firstKnockToConnectMs) : "",
+      ratio: ratio(t?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median),
+      verdict: better(t?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median),
+    });
+    if (t?.knockToOpenMs) push({ label: "  daemon's own knockToOpenMs under flood", tknock: trio(t.knockToOpenMs), knockd: "not logged" });
+    push({
+      label: "Flood: knock command start -> connect (process start included)",
+      tknock: t ? trio(t.knockToConnectMs) : "",
+      knockd: k ? trio(k.knockToConnectMs) : "",
+      ratio: ratio(t?.knockToConnectMs.median, k?.knockToConnectMs.median),
+      verdict: better(t?.knockToConnectMs.median, k?.knockToConnectMs.median),
+    });
+    push({
+      label: "Flood: daemon CPU time (tknock: node + its tcpdump; knockd: + its commands)",
+      tknock: t ? `${((cpu(t) ?? 0) / 1000).toFixed(2)} s (${(t.daemonCpuMs / 1000).toFixed(2)} + ${((t.captureCpuMs ?? 0) / 1000).toFixed(2)})` : "",
+      knockd: k ? `${((cpu(k) ?? 0) / 1000).toFixed(2)} s` : "",
+      ratio: ratio(cpu(t), cpu(k)),
+      verdict: better(cpu(t), cpu(k)),
+    });
+    push({
+      label: "Flood: daemon CPU per million flood packets",
+      tknock: t ? `${((cpuPerM(t) ?? 0) / 1000).toFixed(2)} s` : "",
+      knockd: k ? `${((cpuPerM(k) ?? 0) / 1000).toFixed(2)} s` : "",
+      ratio: ratio(cpuPerM(t), cpuPerM(k)),
+      verdict: better(cpuPerM(t), cpuPerM(k)),
+    });
+    push({
+      label: "Flood: daemon peak RSS (tknock: node; its tcpdump apart)",
+      tknock: t ? `${mib(t.daemonPeakRssBytes)} (+ tcpdump ${mib(t.captureRssBytes)})` : "",
+      knockd: k ? mib(k.daemonPeakRssBytes) : "",
+      ratio: ratio(t?.daemonPeakRssBytes, k?.daemonPeakRssBytes),
+      target: "< 150 MB",
+      verdict: [met(t ? t.daemonPeakRssBytes < 150e6 : undefined), better(t?.daemonPeakRssBytes, k?.daemonPeakRssBytes)].filter(Boolean).join(", "),
+    });
+    if (t) {
+      push({
+        label: "Flood: packets the capture delivered / dropped (tcpdump's counters)",
+        tknock: `${si(t.capturePackets ?? Number.NaN)} / ${si(t.captureKernelDrops ?? Number.NaN)} (of ${si(t.flood.sent)} sent)`,
+        knockd: "its BPF keeps its 4 ports only",
+      });
+    }
+    const a = f.knockdAimed;
+    if (a) {
+      push({
+        label: "Flood aimed at the knock ports (tknock: the random flood above; knockd: its 4 ports): knocks opened",
+        tknock: t ? `${t.connected}/${t.knocks}` : "",
+        knockd: `${a.connected}/${a.knocks} at ${si(a.flood.pps)}pkt/s`,
+        verdict: better(t?.connected, a.connected, true),
+      });
+      push({
+        label: "  daemon CPU time during the aimed flood",
+        tknock: t ? `${((cpu(t) ?? 0) / 1000).toFixed(2)} s` : "",
+        knockd: `${((cpu(a) ?? 0) / 1000).toFixed(2)} s`,
+        ratio: ratio(cpu(t), cpu(a)),
+        verdict: better(cpu(t), cpu(a)),
+      });
+    }
+  }
+  if (r.memory) {
+    const m = r.memory;
+    push({
+      label: `Memory: daemon RSS after ${si(m.sources)} distinct sources (IPv6), one packet each`,
+      tknock: `${mib(m.rssAfterBytes)} (peak ${mib(m.peakRssBytes)}; idle ${mib(m.rssBeforeBytes)})`,
+      knockd: "not run",
+      target: "< 150 MB",
+      verdict: met(m.rssAfterBytes < 150e6 && m.peakRssBytes < 150e6),
+    });
+    push({
+      label: "  sources the capture delivered / dropped; matcher sources kept (max)",
+      tknock: `${si(m.capturePackets ?? Number.NaN)} / ${si(m.captureKernelDrops ?? Number.NaN)}; ${si(m.matcherSources ?? Number.NaN)} (${si(m.maxSources ?? Number.NaN)})`,
+    });
+  }
+  return rows;
+}
+
+export function formatTable(rows: readonly Row[]): string {
+  const header: Row = { label: "Measurement", tknock: "tknock", knockd: "knockd", ratio: "tknock/knockd", target: "target", verdict: "result" };
+  const cols: (keyof Row)[] = ["label", "tknock", "knockd", "ratio", "target", "verdict"];
+  const esc = (s: string): string => s.replace(/\|/g, "\\|");
+  const line = (r: Row): string => `| ${cols.map((c) => esc(r[c])).join(" | ")} |`;
+  return [line(header), `|${cols.map(() => "---").join("|")}|`, ...rows.map(line)].join("\n");
+}
+
+export function machineLine(m: Machine): string {
+  return `${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}; load average ${m.loadAverageStart.join(" ")} at start, ${m.loadAverageEnd.join(" ")} at end`;
+}
+
+const START = "<!-- bench:results:start -->";
+const END = "<!-- bench:results:end -->";
+
+/** Replaces the generated results section of docs/benchmarks.md (between the markers), keeping the prose. */
+export function updateDocs(path: string, r: BenchResults, table: string): void {
+  const section = [
+    START,
+    `Measured ${r.date} with \`${r.command}\` (${r.durationSeconds.toFixed(0)} s).`,
+    "",
+    `Machine: ${machineLine(r.machine)}.`,
+    ...(r.skipped.length > 0 ? ["", `Skipped: ${r.skipped.join("; ")}.`] : []),
+    "",
+    table,
+    END,
+  ].join("\n");
+  const text = existsSync(path) ? readFileSync(path, "utf8") : "# Benchmarks\n\n";
+  const a = text.indexOf(START);
+  const b = text.indexOf(END);
+  const next = a >= 0 && b > a ? text.slice(0, a) + section + text.slice(b + END.length) : `${text.trimEnd()}\n\n${section}\n`;
+  writeFileSync(path, next);
+}
