@@ -1,4 +1,4 @@
-import { watchFile, unwatchFile } from "node:fs";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { loadServerConfig } from "../src/config/load.js";
 import { clientProfile, type ClientsFile, type ServerConfig } from "../src/config/schema.js";
@@ -29,11 +29,14 @@ export class Daemon {
   private readonly replays: ReplayLog;
   private readonly firewall: Firewall;
   private readonly listener: Listener;
+  /** The clients file's stat when it was last read; the 1 s poll reloads when it differs. */
+  private clientsStamp: string | undefined;
   private readonly counters = { opened: 0, refused: 0, bruteforce: 0, openErrors: 0, reloads: 0, futureKnocks: 0 };
 
   private constructor(private readonly deps: DaemonDeps) {
     const { log, clock } = deps;
     this.config = loadServerConfig(deps.configPath);
+    this.clientsStamp = statStamp(this.config.clientsFile); // before the read: a change during it is seen later
     this.clients = readClients(this.config.clientsFile);
     const nowMs = clock.nowMs();
     this.steps = StepStore.open(join(this.config.stateDir, "state.json"), {
@@ -74,16 +77,17 @@ export class Daemon {
       "tknock-server running",
     );
     // Step boundaries are also checked lazily per packet; the timer keeps tables fresh when no packets come.
-    const tick = setInterval(() => this.matcher.tick(this.deps.clock.nowMs()), 1000);
-    // A running daemon picks up `enroll` and `revoke` without a restart.
-    const clientsPath = this.config.clientsFile;
-    const onClientsChange = (): void => this.reloadClients("clients file changed");
-    watchFile(clientsPath, { interval: 1000 }, onClientsChange);
+    // It also picks up `enroll` and `revoke` without a restart. It compares the file's stat with the one taken
+    // when the clients were read (not fs.watchFile, whose first stat is taken later, so a change between the
+    // read and that stat would go unseen until the next change).
+    const tick = setInterval(() => {
+      this.matcher.tick(this.deps.clock.nowMs());
+      if (statStamp(this.config.clientsFile) !== this.clientsStamp) this.reloadClients("clients file changed");
+    }, 1000);
     try {
       await this.listener.run((k) => this.onKnock(k), signal);
     } finally {
       clearInterval(tick);
-      unwatchFile(clientsPath, onClientsChange);
       await this.firewall.close();
       log.info({ ...this.counters, listener: this.listener.stats() }, "tknock-server stopped; the gate stays in place");
     }
@@ -114,6 +118,8 @@ export class Daemon {
 
   private reloadClients(why: string): void {
     const { log } = this.deps;
+    // Taken whatever the outcome, so a broken file is reported once, not every second, and its fix is seen.
+    this.clientsStamp = statStamp(this.config.clientsFile);
     try {
       this.clients = readClients(this.config.clientsFile);
     } catch (err) {
@@ -213,6 +219,16 @@ function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Pa
   const out: Partial<T> = {};
   for (const k of keys) out[k] = o[k];
   return out;
+}
+
+/** What identifies one version of a file (an atomic rename changes the inode; chmod changes ctime and mode). */
+function statStamp(path: string): string | undefined {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}:${st.mode}:${st.uid}`;
+  } catch {
+    return undefined;
+  }
 }
 
 /** How far ahead of the daemon's clock a knock's timestamp may be (clock jitter between capture and us). */

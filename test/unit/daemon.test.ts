@@ -166,7 +166,7 @@ describe("daemon wiring", () => {
   }
 
   /** Starts Daemon.run with the fake listener; the daemon is stopped (and must resolve) after the test. */
-  async function start(firewall: Firewall = new MemoryFirewall(clock)): Promise<{ daemon: Daemon; listener: FakeListener }> {
+  async function start(firewall: Firewall = new MemoryFirewall(clock), beforeRun?: () => Promise<void>): Promise<{ daemon: Daemon; listener: FakeListener }> {
     const listener = new FakeListener();
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
@@ -181,6 +181,7 @@ describe("daemon wiring", () => {
       createListener: () => listener,
       createFirewall: () => firewall,
     });
+    await beforeRun?.();
     const stop = new AbortController();
     let failed: unknown;
     const running = daemon.run(stop.signal).catch((err: unknown) => {
@@ -313,6 +314,15 @@ describe("daemon wiring", () => {
     knock(listener, "198.18.0.6", portsOf("carol", T));
     await settle();
     expect(fw.opened).toEqual([{ src: "198.18.0.6", port: 2222, openSeconds: OPEN_SECONDS }]);
+  });
+
+  it("when clients.json changes between the daemon's start and its run then the poll still picks it up", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { listener } = await start(fw, () => enroll("dave", ["--open", "22"]));
+    await waitFor("the clients reload", () => logs().some((l) => l.msg === "clients reloaded"), 3000);
+    knock(listener, "198.18.0.7", portsOf("dave", T));
+    await settle();
+    expect(fw.opened).toEqual([{ src: "198.18.0.7", port: 22, openSeconds: OPEN_SECONDS }]);
   });
 
   it("when a client is revoked then its knock no longer opens and its step is forgotten", async () => {
