@@ -5,7 +5,7 @@ import { clientProfile, type ClientsFile, type ServerConfig } from "../src/confi
 import type { Clock, Firewall, Grant, Listener, ObservedKnock } from "../src/ports.js";
 import { readClients } from "./clients-file.js";
 import type { Logger } from "./logger.js";
-import { Matcher, type Decision, type MatcherClient } from "./matcher.js";
+import { Matcher, matcherOptionsFromConfig, type Decision, type MatcherClient } from "./matcher.js";
 import { ReplayLog, replayRecordOf } from "./replay-log.js";
 import { StepStore } from "./state.js";
 
@@ -24,7 +24,7 @@ export type DaemonDeps = {
 export class Daemon {
   private config: ServerConfig;
   private clients: ClientsFile;
-  private readonly matcher: Matcher;
+  private matcher: Matcher;
   private readonly steps: StepStore;
   private readonly replays: ReplayLog;
   private readonly firewall: Firewall;
@@ -96,6 +96,7 @@ export class Daemon {
   /** SIGHUP: re-read config and clients. Fields that need a restart (listener, paths) are reported. */
   reload(): void {
     const { log } = this.deps;
+    let matcherChanged = false;
     try {
       const next = loadServerConfig(this.deps.configPath);
       const restartNeeded = (["interface", "listener", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const).filter(
@@ -103,6 +104,7 @@ export class Daemon {
       );
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
       const protectChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect);
+      matcherChanged = JSON.stringify(matcherOptionsFromConfig(next)) !== JSON.stringify(matcherOptionsFromConfig(this.config));
       this.config = { ...next, ...pick(this.config, restartNeeded) };
       if (protectChanged) {
         this.firewall.install({ protectedPorts: this.config.protect, knockRange: this.config.knockRange }).catch((err: unknown) => {
@@ -114,6 +116,12 @@ export class Daemon {
       return;
     }
     this.reloadClients("SIGHUP");
+    if (matcherChanged) {
+      // Windows, timeouts and limits are fixed in a matcher: start a fresh one (sources' progress restarts; the
+      // accepted steps come from the state store, so replay protection carries over).
+      this.matcher = new Matcher(this.matcherClients(), this.config, this.deps.clock.nowMs());
+      log.info(matcherOptionsFromConfig(this.config), "matcher settings reloaded");
+    }
   }
 
   private reloadClients(why: string): void {

@@ -306,6 +306,22 @@ describe("daemon wiring", () => {
     expect(logs().some((l) => l.msg === "clients reloaded" && l["clients"] === 2)).toBe(true);
   });
 
+  it("when skewWindows is lowered to 0 and the daemon reloads then a knock one window ahead is refused as skew", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { daemon, listener } = await start(fw);
+    const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(configPath, JSON.stringify({ ...config, skewWindows: 0 }));
+    daemon.reload();
+    knock(listener, ALICE, portsOf("alice", T + 1));
+    await settle();
+    expect(fw.opened).toEqual([]);
+    expect(logs().some((l) => l.msg === "knock refused" && l["reason"] === "skew" && l["offsetWindows"] === 1)).toBe(true);
+    // The current window still opens under the new settings.
+    knock(listener, ALICE, portsOf("alice", T), nowMs + 1000);
+    await settle();
+    expect(fw.opened).toEqual([{ src: ALICE, port: 2222, openSeconds: OPEN_SECONDS }]);
+  });
+
   it("when clients.json is rewritten by enroll then the file watch reloads it within 3 s", async () => {
     const fw = new MemoryFirewall(clock);
     const { listener } = await start(fw);
