@@ -1,7 +1,7 @@
-import { PassThrough } from "node:stream";
+import { memoryIo } from "../support/memory-io.js";
 import { describe, expect, it } from "vitest";
 import { createClientCli } from "../../client/cli.js";
-import { runCli, type CliIo } from "../../src/cli-io.js";
+import { runCli } from "../../src/cli-io.js";
 import { decodeSecret, formatProfileUri } from "../../src/protocol/profile-uri.js";
 import { VECTORS } from "../vectors/v1.js";
 
@@ -12,16 +12,7 @@ const URI =
 
 /** Runs `tknock ARGS` in memory; the clock reads `nowMs` so no test depends on the wall clock. */
 async function tknock(args: readonly string[], nowMs = 0): Promise<{ code: number; out: string[]; err: string[] }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    out: (t) => out.push(...t.replace(/\n$/, "").split("\n")),
-    err: (t) => err.push(...t.replace(/\n$/, "").split("\n")),
-    env: {},
-    clock: { nowMs: () => nowMs },
-    stdin: new PassThrough(),
-    stdout: new PassThrough(),
-  };
+  const { io, out, err } = memoryIo({ nowMs });
   const code = await runCli(createClientCli(io), args, io);
   return { code, out, err };
 }

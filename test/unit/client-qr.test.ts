@@ -1,13 +1,13 @@
+import { memoryIo } from "../support/memory-io.js";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { PNG } from "pngjs";
 import QRCode from "qrcode";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createClientCli } from "../../client/cli.js";
 import { decodeQrPng, renderQrPng, renderQrTerminal } from "../../client/qr.js";
-import { runCli, type CliIo } from "../../src/cli-io.js";
+import { runCli } from "../../src/cli-io.js";
 import { TknockError } from "../../src/errors.js";
 import { decodeSecret, defaultProfileFields, formatProfileUri, newSecretBase32 } from "../../src/protocol/profile-uri.js";
 
@@ -48,16 +48,7 @@ describe("enrolment QR codes", () => {
     const uri = newUri("qr.example");
     const file = join(dir, "enrol.png");
     writeFileSync(file, await renderQrPng(uri));
-    const out: string[] = [];
-    const err: string[] = [];
-    const io: CliIo = {
-      out: (t) => out.push(t),
-      err: (t) => err.push(t),
-      env: { TKNOCK_HOME: join(dir, "home") },
-      clock: { nowMs: () => 0 },
-      stdin: new PassThrough(),
-      stdout: new PassThrough(),
-    };
+    const { io, out, err } = memoryIo({ env: { TKNOCK_HOME: join(dir, "home") } });
     expect(await runCli(createClientCli(io), ["add", "--qr", file], io)).toBe(0);
     out.length = 0;
     expect(await runCli(createClientCli(io), ["export", "qr.example"], io)).toBe(0);

@@ -2,16 +2,17 @@
  * The daemon's wiring: a fake listener (the test pushes ObservedKnocks), the in-memory firewall, a fake clock,
  * and real config, clients, state and replay files written by the real CLI in a temp directory.
  */
+import { memoryIo } from "../support/memory-io.js";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough, Writable } from "node:stream";
+import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createServerCli } from "../../server/cli.js";
 import { Daemon } from "../../server/daemon.js";
 import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
 import { createLogger } from "../../server/logger.js";
-import { runCli, type CliIo } from "../../src/cli-io.js";
+import { runCli } from "../../src/cli-io.js";
 import { clientProfile, type ClientsFile } from "../../src/config/schema.js";
 import { TknockError } from "../../src/errors.js";
 import type { Clock, Firewall, Grant, Listener, ListenerStats, ObservedKnock } from "../../src/ports.js";
@@ -115,15 +116,7 @@ describe("daemon wiring", () => {
   });
 
   async function cli(args: readonly string[]): Promise<void> {
-    const err: string[] = [];
-    const io: CliIo = {
-      out: () => undefined,
-      err: (t) => err.push(t),
-      env: {},
-      clock,
-      stdin: new PassThrough(),
-      stdout: new PassThrough(),
-    };
+    const { io, err } = memoryIo({ clock });
     const code = await runCli(createServerCli(io), ["--config", configPath, ...args], io);
     if (code !== 0) throw new Error(`tknock-server ${args.join(" ")} exited ${code}: ${err.join("")}`);
   }

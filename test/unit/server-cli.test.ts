@@ -2,15 +2,15 @@
  * `tknock-server` commands in memory: real files in a temp directory, an injected io and clock. `status` and
  * `firewall remove` need nft and are covered by the namespace suites.
  */
+import { memoryIo } from "../support/memory-io.js";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { decodeQrPng } from "../../client/qr.js";
 import { createServerCli } from "../../server/cli.js";
 import { ReplayLog } from "../../server/replay-log.js";
-import { runCli, type CliIo } from "../../src/cli-io.js";
+import { runCli } from "../../src/cli-io.js";
 import { loadServerConfig } from "../../src/config/load.js";
 import { clientProfile, type ClientsFile } from "../../src/config/schema.js";
 import { TknockError } from "../../src/errors.js";
@@ -41,16 +41,7 @@ describe("tknock-server CLI", () => {
 
   /** Runs `tknock-server --config CONFIG ARGS` through runCli; `error` is what the command threw, if anything. */
   async function server(args: readonly string[], nowMs = NOW_MS): Promise<Run> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const io: CliIo = {
-      out: (t) => out.push(...t.replace(/\n$/, "").split("\n")),
-      err: (t) => err.push(...t.replace(/\n$/, "").split("\n")),
-      env: {},
-      clock: { nowMs: () => nowMs },
-      stdin: new PassThrough(),
-      stdout: new PassThrough(),
-    };
+    const { io, out, err } = memoryIo({ nowMs });
     const program = createServerCli(io);
     let error: unknown;
     const parseAsync = program.parseAsync.bind(program);
