@@ -67,3 +67,9 @@ export function parseIntOption(name: string, min: number, max: number) {
     return Number(value);
   };
 }
+
+/** Columns padded to their widest cell (the first row is the header); the last column is not padded. */
+export function formatTable(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ")).join("\n");
+}

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { formatTable } from "../../src/cli-io.js";
 import type { ClientContext } from "../context.js";
 import { renderQrTerminal } from "../qr.js";
 import type { StoredProfile } from "../store.js";
@@ -18,11 +19,6 @@ export function publicView(p: StoredProfile): Record<string, unknown> {
     open: [...profile.open],
     lastStepUsed: p.lastStepUsed ?? null,
   };
-}
-
-function table(rows: readonly (readonly string[])[]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ")).join("\n");
 }
 
 export function registerProfileCommands(program: Command, ctx: ClientContext): void {
@@ -54,7 +50,7 @@ export function registerProfileCommands(program: Command, ctx: ClientContext): v
           p.lastStepUsed === undefined ? "-" : String(p.lastStepUsed),
         ]);
       }
-      io.out(table(rows));
+      io.out(formatTable(rows));
     });
 
   program

@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import { writeFile } from "node:fs/promises";
 import QRCode from "qrcode";
 import type { CliIo } from "../../src/cli-io.js";
-import { parseIntOption } from "../../src/cli-io.js";
+import { formatTable, parseIntOption } from "../../src/cli-io.js";
 import { clientProfile, type ClientRecord } from "../../src/config/schema.js";
 import { TknockError } from "../../src/errors.js";
 import { formatSequence } from "../../src/protocol/sequence-text.js";
@@ -110,9 +110,12 @@ export function registerClientCommands(program: Command, io: CliIo): void {
         io.out("no clients: enrol one with `tknock-server enroll NAME`");
         return;
       }
-      for (const r of rows) {
-        io.out(`${r.name}\thost ${r.host}${r.addr ? ` addr ${r.addr}` : ""}\topen ${r.open.join(",")}\t${r.knocks} ${r.proto} knocks in ${r.ports} every ${r.periodSeconds}s\tenrolled ${r.enrolledAt}`);
-      }
+      io.out(
+        formatTable([
+          ["NAME", "HOST", "ADDR", "OPEN", "PROTO", "KNOCKS", "PERIOD", "PORTS", "ENROLLED"],
+          ...rows.map((r) => [r.name, r.host, r.addr ?? "-", r.open.join(","), r.proto, String(r.knocks), `${r.periodSeconds}s`, r.ports, r.enrolledAt]),
+        ]),
+      );
     });
 
   program
