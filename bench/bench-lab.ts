@@ -10,12 +10,15 @@ import { loadServerConfig } from "../src/config/load.js";
 import { clientProfile, type ClientRecord } from "../src/config/schema.js";
 import { formatProfileUri, newSecretBase32 } from "../src/protocol/profile-uri.js";
 import { validateProfile } from "../src/protocol/profile.js";
+import { deriveSequence } from "../src/protocol/derive.js";
+import { stepAt } from "../src/protocol/window.js";
 import { ProfileStore } from "../client/store.js";
 import { readClients, writeClients } from "../server/clients-file.js";
 import { CLIENT_BIN, TknockLab } from "../test/e2e/tknock-lab.js";
 import { ConnectProber } from "./capture.js";
 import { DaemonHandle } from "./daemon-handle.js";
 import { KnockdServer } from "./knockd.js";
+import { pidsInNamespace } from "./proc.js";
 import { sleep } from "./stats.js";
 
 export const PROTECT_PORT = 2222;
@@ -149,9 +152,37 @@ export class BenchLab {
     return { ...r, wallMs: performance.now() - t0, startMs };
   }
 
+  /**
+   * The ports of an enrolled client's current step, for sending a tknock knock with knockd's own `knock` client
+   * (so both daemons get identical client behaviour). Each such client must be used once: the step is not stored.
+   */
+  currentPorts(name: string): number[] {
+    const e = this.enrolled.find((x) => x.name === name);
+    if (!e) throw new Error(`bench: ${name} is not enrolled`);
+    const profile = clientProfile(name, e.record);
+    return deriveSequence(profile, stepAt(Date.now(), profile.periodSeconds));
+  }
+
   /** `tknock ARGS` in a host, with this lab's client store. */
   tknockArgv(args: readonly string[]): string[] {
     return ["env", `TKNOCK_HOME=${this.t.clientHome}`, "node", CLIENT_BIN, ...args];
+  }
+
+  /**
+   * On Ctrl-C or SIGTERM: kill everything running in the lab's namespaces, synchronously (the lab's own signal
+   * hook then deletes the namespaces, which alone would leave the daemons running).
+   */
+  killAllSync(): void {
+    const namespaces = [...[...this.t.lab.hosts.values()].map((h) => h.ns), `tkl-${this.t.lab.id}-sw`];
+    for (const ns of namespaces) {
+      for (const pid of pidsInNamespace(ns)) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          /* already gone */
+        }
+      }
+    }
   }
 
   async destroy(): Promise<void> {

@@ -10,6 +10,8 @@
  * acknowledged) and firewallMs.
  * Modes (interleaved run by run, so load drift hits all alike):
  *   tknock       `tknock NAME --delay 0 -q`      (fresh client per run: a step is accepted once per client)
+ *   tknock-knock the same tknock knock (current step's ports, computed here) sent by knockd's `knock -d 0`:
+ *                identical client behaviour for both daemons, so the difference is the server's
  *   knockd       `knock -d 0 ADDR p1 p2 p3 p4`
  *   tknock-wait  `tknock NAME --wait 3 --delay 0 -q`: the whole command, process start included; no prober,
  *                the client's own poll finds the open port.
@@ -19,7 +21,7 @@ import { PacketCapture, TCP_ACK, TCP_SYN, type ProbeResult, type TcpEvent } from
 import { KNOCKD_SEQUENCE } from "./knockd.js";
 import { summarize, type Summary } from "./stats.js";
 
-export type LatencyMode = "tknock" | "knockd" | "tknock-wait";
+export type LatencyMode = "tknock" | "tknock-knock" | "knockd" | "tknock-wait";
 
 export type LatencyRun = {
   mode: LatencyMode;
@@ -59,9 +61,22 @@ function captureFilter(serverAddr: string): string {
 
 type Pending = LatencyRun & { serverAddr: string; hostAddr: string; startMs: number; endMs: number };
 
-export async function benchLatency(bl: BenchLab, o: { n: number; tknock: boolean; knockd: boolean; log: (l: string) => void }): Promise<LatencyResult> {
-  const modes: LatencyMode[] = [...(o.tknock ? (["tknock"] as const) : []), ...(o.knockd ? (["knockd"] as const) : []), ...(o.tknock ? (["tknock-wait"] as const) : [])];
-  const names = { tknock: Array.from({ length: o.n }, (_, i) => `lat${i}`), wait: Array.from({ length: o.n }, (_, i) => `wait${i}`) };
+/** Client names per mode (enrolled by the caller before the daemon starts); each is used once. */
+export function latencyClientNames(n: number): Record<"tknock" | "tknock-knock" | "tknock-wait", string[]> {
+  const names = (prefix: string): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+  return { tknock: names("lat"), "tknock-knock": names("latk"), "tknock-wait": names("wait") };
+}
+
+export async function benchLatency(
+  bl: BenchLab,
+  o: { n: number; tknock: boolean; knockd: boolean; knockClient: boolean; log: (l: string) => void },
+): Promise<LatencyResult> {
+  const modes: LatencyMode[] = [
+    ...(o.tknock ? (["tknock"] as const) : []),
+    ...(o.tknock && o.knockClient ? (["tknock-knock"] as const) : []),
+    ...(o.knockd ? (["knockd"] as const) : []),
+    ...(o.tknock ? (["tknock-wait"] as const) : []),
+  ];
   const caps: PacketCapture[] = [];
   const pending: Pending[] = [];
   const daemonLogFrom = bl.daemon?.logs.length ?? 0;
@@ -69,7 +84,7 @@ export async function benchLatency(bl: BenchLab, o: { n: number; tknock: boolean
     if (o.tknock) caps.push(await PacketCapture.start(bl.t.lab, "server", captureFilter(bl.serverAddr)));
     if (o.knockd) caps.push(await PacketCapture.start(bl.t.lab, "kserver", captureFilter(bl.kserverAddr)));
     for (let i = 0; i < o.n; i++) {
-      for (const mode of modes) pending.push(await oneRun(bl, mode, i, names));
+      for (const mode of modes) pending.push(await oneRun(bl, mode, i, latencyClientNames(o.n)));
       if ((i + 1) % 10 === 0) o.log(`latency: ${i + 1}/${o.n} rounds`);
     }
     await new Promise((r) => setTimeout(r, 300)); // last packets reach the capture
@@ -103,19 +118,21 @@ export async function benchLatency(bl: BenchLab, o: { n: number; tknock: boolean
   return result;
 }
 
-async function oneRun(bl: BenchLab, mode: LatencyMode, i: number, names: { tknock: string[]; wait: string[] }): Promise<Pending> {
+async function oneRun(bl: BenchLab, mode: LatencyMode, i: number, names: ReturnType<typeof latencyClientNames>): Promise<Pending> {
   const server = mode === "knockd" ? "kserver" : "server";
   const serverAddr = mode === "knockd" ? bl.kserverAddr : bl.serverAddr;
   const host = await bl.takeHost(server);
   const hostAddr = bl.t.lab.host(host).ipv4;
-  const client = mode === "tknock" ? names.tknock[i]! : mode === "tknock-wait" ? names.wait[i]! : undefined;
+  const client = mode === "knockd" ? undefined : names[mode][i]!;
   const prober = bl.probers.get(host)!;
   let probe: Promise<ProbeResult> | undefined;
   if (mode !== "tknock-wait") probe = prober.probe(serverAddr, PROTECT_PORT, 3000);
   const argv =
     mode === "knockd"
       ? ["knock", "-d", "0", serverAddr, ...KNOCKD_SEQUENCE.map(String)]
-      : bl.tknockArgv(mode === "tknock" ? [client!, "--delay", "0", "-q"] : [client!, "--wait", "3", "--delay", "0", "-q"]);
+      : mode === "tknock-knock"
+        ? ["knock", "-d", "0", serverAddr, ...bl.currentPorts(client!).map(String)]
+        : bl.tknockArgv(mode === "tknock" ? [client!, "--delay", "0", "-q"] : [client!, "--wait", "3", "--delay", "0", "-q"]);
   const r = await bl.timed(host, argv);
   const p = probe ? await probe : undefined;
   const endMs = Date.now();

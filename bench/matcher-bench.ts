@@ -10,6 +10,7 @@ import { deriveSequence } from "../src/protocol/derive.js";
 import type { KnockProfile } from "../src/protocol/profile.js";
 import { stepAt, stepStartMs } from "../src/protocol/window.js";
 import { Matcher, type DecisionKind, type MatcherClient, type MatcherOptions } from "../server/matcher.js";
+import { formatProfile, profileSync, type ProfileSummary } from "./profile-summary.js";
 import { median } from "./stats.js";
 import { seededRandom } from "./synthetic.js";
 
@@ -95,7 +96,7 @@ export type MatcherRow = {
   evictions: number;
 };
 
-export type MatcherResult = { packets: number; noiseSources: number; validSequences: number; rows: MatcherRow[] };
+export type MatcherResult = { packets: number; noiseSources: number; validSequences: number; rows: MatcherRow[]; profile?: ProfileSummary };
 
 function runMatcher(clients: readonly MatcherClient[], w: MatcherWorkload): { pps: number; matcher: Matcher; setupMs: number } {
   const t0 = performance.now();
@@ -121,13 +122,16 @@ function runBaseline(w: MatcherWorkload): number {
   return knocks.length / ((t1 - t0) / 1000);
 }
 
-export function benchMatcher(opts: { packets?: number; clientCounts?: readonly number[]; repeats?: number; log?: (line: string) => void } = {}): MatcherResult {
+export function benchMatcher(
+  opts: { packets?: number; clientCounts?: readonly number[]; repeats?: number; profile?: boolean; log?: (line: string) => void } = {},
+): MatcherResult {
   const packets = opts.packets ?? 1_000_000;
   const noiseSources = 100_000;
   const validSequences = 1000;
-  const repeats = opts.repeats ?? 3;
+  const repeats = opts.repeats ?? 5;
   const log = opts.log ?? (() => {});
   const rows: MatcherRow[] = [];
+  let profile: ProfileSummary | undefined;
   for (const count of opts.clientCounts ?? [100, 1000, 10_000]) {
     const clients = makeClients(count);
     const w = buildWorkload(clients, { packets, noiseSources, validSequences, seed: 42 });
@@ -154,8 +158,16 @@ export function benchMatcher(opts: { packets?: number; clientCounts?: readonly n
       evictions: stats.evictions,
     };
     rows.push(row);
+    if (opts.profile === true && count === Math.max(...(opts.clientCounts ?? [100, 1000, 10_000]))) {
+      // An extra, untimed pass under the profiler: where one packet's time goes with the most clients.
+      const m = new Matcher(clients, DEFAULT_MATCHER_OPTIONS, w.startMs);
+      profile = profileSync(`matcher, ${count} clients`, () => {
+        for (let i = 0; i < w.knocks.length; i++) m.onKnock(w.knocks[i]!);
+      });
+      log(formatProfile(profile, `matcher profile, ${count} clients`));
+    }
     log(`matcher: ${count} clients: ${(row.pps / 1e6).toFixed(2)} M pkt/s (baseline ${(row.baselinePps / 1e6).toFixed(1)} M), opens ${stats.decisions.open}, refusals ${stats.decisions.refuse}`);
   }
   if (sink === -1) log("");
-  return { packets, noiseSources, validSequences, rows };
+  return { packets, noiseSources, validSequences, rows, ...(profile ? { profile } : {}) };
 }

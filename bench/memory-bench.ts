@@ -85,7 +85,7 @@ export async function benchMemory(bl: BenchLab, o: { sources: number; rate: numb
     if (matcher["evictions"] !== undefined) out.matcherEvictions = matcher["evictions"];
     if (matcher["maxSources"] !== undefined) out.maxSources = matcher["maxSources"];
     o.log(
-      `memory: ${report.sent} IPv6 sources at ${(out.flood.pps / 1000).toFixed(0)} k pkt/s; captured ${out.capturePackets ?? "?"}, drops ${out.captureKernelDrops ?? "?"}; RSS ${(out.rssBeforeBytes / 1048576).toFixed(1)} -> ${(out.rssAfterBytes / 1048576).toFixed(1)} MiB (peak ${(out.peakRssBytes / 1048576).toFixed(1)})`,
+      `memory: ${report.sent} IPv6 sources at ${(out.flood.pps / 1000).toFixed(0)} k pkt/s; captured ${out.capturePackets ?? "?"}, drops ${out.captureKernelDrops ?? "?"}; RSS ${(out.rssBeforeBytes / 1e6).toFixed(1)} -> ${(out.rssAfterBytes / 1e6).toFixed(1)} MB (peak ${(out.peakRssBytes / 1e6).toFixed(1)})`,
     );
     return out;
   } finally {

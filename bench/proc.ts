@@ -99,3 +99,22 @@ export function loadAverage(): number[] {
     return [];
   }
 }
+
+function cpuTimes(): { total: number; idle: number } {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { total: f.reduce((a, b) => a + b, 0), idle: (f[3] ?? 0) + (f[4] ?? 0) };
+}
+
+/** Share of all CPUs busy over the next `ms` (whole machine): whether others were running when the bench began. */
+export async function cpuBusyPercent(ms: number): Promise<number> {
+  try {
+    const a = cpuTimes();
+    await new Promise((r) => setTimeout(r, ms));
+    const b = cpuTimes();
+    const total = b.total - a.total;
+    return total > 0 ? Math.round((100 * (total - (b.idle - a.idle))) / total) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+

@@ -9,9 +9,19 @@ import type { MatcherResult } from "./matcher-bench.js";
 import type { MemoryResult } from "./memory-bench.js";
 import type { ParserResult } from "./parser-bench.js";
 import type { ProfileSummary } from "./profile-summary.js";
-import { mib, ms, ratio, si, type Summary } from "./stats.js";
+import { mb, ms, ratio, si, type Summary } from "./stats.js";
 
-export type Machine = { cpus: number; cpuModel: string; kernel: string; node: string; memoryGiB: number; loadAverageStart: number[]; loadAverageEnd: number[] };
+export type Machine = {
+  cpus: number;
+  cpuModel: string;
+  kernel: string;
+  node: string;
+  memoryGiB: number;
+  loadAverageStart: number[];
+  loadAverageEnd: number[];
+  /** Whole-machine CPU use in the 3 s before the bench started (the load average lags by minutes). */
+  cpuBusyBeforePercent: number;
+};
 
 export type BenchResults = {
   date: string;
@@ -23,11 +33,12 @@ export type BenchResults = {
   latency?: LatencyResult;
   flood?: { tknock?: FloodResult; knockd?: FloodResult; knockdAimed?: FloodResult };
   memory?: MemoryResult;
+  memoryHeapCap?: MemoryResult & { nodeFlags: string[] };
   profiles?: ProfileSummary[];
   skipped: string[];
 };
 
-export function machineInfo(loadStart: number[], loadEnd: number[]): Machine {
+export function machineInfo(loadStart: number[], loadEnd: number[], cpuBusyBeforePercent: number): Machine {
   const c = cpus();
   return {
     cpus: c.length,
@@ -37,6 +48,7 @@ export function machineInfo(loadStart: number[], loadEnd: number[]): Machine {
     memoryGiB: Math.round((totalmem() / 1024 ** 3) * 10) / 10,
     loadAverageStart: loadStart,
     loadAverageEnd: loadEnd,
+    cpuBusyBeforePercent,
   };
 }
 
@@ -87,26 +99,36 @@ export function buildRows(r: BenchResults): Row[] {
   const lat = r.latency;
   if (lat) {
     const t: ModeSummary | undefined = lat.modes.tknock;
+    const tk: ModeSummary | undefined = lat.modes["tknock-knock"];
     const k: ModeSummary | undefined = lat.modes.knockd;
     const w: ModeSummary | undefined = lat.modes["tknock-wait"];
+    const opened = (m: ModeSummary | undefined): string => (m ? ` (${m.opened}/${m.runs})` : "");
     push({
-      label: `First knock packet -> first successful connect, median / p90 / max (N = ${lat.n})`,
-      tknock: t ? `${trio(t.firstKnockToConnectMs)} (${t.opened}/${t.runs})` : "",
-      knockd: k ? `${trio(k.firstKnockToConnectMs)} (${k.opened}/${k.runs})` : "",
+      label: `First knock packet -> first connect, median / p90 / max (N = ${lat.n}): \`tknock NAME\` vs \`knock\``,
+      tknock: t ? trio(t.firstKnockToConnectMs) + opened(t) : "",
+      knockd: k ? trio(k.firstKnockToConnectMs) + opened(k) : "",
       ratio: ratio(t?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median),
       target: "median < 5 ms",
       verdict: [met(t ? t.firstKnockToConnectMs.median < 5 : undefined), better(t?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median)].filter(Boolean).join(", "),
     });
     push({
-      label: "Server reaction: last knock -> SYN-ACK of the service, median / p90 / max",
-      tknock: t ? trio(t.lastKnockToConnectMs) : "",
-      knockd: k ? trio(k.lastKnockToConnectMs) : "",
-      ratio: ratio(t?.lastKnockToConnectMs.median, k?.lastKnockToConnectMs.median),
-      verdict: better(t?.lastKnockToConnectMs.median, k?.lastKnockToConnectMs.median),
+      label: "  the same, both daemons knocked by `knock -d 0` (same client, so only the servers differ)",
+      tknock: tk ? trio(tk.firstKnockToConnectMs) + opened(tk) : "",
+      knockd: k ? trio(k.firstKnockToConnectMs) + opened(k) : "",
+      ratio: ratio(tk?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median),
+      target: "median < 5 ms",
+      verdict: [met(tk ? tk.firstKnockToConnectMs.median < 5 : undefined), better(tk?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median)].filter(Boolean).join(", "),
     });
-    if (t?.knockToOpenMs) {
-      push({ label: "  daemon's own: last knock captured -> grant in nftables (knockToOpenMs)", tknock: trio(t.knockToOpenMs), knockd: "not logged" });
-      push({ label: "  of which the nft update (firewallMs)", tknock: trio(t.firewallMs), knockd: "not logged" });
+    push({
+      label: "Server reaction: last knock -> service's SYN-ACK (knocked by `knock`), median / p90 / max",
+      tknock: tk ? trio(tk.lastKnockToConnectMs) : "",
+      knockd: k ? trio(k.lastKnockToConnectMs) : "",
+      ratio: ratio(tk?.lastKnockToConnectMs.median, k?.lastKnockToConnectMs.median),
+      verdict: better(tk?.lastKnockToConnectMs.median, k?.lastKnockToConnectMs.median),
+    });
+    if (tk?.knockToOpenMs) {
+      push({ label: "  daemon's own: last knock captured -> grant in nftables (knockToOpenMs)", tknock: trio(tk.knockToOpenMs), knockd: "not logged" });
+      push({ label: "  of which the nft update (firewallMs)", tknock: trio(tk.firewallMs), knockd: "not logged" });
     }
     push({
       label: "Knock command run time, process start included (`tknock NAME` / `knock`), median / p90 / max",
@@ -116,7 +138,7 @@ export function buildRows(r: BenchResults): Row[] {
       verdict: better(t?.commandMs.median, k?.commandMs.median),
     });
     if (w) {
-      push({ label: "`tknock NAME --wait`: whole command, process start included", tknock: `${trio(w.commandMs)} (${w.opened}/${w.runs})`, knockd: "no equivalent" });
+      push({ label: "`tknock NAME --wait`: whole command, process start included", tknock: trio(w.commandMs) + opened(w), knockd: "no equivalent" });
       push({ label: "`tknock NAME --wait`: first knock -> its own connect", tknock: trio(w.firstKnockToConnectMs), knockd: "no equivalent" });
     }
   }
@@ -169,8 +191,8 @@ export function buildRows(r: BenchResults): Row[] {
     });
     push({
       label: "Flood: daemon peak RSS (tknock: node; its tcpdump apart)",
-      tknock: t ? `${mib(t.daemonPeakRssBytes)} (+ tcpdump ${mib(t.captureRssBytes)})` : "",
-      knockd: k ? mib(k.daemonPeakRssBytes) : "",
+      tknock: t ? `${mb(t.daemonPeakRssBytes)} (+ tcpdump ${mb(t.captureRssBytes)})` : "",
+      knockd: k ? mb(k.daemonPeakRssBytes) : "",
       ratio: ratio(t?.daemonPeakRssBytes, k?.daemonPeakRssBytes),
       target: "< 150 MB",
       verdict: [met(t ? t.daemonPeakRssBytes < 150e6 : undefined), better(t?.daemonPeakRssBytes, k?.daemonPeakRssBytes)].filter(Boolean).join(", "),
@@ -178,7 +200,7 @@ export function buildRows(r: BenchResults): Row[] {
     if (t) {
       push({
         label: "Flood: packets the capture delivered / dropped (tcpdump's counters)",
-        tknock: `${si(t.capturePackets ?? Number.NaN)} / ${si(t.captureKernelDrops ?? Number.NaN)} (of ${si(t.flood.sent)} sent)`,
+        tknock: `${si(t.capturePackets ?? Number.NaN)} / ${si(t.captureKernelDrops ?? Number.NaN)} (of ${si(t.flood.sent)} sent${t.softnetDrops > 0 ? `; ${si(t.softnetDrops)} lost before capture` : ""})`,
         knockd: "its BPF keeps its 4 ports only",
       });
     }
@@ -191,11 +213,11 @@ export function buildRows(r: BenchResults): Row[] {
         verdict: better(t?.connected, a.connected, true),
       });
       push({
-        label: "  daemon CPU time during the aimed flood",
-        tknock: t ? `${((cpu(t) ?? 0) / 1000).toFixed(2)} s` : "",
-        knockd: `${((cpu(a) ?? 0) / 1000).toFixed(2)} s`,
-        ratio: ratio(cpu(t), cpu(a)),
-        verdict: better(cpu(t), cpu(a)),
+        label: "  daemon CPU during the aimed flood, per million flood packets",
+        tknock: t ? `${((cpuPerM(t) ?? 0) / 1000).toFixed(2)} s` : "",
+        knockd: `${((cpuPerM(a) ?? 0) / 1000).toFixed(2)} s (${((cpu(a) ?? 0) / 1000).toFixed(2)} s in all)`,
+        ratio: ratio(cpuPerM(t), cpuPerM(a)),
+        verdict: better(cpuPerM(t), cpuPerM(a)),
       });
     }
   }
@@ -203,7 +225,7 @@ export function buildRows(r: BenchResults): Row[] {
     const m = r.memory;
     push({
       label: `Memory: daemon RSS after ${si(m.sources)} distinct sources (IPv6), one packet each`,
-      tknock: `${mib(m.rssAfterBytes)} (peak ${mib(m.peakRssBytes)}; idle ${mib(m.rssBeforeBytes)})`,
+      tknock: `${mb(m.rssAfterBytes)} (peak ${mb(m.peakRssBytes)}; idle ${mb(m.rssBeforeBytes)})`,
       knockd: "not run",
       target: "< 150 MB",
       verdict: met(m.rssAfterBytes < 150e6 && m.peakRssBytes < 150e6),
@@ -211,6 +233,15 @@ export function buildRows(r: BenchResults): Row[] {
     push({
       label: "  sources the capture delivered / dropped; matcher sources kept (max)",
       tknock: `${si(m.capturePackets ?? Number.NaN)} / ${si(m.captureKernelDrops ?? Number.NaN)}; ${si(m.matcherSources ?? Number.NaN)} (${si(m.maxSources ?? Number.NaN)})`,
+    });
+  }
+  if (r.memoryHeapCap) {
+    const m = r.memoryHeapCap;
+    push({
+      label: `  the same, daemon run with node ${m.nodeFlags.join(" ")}`,
+      tknock: `${mb(m.rssAfterBytes)} (peak ${mb(m.peakRssBytes)}; idle ${mb(m.rssBeforeBytes)}; CPU ${(m.daemonCpuMs / 1000).toFixed(1)} s)`,
+      target: "< 150 MB",
+      verdict: met(m.rssAfterBytes < 150e6 && m.peakRssBytes < 150e6),
     });
   }
   return rows;
@@ -225,7 +256,7 @@ export function formatTable(rows: readonly Row[]): string {
 }
 
 export function machineLine(m: Machine): string {
-  return `${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}; load average ${m.loadAverageStart.join(" ")} at start, ${m.loadAverageEnd.join(" ")} at end`;
+  return `${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}; CPU ${m.cpuBusyBeforePercent}% busy in the 3 s before the start; load average ${m.loadAverageStart.join(" ")} at start, ${m.loadAverageEnd.join(" ")} at end`;
 }
 
 const START = "<!-- bench:results:start -->";

@@ -6,7 +6,8 @@
  *   npm run bench -- --n 20 --flood-seconds 5       shorter
  *
  * Parts: matcher, parser (pure); latency, flood, memory, knockd (lab: network namespaces, needs root).
- * --profile runs each daemon under node --cpu-prof and prints where its CPU time went.
+ * --profile runs each daemon under node --cpu-prof, and the matcher's largest case under the inspector's
+ * profiler, and prints where the CPU time went.
  * "knockd" adds knockd's side to latency and flood (whichever of those are selected; both when alone).
  * Prints a table, writes bench-results/bench-DATE.json (+ latest.json), and rewrites the results section of
  * docs/benchmarks.md when every part ran (or with --docs). Namespaces and processes are always cleaned up.
@@ -19,13 +20,16 @@ import { BenchLab } from "./bench-lab.js";
 import { benchFlood } from "./flood-bench.js";
 import { buildFloodSender } from "./flood-sender.js";
 import { ensureKnockdInstalled } from "./knockd.js";
-import { benchLatency } from "./latency-bench.js";
+import { benchLatency, latencyClientNames } from "./latency-bench.js";
 import { benchMatcher } from "./matcher-bench.js";
 import { benchMemory } from "./memory-bench.js";
 import { benchParser } from "./parser-bench.js";
-import { loadAverage } from "./proc.js";
+import { cpuBusyPercent, loadAverage } from "./proc.js";
 import { formatProfile, summarizeCpuProfile } from "./profile-summary.js";
 import { buildRows, formatTable, machineInfo, machineLine, updateDocs, type BenchResults } from "./report.js";
+
+/** A heap cap for the daemon's node (an operator's choice, e.g. in the systemd unit), tried in the memory part. */
+const HEAP_CAP_FLAGS = ["--max-old-space-size=128", "--max-semi-space-size=2"];
 
 const ALL_PARTS = ["matcher", "parser", "latency", "flood", "memory", "knockd"] as const;
 type Part = (typeof ALL_PARTS)[number];
@@ -121,17 +125,37 @@ function log(line: string): void {
 
 async function runLabParts(o: Options, results: BenchResults): Promise<void> {
   const p = o.parts;
-  const knockd = p.has("knockd") && ensureKnockdInstalled(log);
+  // The knockd package also brings `knock`, the small client that sends the flood part's knocks for both daemons.
+  const knockPackage = (p.has("knockd") || p.has("latency") || p.has("flood")) && ensureKnockdInstalled(log);
+  const knockd = p.has("knockd") && knockPackage;
   if (p.has("knockd") && !knockd) results.skipped.push("knockd: not installed and apt-get install knockd failed");
   // knockd alone: its side of both latency and flood.
   const latency = p.has("latency") || (knockd && !p.has("flood"));
   const tknockLatency = p.has("latency");
-  const flood = p.has("flood") || (knockd && !p.has("latency"));
-  const tknockFlood = p.has("flood");
-  if (flood || p.has("memory")) buildFloodSender();
+  let flood = p.has("flood") || (knockd && !p.has("latency"));
+  let tknockFlood = p.has("flood");
+  let memory = p.has("memory");
+  if (flood || memory) {
+    try {
+      buildFloodSender();
+    } catch (err) {
+      results.skipped.push(`flood, memory: cannot compile bench/flood.c (install gcc): ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`);
+      flood = tknockFlood = memory = false;
+    }
+  }
+  if (tknockFlood && !knockPackage) {
+    results.skipped.push("flood: needs `knock` from the knockd package to send the valid knocks (apt-get install knockd)");
+    flood = tknockFlood = false;
+  }
 
   log("lab: creating namespaces");
+  // Registered before the lab's own hooks (which delete the namespaces and exit), so this runs first.
+  let current: BenchLab | undefined;
+  const onSignal = (): void => current?.killAllSync();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const bl = await BenchLab.create({ clientHosts: 10, knockd });
+  current = bl;
   const profileDir = join(REPO_ROOT, "bench-results", "profiles");
   if (o.profile) {
     // Each daemon start writes its own .cpuprofile when it exits; summaries go into the JSON and the log.
@@ -139,40 +163,71 @@ async function runLabParts(o: Options, results: BenchResults): Promise<void> {
     bl.daemonNodeFlags = ["--cpu-prof", `--cpu-prof-dir=${profileDir}`];
   }
   const profilesBefore = o.profile ? new Set(readdirSync(profileDir)) : new Set<string>();
+  // One part failing (a tool missing, a daemon that would not start) must not lose the others' results.
+  const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      results.skipped.push(`${what}: failed: ${err instanceof Error ? err.message : String(err)}`);
+      log(`${what} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  };
   try {
     const names = (prefix: string, count: number): string[] => Array.from({ length: count }, (_, i) => `${prefix}${i}`);
-    bl.enroll([...names("lat", o.n), ...names("wait", o.n), ...names("flood", o.floodKnocks)]);
+    bl.enroll([...Object.values(latencyClientNames(o.n)).flat(), ...names("flood", o.floodKnocks)]);
     if (latency) {
-      if (tknockLatency) await bl.startDaemon();
-      if (knockd) await bl.startKnockd();
-      log(`latency: N = ${o.n}${tknockLatency ? ", tknock" : ""}${knockd ? ", knockd" : ""}`);
-      results.latency = await benchLatency(bl, { n: o.n, tknock: tknockLatency, knockd, log });
+      await attempt("latency", async () => {
+        if (tknockLatency) await bl.startDaemon();
+        if (knockd) await bl.startKnockd();
+        log(`latency: N = ${o.n}${tknockLatency ? ", tknock" : ""}${knockd ? ", knockd" : ""}`);
+        results.latency = await benchLatency(bl, { n: o.n, tknock: tknockLatency, knockd, knockClient: knockPackage, log });
+      });
     }
     if (flood) {
-      results.flood = {};
+      const floods: NonNullable<BenchResults["flood"]> = {};
+      results.flood = floods;
       const common = { seconds: o.floodSeconds, maxPackets: o.floodMaxPackets, knocks: o.floodKnocks, clientNames: names("flood", o.floodKnocks), log };
       if (tknockFlood) {
-        await bl.knockd?.stop();
-        log(`flood: tknock, ${o.floodSeconds} s`);
-        results.flood.tknock = await benchFlood(bl, "tknock", common);
+        await attempt("flood tknock", async () => {
+          await bl.knockd?.stop();
+          log(`flood: tknock, ${o.floodSeconds} s`);
+          floods.tknock = await benchFlood(bl, "tknock", common);
+        });
       }
       if (knockd) {
-        await bl.daemon?.stop();
-        log(`flood: knockd, ${o.floodSeconds} s`);
-        results.flood.knockd = await benchFlood(bl, "knockd", common);
-        // For tknock every flood into the range is aimed at its knock ports; this is knockd's equivalent.
-        log(`flood: knockd, aimed at its knock ports, ${o.floodSeconds} s`);
-        results.flood.knockdAimed = await benchFlood(bl, "knockd", { ...common, aimed: true });
+        await attempt("flood knockd", async () => {
+          await bl.daemon?.stop();
+          log(`flood: knockd, ${o.floodSeconds} s`);
+          floods.knockd = await benchFlood(bl, "knockd", common);
+          // For tknock every flood into the range is aimed at its knock ports; this is knockd's equivalent.
+          log(`flood: knockd, aimed at its knock ports, ${o.floodSeconds} s`);
+          floods.knockdAimed = await benchFlood(bl, "knockd", { ...common, aimed: true });
+        });
       }
     }
-    if (p.has("memory")) {
-      await bl.knockd?.stop();
-      log(`memory: ${o.memorySources} IPv6 sources at ${o.memoryRate} pkt/s`);
-      results.memory = await benchMemory(bl, { sources: o.memorySources, rate: o.memoryRate, log });
+    if (memory) {
+      await attempt("memory", async () => {
+        await bl.knockd?.stop();
+        log(`memory: ${o.memorySources} IPv6 sources at ${o.memoryRate} pkt/s`);
+        results.memory = await benchMemory(bl, { sources: o.memorySources, rate: o.memoryRate, log });
+      });
+      // The same with V8's heap capped: shows how much of the RSS is garbage V8 had no reason to collect yet.
+      await attempt("memory (heap cap)", async () => {
+        const flags = bl.daemonNodeFlags;
+        bl.daemonNodeFlags = [...flags, ...HEAP_CAP_FLAGS];
+        try {
+          log(`memory: again with node ${HEAP_CAP_FLAGS.join(" ")}`);
+          results.memoryHeapCap = { ...(await benchMemory(bl, { sources: o.memorySources, rate: o.memoryRate, log })), nodeFlags: HEAP_CAP_FLAGS };
+        } finally {
+          bl.daemonNodeFlags = flags;
+        }
+      });
     }
   } finally {
     log("lab: tearing down");
     await bl.destroy();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
   if (o.profile) {
     results.profiles = [];
@@ -192,6 +247,7 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
     return 2;
   }
+  const busyBefore = await cpuBusyPercent(3000);
   const started = performance.now();
   const loadStart = loadAverage();
   const argv = process.argv.slice(2);
@@ -199,13 +255,13 @@ async function main(): Promise<number> {
     date: new Date().toISOString(),
     command: `npm run bench${argv.length > 0 ? ` -- ${argv.join(" ")}` : ""}`,
     durationSeconds: 0,
-    machine: machineInfo(loadStart, loadStart),
+    machine: machineInfo(loadStart, loadStart, busyBefore),
     skipped: [],
   };
-  log(`bench: parts ${[...o.parts].join(", ")}; load average ${loadStart.join(" ")}`);
+  log(`bench: parts ${[...o.parts].join(", ")}; CPU ${busyBefore}% busy before the start; load average ${loadStart.join(" ")}`);
   let failed = false;
   try {
-    if (o.parts.has("matcher")) results.matcher = benchMatcher({ packets: o.packets, log });
+    if (o.parts.has("matcher")) results.matcher = benchMatcher({ packets: o.packets, profile: o.profile, log });
     if (o.parts.has("parser")) results.parser = await benchParser({ packets: o.packets, tmpDir: tmpdir(), log });
     const lab = ["latency", "flood", "memory", "knockd"].filter((x) => o.parts.has(x as Part));
     if (lab.length > 0) {
@@ -221,7 +277,7 @@ async function main(): Promise<number> {
     log(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   }
   results.durationSeconds = (performance.now() - started) / 1000;
-  results.machine = machineInfo(loadStart, loadAverage());
+  results.machine = machineInfo(loadStart, loadAverage(), busyBefore);
 
   const table = formatTable(buildRows(results));
   process.stdout.write(`\n${table}\n\nMachine: ${machineLine(results.machine)}\n`);

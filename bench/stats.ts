@@ -39,9 +39,10 @@ export function ms(v: number | undefined): string {
   return `${v.toFixed(2)} ms`;
 }
 
-export function mib(bytes: number | undefined): string {
+/** Decimal megabytes, the unit of the targets ("RSS < 150 MB"). */
+export function mb(bytes: number | undefined): string {
   if (bytes === undefined || !Number.isFinite(bytes)) return "n/a";
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+  return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
 /** "a / b" as a ratio with two significant digits, or n/a. */
