@@ -68,11 +68,13 @@ export function buildWorkload(clients: readonly MatcherClient[], opts: { packets
     knocks[i] = { src: srcs[Math.floor(rnd() * srcs.length)]!, dstPort: KNOCK_RANGE.min + Math.floor(rnd() * portSpan), proto: "tcp", atMs: atMs(i) };
   }
   // Valid sequences overwrite noise slots; sequence v uses client v mod N (so with 100 clients, 900 are replays).
-  const gap = 37;
+  // Each sequence gets its own slice of the stream; its 4 packets are spread inside it (37 apart at 1M packets).
+  const slice = Math.floor(opts.packets / opts.validSequences);
+  const gap = Math.max(1, Math.min(37, Math.floor(slice / KNOCKS)));
   for (let v = 0; v < opts.validSequences; v++) {
     const c = clients[v % clients.length]!;
     const ports = deriveSequence(c.profile, step);
-    const base = Math.floor(((v + 0.5) * opts.packets) / opts.validSequences) - 2 * gap;
+    const base = v * slice;
     const src = `172.16.${v >> 8}.${v & 255}`;
     ports.forEach((port, k) => {
       const i = base + k * gap;
@@ -127,7 +129,7 @@ export function benchMatcher(
 ): MatcherResult {
   const packets = opts.packets ?? 1_000_000;
   const noiseSources = 100_000;
-  const validSequences = 1000;
+  const validSequences = Math.min(1000, Math.floor(packets / 100));
   const repeats = opts.repeats ?? 5;
   const log = opts.log ?? (() => {});
   const rows: MatcherRow[] = [];

@@ -284,12 +284,17 @@ async function main(): Promise<number> {
   if (results.skipped.length > 0) process.stdout.write(`Skipped: ${results.skipped.join("; ")}\n`);
 
   const dir = join(REPO_ROOT, "bench-results");
-  mkdirSync(dir, { recursive: true });
   const json = `${JSON.stringify(results, null, 2)}\n`;
   const file = join(dir, `bench-${results.date.replace(/[:.]/g, "-")}.json`);
-  writeFileSync(file, json);
-  writeFileSync(join(dir, "latest.json"), json);
-  process.stdout.write(`JSON: ${file}\n`);
+  try {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(file, json);
+    writeFileSync(join(dir, "latest.json"), json);
+    process.stdout.write(`JSON: ${file}\n`);
+  } catch (err) {
+    failed = true;
+    process.stderr.write(`bench: cannot write ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})\n`);
+  }
 
   const everything = ALL_PARTS.every((x) => o.parts.has(x));
   if (!failed && (o.docs ?? (everything && results.skipped.length === 0))) {
