@@ -4,6 +4,7 @@ import { loadServerConfig } from "../src/config/load.js";
 import { clientProfile, type ClientsFile, type ServerConfig } from "../src/config/schema.js";
 import type { Clock, Firewall, Grant, Listener, ObservedKnock } from "../src/ports.js";
 import { readClients } from "./clients-file.js";
+import { LogLimiter } from "./log-limit.js";
 import type { Logger } from "./logger.js";
 import { Matcher, matcherOptionsFromConfig, type Decision, type MatcherClient } from "./matcher.js";
 import { ReplayLog, replayRecordOf } from "./replay-log.js";
@@ -31,6 +32,9 @@ export class Daemon {
   private readonly listener: Listener;
   /** The clients file's stat when it was last read; the 1 s poll reloads when it differs. */
   private clientsStamp: string | undefined;
+  // Every refusal and report is still counted and recorded in replays.jsonl (which has its own cap).
+  private readonly refusalLines = new LogLimiter(LOG_LINES_PER_SECOND);
+  private readonly bruteForceLines = new LogLimiter(LOG_LINES_PER_SECOND);
   private readonly counters = { opened: 0, refused: 0, bruteforce: 0, openErrors: 0, reloads: 0, futureKnocks: 0 };
 
   private constructor(private readonly deps: DaemonDeps) {
@@ -198,13 +202,15 @@ export class Daemon {
         this.counters.refused++;
         this.record(d, knock);
         const hint = d.reason === "skew" ? `client clock is off by about ${d.offsetWindows ?? "?"} windows: fix its time (NTP)` : undefined;
-        log.warn({ reason: d.reason, client: d.client, src: d.src, step: d.step, offsetWindows: d.offsetWindows, hint }, "knock refused");
+        const admitted = this.refusalLines.admit(knock.atMs);
+        if (admitted) log.warn({ reason: d.reason, client: d.client, src: d.src, step: d.step, offsetWindows: d.offsetWindows, hint, ...suppressed(admitted) }, "knock refused");
         return;
       }
       case "bruteforce": {
         this.counters.bruteforce++;
         this.record(d, knock);
-        log.warn({ src: d.src, failures: d.failures, banned: d.banned }, "brute force: many failed sequences from one source");
+        const admitted = this.bruteForceLines.admit(knock.atMs);
+        if (admitted) log.warn({ src: d.src, failures: d.failures, banned: d.banned, ...suppressed(admitted) }, "brute force: many failed sequences from one source");
         return;
       }
       default:
@@ -241,6 +247,13 @@ function statStamp(path: string): string | undefined {
 
 /** How far ahead of the daemon's clock a knock's timestamp may be (clock jitter between capture and us). */
 const MAX_FUTURE_MS = 5000;
+
+/** Warning lines of one kind per second; beyond it they are counted (see LogLimiter). */
+const LOG_LINES_PER_SECOND = 20;
+
+function suppressed(a: { suppressedBefore: number }): { suppressedBefore?: number } {
+  return a.suppressedBefore > 0 ? { suppressedBefore: a.suppressedBefore } : {};
+}
 
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;

@@ -299,6 +299,21 @@ describe("daemon wiring", () => {
     expect(logs().some((l) => l.msg === "clients reloaded" && l["clients"] === 2)).toBe(true);
   });
 
+  it("when a hundred sources replay the same knock then each is recorded but warnings are capped and count the rest", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { listener } = await start(fw);
+    const ports = portsOf("alice", T);
+    const base = nowMs;
+    knock(listener, ALICE, ports, base);
+    for (let i = 0; i < 100; i++) knock(listener, `198.18.1.${i}`, ports, base + 1000); // all within one second
+    knock(listener, "198.18.2.1", ports, base + 2500); // the next second: passes, with the count
+    await settle();
+    expect(replays().filter((r) => r["kind"] === "replay")).toHaveLength(101);
+    const warned = logs().filter((l) => l.msg === "knock refused");
+    expect(warned).toHaveLength(21);
+    expect(warned.at(-1)?.["suppressedBefore"]).toBe(80);
+  });
+
   it("when skewWindows is lowered to 0 and the daemon reloads then a knock one window ahead is refused as skew", async () => {
     const fw = new MemoryFirewall(clock);
     const { daemon, listener } = await start(fw);
