@@ -76,14 +76,14 @@ export class BenchLab {
    * Enrols clients the way `tknock-server enroll` + `tknock add` do, through the same modules, in-process
    * (running the two CLIs 120 times would cost a minute). Must run before the daemon reads the clients file.
    */
-  enroll(names: readonly string[]): void {
+  async enroll(names: readonly string[]): Promise<void> {
     const config = loadServerConfig(this.t.configPath);
     const file = readClients(config.clientsFile);
     const store = ProfileStore.open({ dir: this.t.clientHome, warn: () => {} });
     const added: Record<string, ClientRecord> = {};
     for (const name of names) {
       const record: ClientRecord = {
-        secret: newSecretBase32(32),
+        secret: await newSecretBase32(32),
         periodSeconds: 30,
         knocks: 4,
         portMin: config.knockRange.min,

@@ -174,7 +174,7 @@ async function runLabParts(o: Options, results: BenchResults): Promise<void> {
   };
   try {
     const names = (prefix: string, count: number): string[] => Array.from({ length: count }, (_, i) => `${prefix}${i}`);
-    bl.enroll([...Object.values(latencyClientNames(o.n)).flat(), ...names("flood", o.floodKnocks)]);
+    await bl.enroll([...Object.values(latencyClientNames(o.n)).flat(), ...names("flood", o.floodKnocks)]);
     if (latency) {
       await attempt("latency", async () => {
         if (tknockLatency) await bl.startDaemon();

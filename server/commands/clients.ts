@@ -43,7 +43,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
         throw new TknockError("TKNOCK_EXISTS", `client ${name} already exists: revoke it first, or pass --force to give it a new secret`, 1);
       }
       const record: ClientRecord = {
-        secret: newSecretBase32(PROFILE_LIMITS.defaultSecretBytes),
+        secret: await newSecretBase32(PROFILE_LIMITS.defaultSecretBytes),
         periodSeconds: opts.period ?? PROFILE_LIMITS.periodSeconds.default,
         knocks: opts.knocks ?? PROFILE_LIMITS.knocks.default,
         portMin: config.knockRange.min,

@@ -1,5 +1,7 @@
 import { generateTOTP, parse as parseOtpauth, URIParseError } from "@otplib/uri";
-import { generateSecret, ScureBase32Plugin } from "otplib";
+// The base32 plugin alone, not all of otplib: the client loads this module on every knock, and otplib's
+// crypto plugins would add tens of ms to its start. newSecretBase32 loads otplib when a secret is made.
+import { ScureBase32Plugin } from "@otplib/plugin-base32-scure";
 import { InvalidProfileError, InvalidUriError } from "../errors.js";
 import type { KnockProto } from "../ports.js";
 import { isPort, PROFILE_LIMITS, validateProfile, type KnockProfile } from "./profile.js";
@@ -36,7 +38,8 @@ export function decodeSecret(text: string): Uint8Array {
 }
 
 /** A fresh random secret (otplib's CSPRNG), base32 without padding. */
-export function newSecretBase32(bytes: number = PROFILE_LIMITS.defaultSecretBytes): string {
+export async function newSecretBase32(bytes: number = PROFILE_LIMITS.defaultSecretBytes): Promise<string> {
+  const { generateSecret } = await import("otplib");
   return generateSecret({ length: bytes });
 }
 

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 /**
  * The built client in a namespace lab: what the server's wire sees for each transport, `--wait`, `-- COMMAND` and
  * `proxy`. The client is compiled into a private folder under dist/ so parallel suites never read half-written files.
@@ -9,7 +10,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { deriveSequence } from "../../src/protocol/derive.js";
-import { decodeSecret, defaultProfileFields, formatProfileUri, newSecretBase32, parseProfileUri } from "../../src/protocol/profile-uri.js";
+import { defaultProfileFields, formatProfileUri, parseProfileUri } from "../../src/protocol/profile-uri.js";
 import { Lab, type ExecResult } from "../e2e/lab.js";
 import { describeAsRoot } from "../support/root.js";
 
@@ -118,7 +119,7 @@ describeAsRoot("tknock client on the wire (namespace lab)", () => {
       client: "alice",
       host: opts.host ?? server.ipv4,
       open,
-      secret: decodeSecret(newSecretBase32()),
+      secret: randomBytes(32),
       ...defaultProfileFields(open),
       proto: opts.proto ?? "tcp",
     });

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { memoryIo } from "../support/memory-io.js";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,10 +10,10 @@ import { createClientCli } from "../../client/cli.js";
 import { decodeQrPng, renderQrPng, renderQrTerminal } from "../../client/qr.js";
 import { runCli } from "../../src/cli-io.js";
 import { TknockError } from "../../src/errors.js";
-import { decodeSecret, defaultProfileFields, formatProfileUri, newSecretBase32 } from "../../src/protocol/profile-uri.js";
+import { defaultProfileFields, formatProfileUri } from "../../src/protocol/profile-uri.js";
 
 function newUri(host = "198.18.0.2"): string {
-  return formatProfileUri({ client: "alice", host, open: [22], secret: decodeSecret(newSecretBase32()), ...defaultProfileFields([22]) });
+  return formatProfileUri({ client: "alice", host, open: [22], secret: randomBytes(32), ...defaultProfileFields([22]) });
 }
 
 describe("enrolment QR codes", () => {

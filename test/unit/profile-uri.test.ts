@@ -130,11 +130,11 @@ describe("formatProfileUri and parseProfileUri", () => {
     );
   });
 
-  it("when a new secret is generated then it is 32 bytes of base32 and round-trips", () => {
-    const s = newSecretBase32();
+  it("when a new secret is generated then it is 32 bytes of base32 and round-trips", async () => {
+    const s = await newSecretBase32();
     expect(decodeSecret(s)).toHaveLength(32);
     expect(encodeSecret(decodeSecret(s))).toBe(s);
-    expect(newSecretBase32()).not.toBe(s);
+    expect(await newSecretBase32()).not.toBe(s);
   });
 });
 
