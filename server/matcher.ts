@@ -20,7 +20,24 @@ import type { ObservedKnock } from "../src/ports.js";
 import { validateProfile, type KnockProfile } from "../src/protocol/profile.js";
 import type { ServerConfig } from "../src/config/schema.js";
 import { SequenceTable, type Sequence, type TrackedClient } from "./matcher/sequence-table.js";
-import { SourceTable, type SourceState } from "./matcher/source-table.js";
+import {
+  F_BANNED_UNTIL_MS,
+  F_FAIL_WINDOW_START_MS,
+  F_LAST_AT_MS,
+  F_REPORTED_WINDOW_START_MS,
+  FLAG_RECENT,
+  FLAG_REPORT_PENDING,
+  I_ACTIVE,
+  I_FAILURES,
+  I_FLAGS,
+  I_LAST_PORT,
+  I_PROGRESS,
+  INLINE_PAIRS,
+  ipv4Key,
+  RECORD_DOUBLES,
+  RECORD_WORDS,
+  SourceTable,
+} from "./matcher/source-table.js";
 
 export type MatcherOptions = {
   readonly skewWindows: number;
@@ -144,8 +161,8 @@ export class Matcher {
     // Pick the fields: the daemon may pass its whole ServerConfig.
     this.options = pickOptions(options);
     this.table = new SequenceTable(Math.max(options.diagnosticWindows, options.skewWindows), tuning.incrementalTables ?? true);
-    this.sources = new SourceTable(options.maxSources);
     this.maxProgress = tuning.maxProgressPerSource ?? DEFAULT_MAX_PROGRESS;
+    this.sources = new SourceTable(options.maxSources, this.maxProgress);
     this.retransmitMs = options.retransmitMs;
     this.knockTimeoutMs = options.knockTimeoutMs;
     this.watched = this.table.watched;
@@ -183,12 +200,12 @@ export class Matcher {
     this.clients = next;
     this.table.recomputeWatched();
     this.table.recomputeNextBoundary();
-    this.table.advance(nowMs);
+    this.advance(nowMs);
   }
 
   /** Moves windows whose step boundary has passed; the daemon calls it from a timer so no packet pays for it. */
   tick(nowMs: number): void {
-    this.table.advance(nowMs);
+    this.advance(nowMs);
   }
 
   lastAcceptedStep(client: string): number | undefined {
@@ -225,93 +242,124 @@ export class Matcher {
     const at = k.atMs;
     if (!(at < this.table.nextBoundaryMs)) {
       if (!Number.isFinite(at)) return this.ignored();
-      this.table.advance(at);
+      this.advance(at);
     }
     const port = k.dstPort;
     if (this.watched[port] !== 1) return this.ignored();
     const src = k.src;
-    let s = this.sources.get(src);
+    const st = this.sources;
+    const v4 = k.srcV4 ?? ipv4Key(src);
+    let slot = v4 >= 0 ? st.findV4(v4) : st.findText(src);
+    let i32 = st.i32;
     let had = 0;
-    if (s !== undefined) {
-      s.recent = true;
-      if (port === s.lastPort && at - s.lastAtMs <= this.retransmitMs) {
+    if (slot >= 0) {
+      const b = slot * RECORD_WORDS;
+      i32[b + I_FLAGS]! |= FLAG_RECENT;
+      const lastAtMs = st.f64[slot * RECORD_DOUBLES + F_LAST_AT_MS]!;
+      if (port === i32[b + I_LAST_PORT] && at - lastAtMs <= this.retransmitMs) {
         this.retransmits++;
-        return this.lesser(s, undefined);
+        return this.lesser(slot, undefined);
       }
-      if (s.active > 0 && at - s.lastAtMs > this.knockTimeoutMs) s.active = 0;
-      had = s.active;
+      had = i32[b + I_ACTIVE]!;
+      if (had > 0 && at - lastAtMs > this.knockTimeoutMs) {
+        i32[b + I_ACTIVE] = 0;
+        had = 0;
+      }
     }
 
     // Continue: keep the sequences whose next port this is, compacting in place.
     let continued = 0;
     let best: Sequence | undefined;
     let bestVerdict: Verdict = Verdict.none;
-    if (s !== undefined && had > 0) {
-      const prog = s.progress;
-      let w = 0;
-      for (let i = 0; i < 2 * had; i += 2) {
+    if (had > 0) {
+      const sp = st.spill[slot];
+      const prog = sp ?? i32;
+      const base = sp === undefined ? slot * RECORD_WORDS + I_PROGRESS : 0;
+      const byId = this.table.byId;
+      let w = base;
+      for (let i = base; i < base + 2 * had; i += 2) {
         if (prog[i + 1] !== port) continue;
-        const seq = prog[i] as Sequence;
-        if (seq.client.proto !== k.proto || !this.table.isLive(seq)) continue;
+        const seq = byId[prog[i]!];
+        if (seq === undefined || seq.client.proto !== k.proto || !this.table.isLive(seq)) continue;
         continued++;
         const n = seq.ports.indexOf(port); // sequences never repeat a port
         if (n === seq.ports.length - 1) {
-          const v = this.verdict(seq, s, at);
+          const v = this.verdict(seq, slot, at);
           if (best === undefined || v < bestVerdict || (v === bestVerdict && before(seq, best))) {
             best = seq;
             bestVerdict = v;
           }
           continue;
         }
-        prog[w] = seq;
+        prog[w] = seq.id;
         prog[w + 1] = seq.ports[n + 1]!;
         w += 2;
       }
-      s.active = w / 2;
+      i32[slot * RECORD_WORDS + I_ACTIVE] = (w - base) / 2;
     }
 
-    if (best !== undefined && s !== undefined) {
-      s.active = 0; // a completed sequence ends the source's attempt, whatever else it was part-way through
-      s.lastPort = port;
-      s.lastAtMs = at;
-      return this.complete(best, bestVerdict, s, at);
+    if (best !== undefined) {
+      const b = slot * RECORD_WORDS;
+      i32[b + I_ACTIVE] = 0; // a completed sequence ends the source's attempt, whatever else it was part-way through
+      i32[b + I_LAST_PORT] = port;
+      st.f64[slot * RECORD_DOUBLES + F_LAST_AT_MS] = at;
+      return this.complete(best, bestVerdict, slot, at);
     }
 
     // Start: sequences whose first port this is.
     const starts = this.table.startsAt(port, k.proto);
     let started = 0;
     if (starts !== undefined) {
-      if (s === undefined) s = this.sources.insert(src);
-      const prog = s.progress;
-      let w = 2 * s.active;
-      const room = 2 * this.maxProgress;
+      if (slot < 0) {
+        slot = st.insert(src, v4);
+        i32 = st.i32;
+      }
+      const b = slot * RECORD_WORDS;
+      const active = i32[b + I_ACTIVE]!;
       const count = starts.length;
+      const room = 2 * this.maxProgress;
+      const want = Math.min(room, 2 * active + count);
+      let sp = st.spill[slot];
+      if (sp === undefined && want > 2 * INLINE_PAIRS) sp = st.spillSlot(slot, 2 * active);
+      const prog = sp ?? i32;
+      const base = sp === undefined ? b + I_PROGRESS : 0;
+      let w = base + 2 * active;
+      const end = base + room;
       for (let i = 0; i < count; i += 2) {
-        if (w >= room) {
+        if (w >= end) {
           this.progressOverflow += (count - i) / 2;
           break;
         }
         prog[w] = starts[i]!;
         prog[w + 1] = starts[i + 1]!;
         w += 2;
-        started++;
       }
-      s.active = w / 2;
+      started = (w - base) / 2 - active;
+      i32[b + I_ACTIVE] = (w - base) / 2;
+    }
+    // A spilled source whose progress fits its record again gives the spill buffer back (bounded memory).
+    if (slot >= 0 && st.spill[slot] !== undefined) {
+      const active = i32[slot * RECORD_WORDS + I_ACTIVE]!;
+      if (active <= INLINE_PAIRS) st.unspillSlot(slot, 2 * active);
     }
 
     // A knock that starts and continues nothing is a failed attempt, also from a source never seen before, so a
     // sweep of the range is reported as brute force. The source table is bounded, so a flood cannot grow it.
-    if (s === undefined) s = this.sources.insert(src);
-    s.lastPort = port;
-    s.lastAtMs = at;
+    if (slot < 0) {
+      slot = st.insert(src, v4);
+      i32 = st.i32;
+    }
+    const b = slot * RECORD_WORDS;
+    i32[b + I_LAST_PORT] = port;
+    st.f64[slot * RECORD_DOUBLES + F_LAST_AT_MS] = at;
     if (continued === 0 && (had > 0 || started === 0)) {
-      this.fail(s, at);
-      if (s.reportPending) return this.lesser(s, undefined);
+      this.fail(slot, at);
+      if ((i32[b + I_FLAGS]! & FLAG_REPORT_PENDING) !== 0) return this.lesser(slot, undefined);
       if (had === 0) return this.ignored();
       this.counts.reset++;
       return { kind: "reset", src };
     }
-    if (s.reportPending) return this.lesser(s, undefined);
+    if ((i32[b + I_FLAGS]! & FLAG_REPORT_PENDING) !== 0) return this.lesser(slot, undefined);
     if (continued > 0 || started > 0) {
       this.counts.progress++;
       return { kind: "progress", src };
@@ -319,26 +367,40 @@ export class Matcher {
     return this.ignored();
   }
 
-  private verdict(seq: Sequence, s: SourceState, at: number): Verdict {
+  /** Moves windows; once enough sequence ids have died, neutralises them in progress so they can be reused. */
+  private advance(nowMs: number): void {
+    this.table.advance(nowMs);
+    this.purgeIfDue();
+  }
+
+  private purgeIfDue(): void {
+    if (!this.table.purgeDue) return;
+    const byId = this.table.byId;
+    this.sources.purgeProgress((id) => byId[id] === undefined);
+    this.table.releaseDeadIds();
+  }
+
+  private verdict(seq: Sequence, slot: number, at: number): Verdict {
     const c = seq.client;
     if (c.lastAccepted !== undefined && seq.step <= c.lastAccepted) return Verdict.replay;
     if (c.burned.includes(seq.step)) return Verdict.replay;
     const off = seq.step - c.step;
     if (off > this.options.skewWindows || off < -this.options.skewWindows) return Verdict.skew;
-    return at < s.bannedUntilMs ? Verdict.lockout : Verdict.open;
+    return at < this.sources.f64[slot * RECORD_DOUBLES + F_BANNED_UNTIL_MS]! ? Verdict.lockout : Verdict.open;
   }
 
-  private complete(seq: Sequence, v: Verdict, s: SourceState, at: number): Decision {
+  private complete(seq: Sequence, v: Verdict, slot: number, at: number): Decision {
     const c = seq.client;
     const ports = [...seq.ports];
+    const src = this.sources.src(slot);
     if (v === Verdict.open) {
       c.lastAccepted = seq.step;
       this.counts.open++;
-      return { kind: "open", client: c.name, step: seq.step, src: s.src, ports, open: c.open };
+      return { kind: "open", client: c.name, step: seq.step, src, ports, open: c.open };
     }
-    this.fail(s, at);
+    this.fail(slot, at);
     this.counts.refuse++;
-    const base = { kind: "refuse", client: c.name, step: seq.step, src: s.src, ports } as const;
+    const base = { kind: "refuse", client: c.name, step: seq.step, src, ports } as const;
     if (v === Verdict.replay) return { ...base, reason: "replay" };
     if (v === Verdict.lockout) return { ...base, reason: "lockout" };
     const offsetWindows = seq.step - c.step;
@@ -354,26 +416,32 @@ export class Matcher {
   }
 
   /** Counts a failed sequence in the source's one-minute bucket; crossing the threshold bans (if on) at once. */
-  private fail(s: SourceState, at: number): void {
-    if (!(at - s.failWindowStartMs < MINUTE_MS)) {
-      s.failWindowStartMs = at;
-      s.failures = 0;
+  private fail(slot: number, at: number): void {
+    const i32 = this.sources.i32;
+    const f64 = this.sources.f64;
+    const b = slot * RECORD_WORDS;
+    const d = slot * RECORD_DOUBLES;
+    if (!(at - f64[d + F_FAIL_WINDOW_START_MS]! < MINUTE_MS)) {
+      f64[d + F_FAIL_WINDOW_START_MS] = at;
+      i32[b + I_FAILURES] = 0;
     }
-    s.failures++;
+    const failures = ++i32[b + I_FAILURES]!;
     const bf = this.options.bruteForce;
-    if (s.failures > bf.maxFailuresPerMinute && s.reportedWindowStartMs !== s.failWindowStartMs) {
-      s.reportedWindowStartMs = s.failWindowStartMs;
-      s.reportPending = true;
-      if (bf.ban) s.bannedUntilMs = at + bf.banSeconds * 1000;
+    if (failures > bf.maxFailuresPerMinute && f64[d + F_REPORTED_WINDOW_START_MS] !== f64[d + F_FAIL_WINDOW_START_MS]) {
+      f64[d + F_REPORTED_WINDOW_START_MS] = f64[d + F_FAIL_WINDOW_START_MS]!;
+      i32[b + I_FLAGS]! |= FLAG_REPORT_PENDING;
+      if (bf.ban) f64[d + F_BANNED_UNTIL_MS] = at + bf.banSeconds * 1000;
     }
   }
 
   /** Returns a pending brute-force report in place of a lesser decision. */
-  private lesser(s: SourceState, d: Decision | undefined): Decision {
-    if (s.reportPending) {
-      s.reportPending = false;
+  private lesser(slot: number, d: Decision | undefined): Decision {
+    const i32 = this.sources.i32;
+    const b = slot * RECORD_WORDS;
+    if ((i32[b + I_FLAGS]! & FLAG_REPORT_PENDING) !== 0) {
+      i32[b + I_FLAGS]! &= ~FLAG_REPORT_PENDING;
       this.counts.bruteforce++;
-      return { kind: "bruteforce", src: s.src, failures: s.failures, banned: this.options.bruteForce.ban };
+      return { kind: "bruteforce", src: this.sources.src(slot), failures: i32[b + I_FAILURES]!, banned: this.options.bruteForce.ban };
     }
     if (d === undefined) return this.ignored();
     this.counts[d.kind]++;

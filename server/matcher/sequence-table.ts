@@ -27,6 +27,8 @@ export type TrackedClient = {
 
 /** The ports of one client's step. Immutable: the same (secret, step) always derives the same ports. */
 export type Sequence = {
+  /** Index in SequenceTable.byId: progress stores this integer, not the object (no pointers in typed arrays). */
+  readonly id: number;
   readonly client: TrackedClient;
   readonly step: number;
   readonly ports: readonly number[];
@@ -35,10 +37,13 @@ export type Sequence = {
 const PORT_SLOTS = 65_536;
 
 /**
- * Sequences starting at one port, interleaved with each one's second port: [seq, second, seq, second, ...].
- * One flat array, so starting sequences reads one array and dereferences no sequence.
+ * Sequences starting at one port, interleaved with each one's second port: [id, second, id, second, ...].
+ * One flat array of small integers, so starting sequences copies numbers and dereferences no sequence.
  */
-export type StartList = (Sequence | number)[];
+export type StartList = number[];
+
+/** Dead ids waiting for a progress purge before reuse; below this many, growing byId is cheaper than purging. */
+const MIN_PURGE_IDS = 1024;
 
 /**
  * Port -> sequences whose FIRST port it is (one table per protocol), for steps T-D..T+D of every client (D = the diagnostic span).
@@ -53,6 +58,13 @@ export class SequenceTable {
   private readonly startsTcp: (StartList | undefined)[] = new Array<StartList | undefined>(PORT_SLOTS).fill(undefined);
   private readonly startsUdp: (StartList | undefined)[] = new Array<StartList | undefined>(PORT_SLOTS).fill(undefined);
   private readonly clients = new Set<TrackedClient>();
+  /**
+   * Sequence id -> sequence; undefined once dropped. A dropped id is reused only after the matcher has purged it
+   * from every source's progress (takeDeadIds), so a stale progress entry can never reach another sequence.
+   */
+  readonly byId: (Sequence | undefined)[] = [];
+  private freeIds: number[] = [];
+  private deadIds: number[] = [];
   /** Earliest nextBoundaryMs over all clients: onKnock compares one number per packet. */
   nextBoundaryMs = Number.POSITIVE_INFINITY;
   size = 0;
@@ -71,6 +83,17 @@ export class SequenceTable {
 
   startsAt(port: number, proto: KnockProto): StartList | undefined {
     return proto === "tcp" ? this.startsTcp[port] : this.startsUdp[port];
+  }
+
+  /** True when enough ids are dead that the matcher should purge them from progress (see takeDeadIds). */
+  get purgeDue(): boolean {
+    return this.deadIds.length >= MIN_PURGE_IDS && this.deadIds.length >= this.size;
+  }
+
+  /** Call after every progress entry whose id is dead (byId undefined) has been neutralised: the ids become reusable. */
+  releaseDeadIds(): void {
+    for (const id of this.deadIds) this.freeIds.push(id);
+    this.deadIds = [];
   }
 
   /** True while the sequence's client is enrolled and its step is still inside T-D..T+D. */
@@ -149,7 +172,7 @@ export class SequenceTable {
     for (const table of [this.startsTcp, this.startsUdp]) {
       for (const list of table) {
         for (let i = 0; list !== undefined && i < list.length; i += 2) {
-          const s = list[i] as Sequence;
+          const s = this.byId[list[i]!]!;
           out.push(`${s.client.name} ${s.step} ${s.ports.join(",")}`);
         }
       }
@@ -161,51 +184,82 @@ export class SequenceTable {
     const d = this.spanWindows;
     const len = c.ring.length;
     if (full || c.step < 0 || newStep - c.step >= len) {
-      for (let i = 0; i < len; i++) this.dropSlot(c, i);
+      // A rebuilt step keeps its id: progress through the old copy must continue exactly as through the new one
+      // (same client, step and ports), as it did when progress held the sequence object itself.
+      const kept = new Map<number, number>();
+      for (let i = 0; i < len; i++) {
+        const old = c.ring[i];
+        if (old !== undefined && old.step >= newStep - d && old.step <= newStep + d) kept.set(old.step, old.id);
+        this.dropSlot(c, i, old !== undefined && kept.has(old.step));
+      }
       c.step = newStep;
-      for (let x = newStep - d; x <= newStep + d; x++) this.addStep(c, x);
+      for (let x = newStep - d; x <= newStep + d; x++) {
+        const id = kept.get(x);
+        kept.delete(x);
+        this.addStep(c, x, id);
+      }
+      for (const id of kept.values()) this.killId(id);
     } else if (newStep > c.step) {
       // Drop first: the leaving step and the arriving one share a ring slot.
       for (let x = c.step - d; x < newStep - d; x++) this.dropSlot(c, slotOf(x, len));
       const firstNew = c.step + d + 1;
       c.step = newStep;
-      for (let x = firstNew; x <= newStep + d; x++) this.addStep(c, x);
+      for (let x = firstNew; x <= newStep + d; x++) this.addStep(c, x, undefined);
     }
     // A clock that steps back never moves a window back: steps already passed stay passed.
     c.nextBoundaryMs = stepStartMs(c.step + 1, c.profile.periodSeconds);
   }
 
-  private addStep(c: TrackedClient, step: number): void {
-    if (step < 0) return;
+  private addStep(c: TrackedClient, step: number, keptId: number | undefined): void {
+    if (step < 0) {
+      this.killId(keptId);
+      return;
+    }
     let ports: number[];
     try {
       ports = deriveSequence(c.profile, step);
     } catch {
       // Only for profiles validateProfile rejects, or with vanishing probability; never crash the packet path.
       this.derivationErrors++;
+      this.killId(keptId);
       return;
     }
     this.derivations++;
-    const seq: Sequence = { client: c, step, ports };
+    const id = keptId ?? this.freeIds.pop() ?? this.byId.length;
+    const seq: Sequence = { id, client: c, step, ports };
+    this.byId[id] = seq;
     c.ring[slotOf(step, c.ring.length)] = seq;
     const first = ports[0]!;
     const table = c.proto === "tcp" ? this.startsTcp : this.startsUdp;
     const list = table[first];
-    if (list === undefined) table[first] = [seq, ports[1]!];
-    else list.push(seq, ports[1]!);
+    if (list === undefined) table[first] = [id, ports[1]!];
+    else list.push(id, ports[1]!);
     this.size++;
   }
 
-  private dropSlot(c: TrackedClient, slot: number): void {
+  private killId(id: number | undefined): void {
+    if (id === undefined) return;
+    this.byId[id] = undefined;
+    this.deadIds.push(id);
+  }
+
+  /** keepId: the same step is re-added at once under the same id (full rebuild). */
+  private dropSlot(c: TrackedClient, slot: number, keepId = false): void {
     const seq = c.ring[slot];
     if (seq === undefined) return;
     c.ring[slot] = undefined;
+    if (!keepId) {
+      this.byId[seq.id] = undefined;
+      this.deadIds.push(seq.id);
+    }
     const first = seq.ports[0]!;
     const table = c.proto === "tcp" ? this.startsTcp : this.startsUdp;
     const list = table[first];
     if (list === undefined) return;
-    const i = list.indexOf(seq);
-    if (i < 0) return;
+    // Even indices only: an id may equal some second port.
+    let i = 0;
+    while (i < list.length && list[i] !== seq.id) i += 2;
+    if (i >= list.length) return;
     const lastSecond = list.pop()!;
     const lastSeq = list.pop()!;
     if (i < list.length) {

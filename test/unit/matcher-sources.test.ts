@@ -1,0 +1,131 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import type { ObservedKnock } from "../../src/ports.js";
+import { deriveSequence } from "../../src/protocol/derive.js";
+import type { KnockProfile } from "../../src/protocol/profile.js";
+import { stepStartMs } from "../../src/protocol/window.js";
+import { Matcher, type Decision, type MatcherClient, type MatcherOptions } from "../../server/matcher.js";
+import { ipv4Key, SourceTable } from "../../server/matcher/source-table.js";
+
+const OPTIONS: MatcherOptions = {
+  skewWindows: 1,
+  diagnosticWindows: 10,
+  knockTimeoutMs: 5000,
+  retransmitMs: 3000,
+  maxSources: 1000,
+  bruteForce: { maxFailuresPerMinute: 10, ban: false, banSeconds: 600 },
+};
+const T = 56_666_666;
+const T0_MS = stepStartMs(T, 30) + 2000;
+
+function profile(seed: number, over: Partial<KnockProfile> = {}): KnockProfile {
+  return { secret: new Uint8Array(32).fill(seed), periodSeconds: 30, knocks: 4, portMin: 10000, portMax: 59999, exclude: [], proto: "tcp", ...over };
+}
+
+function client(name: string, p: KnockProfile): MatcherClient {
+  return { name, profile: p, open: [22], lastAcceptedStep: undefined };
+}
+
+function knock(m: Matcher, src: string, dstPort: number, atMs: number, srcV4?: number): Decision {
+  const k: ObservedKnock = srcV4 === undefined ? { src, dstPort, proto: "tcp", atMs } : { src, srcV4, dstPort, proto: "tcp", atMs };
+  return m.onKnock(k);
+}
+
+describe("matcher: source keys", () => {
+  it("when one IPv4 source knocks with and without srcV4 then it is one source and its sequence opens", () => {
+    const p = profile(1);
+    const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
+    const [a, b, c, d] = deriveSequence(p, T) as [number, number, number, number];
+    knock(m, "198.18.0.1", a, T0_MS);
+    knock(m, "198.18.0.1", b, T0_MS + 100, 0xc612_0001);
+    knock(m, "198.18.0.1", c, T0_MS + 200);
+    expect(knock(m, "198.18.0.1", d, T0_MS + 300, 0xc612_0001)).toMatchObject({ kind: "open", client: "alice", src: "198.18.0.1" });
+    expect(m.stats().sources).toBe(1);
+  });
+
+  it("when an address is spelt another way (leading zeros, IPv4-mapped IPv6) then it is a source of its own", () => {
+    const p = profile(2);
+    const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
+    const [a, b, c, d] = deriveSequence(p, T) as [number, number, number, number];
+    knock(m, "198.18.0.1", a, T0_MS);
+    knock(m, "198.18.0.1", b, T0_MS + 100);
+    knock(m, "198.018.0.1", c, T0_MS + 200);
+    expect(knock(m, "::ffff:198.18.0.1", d, T0_MS + 300).kind).not.toBe("open");
+    expect(m.stats().sources).toBe(3);
+  });
+
+  it("when IPv4 and IPv6 sources fill the table then eviction removes them and the survivors still open", () => {
+    const p = profile(3);
+    const m = new Matcher([client("alice", p)], { ...OPTIONS, maxSources: 50 }, T0_MS);
+    const seq = deriveSequence(p, T);
+    for (let i = 0; i < 2000; i++) {
+      const src = i % 2 === 0 ? `198.18.${(i >> 8) & 255}.${i & 255}` : `fd18:18::${i.toString(16)}`;
+      knock(m, src, seq[0]!, T0_MS + i);
+    }
+    expect(m.stats()).toMatchObject({ sources: 50, evictions: 1950 });
+    expect(knock(m, "198.18.7.206", seq[1]!, T0_MS + 2100).kind).toBe("progress"); // i = 1998, still tracked
+    expect(knock(m, "fd18:18::7cf", seq[1]!, T0_MS + 2100).kind).toBe("progress"); // i = 1999
+  });
+
+  it("when text is parsed as an IPv4 key then only canonical dotted quads get a number", () => {
+    expect(ipv4Key("198.18.0.1")).toBe(0xc612_0001);
+    expect(ipv4Key("255.255.255.255")).toBe(0xffff_ffff);
+    expect(ipv4Key("0.0.0.0")).toBe(0);
+    for (const bad of ["198.018.0.1", "256.0.0.1", "1.2.3", "1.2.3.4.5", "1..2.3", ".1.2.3", "1.2.3.", "fd18:18::1", "::ffff:1.2.3.4", " 1.2.3.4", "1.2.3.4 ", "١.2.3.4"]) {
+      expect(ipv4Key(bad), bad).toBe(-1);
+    }
+  });
+
+  it("when random IPv4 and text sources come and go then every tracked source is found in its own slot", () => {
+    const src = fc.oneof(
+      fc.tuple(fc.nat(3), fc.nat(255)).map(([c, d]) => `10.0.${c}.${d}`),
+      fc.nat(300).map((i) => `fd18:18::${i.toString(16)}`),
+    );
+    fc.assert(
+      fc.property(fc.array(src, { maxLength: 3000 }), fc.integer({ min: 1, max: 700 }), (srcs, capacity) => {
+        const t = new SourceTable(capacity, 4);
+        const find = (s: string): number => (ipv4Key(s) >= 0 ? t.findV4(ipv4Key(s)) : t.findText(s));
+        for (const s of srcs) if (find(s) < 0) t.insert(s, ipv4Key(s));
+        const held = new Set<string>();
+        for (let slot = 0; slot < Math.min(capacity, t.size); slot++) {
+          held.add(t.src(slot));
+          expect(find(t.src(slot))).toBe(slot);
+        }
+        expect(held.size).toBe(t.size);
+        expect(t.size).toBe(Math.min(capacity, new Set(srcs).size));
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe("matcher: progress storage", () => {
+  it("when one knock starts more sequences than a source record holds then none is dropped and one still completes", () => {
+    // 6 clients x 21 windows on 4 ports: about 30 sequences start at each port.
+    const narrow = (seed: number): KnockProfile => profile(seed, { knocks: 2, portMin: 40000, portMax: 40003 });
+    const clients = [1, 2, 3, 4, 5, 6].map((i) => client(`c${i}`, narrow(i)));
+    const m = new Matcher(clients, OPTIONS, T0_MS);
+    const [a, b] = deriveSequence(narrow(1), T) as [number, number];
+    const startsAtA = m.tableSnapshot().filter((line) => Number(line.split(" ")[2]!.split(",")[0]) === a).length;
+    expect(startsAtA).toBeGreaterThan(12);
+    expect(knock(m, "198.18.0.1", a, T0_MS).kind).toBe("progress");
+    expect(knock(m, "198.18.0.1", b, T0_MS + 100).kind).toBe("open");
+    expect(m.stats().progressOverflow).toBe(0);
+    // The same source again, now with few sequences in progress.
+    const [a2, b2] = deriveSequence(narrow(1), T + 1) as [number, number];
+    knock(m, "198.18.0.1", a2, T0_MS + 200);
+    expect(knock(m, "198.18.0.1", b2, T0_MS + 300).kind).toBe("open");
+  });
+
+  it("when the windows move hundreds of steps between two knocks then the first knocks' progress does not continue", () => {
+    const ps = Array.from({ length: 20 }, (_, i) => profile(40 + i));
+    const m = new Matcher(ps.map((p, i) => client(`c${i}`, p)), OPTIONS, T0_MS);
+    const seqs = ps.map((p) => deriveSequence(p, T));
+    seqs.forEach((seq, i) => expect(knock(m, `198.18.${i}.1`, seq[0]!, T0_MS).kind).toBe("progress"));
+    // One window at a time: every sequence those knocks started retires, and retired sequence ids get reused.
+    for (let x = 1; x <= 200; x++) m.tick(stepStartMs(T + x, 30));
+    // Knock time stays just after the first knocks (the capture's clock may lag the daemon's timer).
+    const ds = seqs.map((seq, i) => knock(m, `198.18.${i}.1`, seq[1]!, T0_MS + 100).kind);
+    expect(ds).toEqual(seqs.map(() => "reset"));
+  });
+});
