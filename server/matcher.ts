@@ -33,7 +33,6 @@ import {
   I_LAST_PORT,
   I_PROGRESS,
   INLINE_PAIRS,
-  ipv4Key,
   RECORD_DOUBLES,
   RECORD_WORDS,
   SourceTable,
@@ -248,8 +247,8 @@ export class Matcher {
     if (this.watched[port] !== 1) return this.ignored();
     const src = k.src;
     const st = this.sources;
-    const v4 = k.srcV4 ?? ipv4Key(src);
-    let slot = v4 >= 0 ? st.findV4(v4) : st.findText(src);
+    const keyKind = st.keyOf(k);
+    let slot = st.find(keyKind, src);
     let i32 = st.i32;
     let had = 0;
     if (slot >= 0) {
@@ -258,7 +257,7 @@ export class Matcher {
       const lastAtMs = st.f64[slot * RECORD_DOUBLES + F_LAST_AT_MS]!;
       if (port === i32[b + I_LAST_PORT] && at - lastAtMs <= this.retransmitMs) {
         this.retransmits++;
-        return this.lesser(slot, undefined);
+        return this.lesser(slot, src, undefined);
       }
       had = i32[b + I_ACTIVE]!;
       if (had > 0 && at - lastAtMs > this.knockTimeoutMs) {
@@ -303,7 +302,7 @@ export class Matcher {
       i32[b + I_ACTIVE] = 0; // a completed sequence ends the source's attempt, whatever else it was part-way through
       i32[b + I_LAST_PORT] = port;
       st.f64[slot * RECORD_DOUBLES + F_LAST_AT_MS] = at;
-      return this.complete(best, bestVerdict, slot, at);
+      return this.complete(best, bestVerdict, slot, src, at);
     }
 
     // Start: sequences whose first port this is.
@@ -311,7 +310,7 @@ export class Matcher {
     let started = 0;
     if (starts !== undefined) {
       if (slot < 0) {
-        slot = st.insert(src, v4);
+        slot = st.insert(keyKind, src);
         i32 = st.i32;
       }
       const b = slot * RECORD_WORDS;
@@ -346,7 +345,7 @@ export class Matcher {
     // A knock that starts and continues nothing is a failed attempt, also from a source never seen before, so a
     // sweep of the range is reported as brute force. The source table is bounded, so a flood cannot grow it.
     if (slot < 0) {
-      slot = st.insert(src, v4);
+      slot = st.insert(keyKind, src);
       i32 = st.i32;
     }
     const b = slot * RECORD_WORDS;
@@ -354,12 +353,12 @@ export class Matcher {
     st.f64[slot * RECORD_DOUBLES + F_LAST_AT_MS] = at;
     if (continued === 0 && (had > 0 || started === 0)) {
       this.fail(slot, at);
-      if ((i32[b + I_FLAGS]! & FLAG_REPORT_PENDING) !== 0) return this.lesser(slot, undefined);
+      if ((i32[b + I_FLAGS]! & FLAG_REPORT_PENDING) !== 0) return this.lesser(slot, src, undefined);
       if (had === 0) return this.ignored();
       this.counts.reset++;
       return { kind: "reset", src };
     }
-    if ((i32[b + I_FLAGS]! & FLAG_REPORT_PENDING) !== 0) return this.lesser(slot, undefined);
+    if ((i32[b + I_FLAGS]! & FLAG_REPORT_PENDING) !== 0) return this.lesser(slot, src, undefined);
     if (continued > 0 || started > 0) {
       this.counts.progress++;
       return { kind: "progress", src };
@@ -389,10 +388,10 @@ export class Matcher {
     return at < this.sources.f64[slot * RECORD_DOUBLES + F_BANNED_UNTIL_MS]! ? Verdict.lockout : Verdict.open;
   }
 
-  private complete(seq: Sequence, v: Verdict, slot: number, at: number): Decision {
+  /** src: the knock's text, which is the source's (one key, one text: see SourceTable.keyOf). */
+  private complete(seq: Sequence, v: Verdict, slot: number, src: string, at: number): Decision {
     const c = seq.client;
     const ports = [...seq.ports];
-    const src = this.sources.src(slot);
     if (v === Verdict.open) {
       c.lastAccepted = seq.step;
       this.counts.open++;
@@ -435,13 +434,13 @@ export class Matcher {
   }
 
   /** Returns a pending brute-force report in place of a lesser decision. */
-  private lesser(slot: number, d: Decision | undefined): Decision {
+  private lesser(slot: number, src: string, d: Decision | undefined): Decision {
     const i32 = this.sources.i32;
     const b = slot * RECORD_WORDS;
     if ((i32[b + I_FLAGS]! & FLAG_REPORT_PENDING) !== 0) {
       i32[b + I_FLAGS]! &= ~FLAG_REPORT_PENDING;
       this.counts.bruteforce++;
-      return { kind: "bruteforce", src: this.sources.src(slot), failures: i32[b + I_FAILURES]!, banned: this.options.bruteForce.ban };
+      return { kind: "bruteforce", src, failures: i32[b + I_FAILURES]!, banned: this.options.bruteForce.ban };
     }
     if (d === undefined) return this.ignored();
     this.counts[d.kind]++;

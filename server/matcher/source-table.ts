@@ -1,11 +1,14 @@
+import { parseIPv4Canonical, parseIPv6Canonical } from "../../src/packets/ip.js";
+import type { ObservedKnock } from "../../src/ports.js";
+
 /**
  * What the matcher remembers about each source address, as fixed-size records in one ArrayBuffer rather than an
  * object per source: no per-source object header, no boxed doubles, no pointers for the GC to trace, and the
  * fields one packet reads sit in two adjacent cache lines. At 100k sources this is 12.8 MB of records plus the
  * key tables, against ~720 bytes per source with objects and arrays.
  *
- * Record of slot n: Int32Array words [n * RECORD_WORDS, (n + 1) * RECORD_WORDS); the first four words pairs are
- * the Float64 fields (Float64Array index n * RECORD_DOUBLES + F_*).
+ * Record of slot n: Int32Array words [n * RECORD_WORDS, (n + 1) * RECORD_WORDS); its first 8 words are the four
+ * Float64 fields (Float64Array index n * RECORD_DOUBLES + F_*).
  */
 
 /** 32-bit words per record (128 bytes). */
@@ -29,23 +32,29 @@ export const I_ACTIVE = 9;
 /** Failed sequences in the bucket that starts at F_FAIL_WINDOW_START_MS. */
 export const I_FAILURES = 10;
 export const I_FLAGS = 11;
-/** The IPv4 key when FLAG_V4 is set (the address as a 32-bit integer). */
-export const I_V4 = 12;
+/** Words 12..15: the numeric key of a source keyed by address (KEY_V4: the address, then zeros; KEY_V6: 128 bits). */
+export const I_KEY = 12;
 /**
  * Sequences in progress, interleaved [id, wantedPort, id, wantedPort, ...]: the wanted port sits inline, so the
  * common case (a knock that continues nothing) reads the record and touches no sequence. Up to INLINE_PAIRS live
  * in the record; a source with more moves its progress to a spill buffer (SourceTable.spill) until it has fewer.
  * A wanted port of -1 never matches: it marks an entry whose sequence id was purged (see purgeProgress).
  */
-export const I_PROGRESS = 14;
+export const I_PROGRESS = 16;
 export const INLINE_PAIRS = (RECORD_WORDS - I_PROGRESS) / 2;
 
 /** Seen again since the eviction hand last passed (CLOCK's reference bit). */
 export const FLAG_RECENT = 1;
 /** A brute-force report waiting for a knock whose decision it may replace (see Matcher.onKnock). */
 export const FLAG_REPORT_PENDING = 2;
-/** Keyed in the IPv4 table (I_V4) rather than by its address text. */
-export const FLAG_V4 = 4;
+/** The key kind (KEY_*) sits in these flag bits. */
+const KEY_SHIFT = 2;
+const KEY_BITS = 3 << KEY_SHIFT;
+
+/** How a source is keyed: by its text in a Map, or by its address (canonical text only, see keyOf). */
+export const KEY_TEXT = 0;
+export const KEY_V4 = 1;
+export const KEY_V6 = 2;
 
 const INITIAL_SLOTS = 1024;
 
@@ -56,22 +65,27 @@ const INITIAL_SLOTS = 1024;
  * passed. A touch writes one word of a record already in cache, and a flood of one-packet spoofed sources is
  * evicted before any source that knocked twice. Slots are reused, so a flood allocates nothing here.
  *
- * IPv4 sources are keyed by their 32-bit address in an open-addressing table (no string hashing, no Map entry);
- * other sources by their text in a Map. Both keys of one address agree because an IPv4 source is always keyed
- * by number: the matcher converts canonical dotted-quad text (ipv4Key) when the listener gave no srcV4.
+ * Addresses in canonical text (what the pcap parser prints) are keyed by number in an open-addressing table:
+ * no string hashing per packet, and no string kept per source (a million sources passing through would leave a
+ * million promoted strings for the old generation to collect). Any other text keeps its own Map entry, so every
+ * distinct text is still a distinct source, as before.
  */
 export class SourceTable {
   i32: Int32Array;
   f64: Float64Array;
   /** Progress of slots with more than INLINE_PAIRS in progress (2 * maxProgress words each). */
   readonly spill: (Int32Array | undefined)[] = [];
-  /** The address text of each slot, as decisions report it. */
-  private readonly srcs: string[] = [];
+  /** The key keyOf computed (4 words). */
+  private readonly key = new Int32Array(4);
+  private readonly groups = new Uint16Array(8);
+  /** The text of text-keyed slots ("" for the others), to remove them from byText on eviction. */
+  private readonly texts: string[] = [];
   private readonly byText = new Map<string, number>();
-  // IPv4 table: linear probing, load <= 1/2. v4Slots holds slot + 1 (0: empty).
-  private v4Keys: Int32Array;
-  private v4Slots: Int32Array;
-  private v4Count = 0;
+  // Numeric keys: linear probing, load <= 1/2. keySlots holds slot + 1 (0: empty).
+  private keyWords: Int32Array;
+  private keyKinds: Uint8Array;
+  private keySlots: Int32Array;
+  private keyCount = 0;
   /** Random per table, so spoofed sources cannot be chosen to collide (a long probe chain per packet). */
   private readonly seed = (Math.random() * 0x1_0000_0000) | 0;
   private readonly spillPool: Int32Array[] = [];
@@ -88,40 +102,62 @@ export class SourceTable {
     const buf = new ArrayBuffer(slots * RECORD_WORDS * 4);
     this.i32 = new Int32Array(buf);
     this.f64 = new Float64Array(buf);
-    this.v4Keys = new Int32Array(4 * INITIAL_SLOTS);
-    this.v4Slots = new Int32Array(4 * INITIAL_SLOTS);
+    this.keyWords = new Int32Array(4 * 2 * INITIAL_SLOTS);
+    this.keyKinds = new Uint8Array(2 * INITIAL_SLOTS);
+    this.keySlots = new Int32Array(2 * INITIAL_SLOTS);
   }
 
   get size(): number {
-    return this.byText.size + this.v4Count;
-  }
-
-  /** The slot of an IPv4 source (key: the address as an unsigned 32-bit integer), or -1. */
-  findV4(key: number): number {
-    const keys = this.v4Keys;
-    const slots = this.v4Slots;
-    const mask = keys.length - 1;
-    const k = key | 0;
-    for (let i = this.hashV4(k) & mask; ; i = (i + 1) & mask) {
-      const s = slots[i]!;
-      if (s === 0) return -1;
-      if (keys[i] === k) return s - 1;
-    }
-  }
-
-  findText(src: string): number {
-    return this.byText.get(src) ?? -1;
-  }
-
-  src(slot: number): string {
-    return this.srcs[slot]!;
+    return this.byText.size + this.keyCount;
   }
 
   /**
-   * Creates (or recycles an evicted) record for a source not in the table; a first packet sets no FLAG_RECENT.
-   * v4Key: the address as an unsigned 32-bit integer, or -1 for a source keyed by text. May replace i32/f64.
+   * The key kind of a knock's source (KEY_*), its numeric key kept for find/insert. Only canonical text gets a
+   * number, so one address always has one key whether or not the listener gave srcV4.
    */
-  insert(src: string, v4Key: number): number {
+  keyOf(k: ObservedKnock): number {
+    const key = this.key;
+    const v4 = k.srcV4 ?? parseIPv4Canonical(k.src);
+    if (v4 >= 0) {
+      key[0] = v4 | 0;
+      key[1] = 0;
+      key[2] = 0;
+      key[3] = 0;
+      return KEY_V4;
+    }
+    const g = this.groups;
+    if (!parseIPv6Canonical(k.src, g)) return KEY_TEXT;
+    key[0] = (g[0]! << 16) | g[1]!;
+    key[1] = (g[2]! << 16) | g[3]!;
+    key[2] = (g[4]! << 16) | g[5]!;
+    key[3] = (g[6]! << 16) | g[7]!;
+    return KEY_V6;
+  }
+
+  /** The slot of the source keyOf just keyed, or -1. */
+  find(kind: number, src: string): number {
+    if (kind === KEY_TEXT) return this.byText.get(src) ?? -1;
+    const key = this.key;
+    const k0 = key[0]!;
+    const k1 = key[1]!;
+    const k2 = key[2]!;
+    const k3 = key[3]!;
+    const words = this.keyWords;
+    const kinds = this.keyKinds;
+    const mask = kinds.length - 1;
+    for (let i = this.hash(kind, k0, k1, k2, k3) & mask; ; i = (i + 1) & mask) {
+      const kd = kinds[i]!;
+      if (kd === 0) return -1;
+      const w = 4 * i;
+      if (kd === kind && words[w] === k0 && words[w + 1] === k1 && words[w + 2] === k2 && words[w + 3] === k3) return this.keySlots[i]! - 1;
+    }
+  }
+
+  /**
+   * Creates (or recycles an evicted) record for the source keyOf just keyed, not in the table; a first packet
+   * sets no FLAG_RECENT. May replace i32/f64.
+   */
+  insert(kind: number, src: string): number {
     let slot: number;
     if (this.used < this.capacity) {
       slot = this.used++;
@@ -137,8 +173,9 @@ export class SourceTable {
       slot = hand;
       this.hand = hand + 1 === n ? 0 : hand + 1;
       const b = slot * RECORD_WORDS;
-      if ((i32[b + I_FLAGS]! & FLAG_V4) !== 0) this.deleteV4(i32[b + I_V4]!);
-      else this.byText.delete(this.srcs[slot]!);
+      const oldKind = (i32[b + I_FLAGS]! & KEY_BITS) >> KEY_SHIFT;
+      if (oldKind === KEY_TEXT) this.byText.delete(this.texts[slot]!);
+      else this.deleteKey(oldKind, i32[b + I_KEY]!, i32[b + I_KEY + 1]!, i32[b + I_KEY + 2]!, i32[b + I_KEY + 3]!);
       this.releaseSpill(slot);
       this.evictions++;
     }
@@ -153,14 +190,15 @@ export class SourceTable {
     i32[b + I_LAST_PORT] = -1;
     i32[b + I_ACTIVE] = 0;
     i32[b + I_FAILURES] = 0;
-    this.srcs[slot] = src;
-    if (v4Key >= 0) {
-      i32[b + I_FLAGS] = FLAG_V4;
-      i32[b + I_V4] = v4Key | 0;
-      this.insertV4(v4Key | 0, slot);
-    } else {
-      i32[b + I_FLAGS] = 0;
+    i32[b + I_FLAGS] = kind << KEY_SHIFT;
+    if (kind === KEY_TEXT) {
+      this.texts[slot] = src;
       this.byText.set(src, slot);
+    } else {
+      this.texts[slot] = "";
+      const key = this.key;
+      for (let i = 0; i < 4; i++) i32[b + I_KEY + i] = key[i]!;
+      this.insertKey(kind, key[0]!, key[1]!, key[2]!, key[3]!, slot);
     }
     return slot;
   }
@@ -214,90 +252,71 @@ export class SourceTable {
     this.f64 = new Float64Array(buf);
   }
 
-  /** murmur3's finaliser over the seeded key. */
-  private hashV4(k: number): number {
-    let h = k ^ this.seed;
+  /** murmur3's 32-bit mixing over the seeded key words. */
+  private hash(kind: number, k0: number, k1: number, k2: number, k3: number): number {
+    let h = this.seed ^ kind;
+    h = Math.imul(h ^ k0, 0xcc9e_2d51);
+    h = Math.imul((h << 15) | (h >>> 17), 0x1b87_3593) ^ k1;
+    h = Math.imul((h << 13) | (h >>> 19), 5) + 0xe654_6b64;
+    h = Math.imul(h ^ k2, 0xcc9e_2d51) ^ k3;
     h = Math.imul(h ^ (h >>> 16), 0x85eb_ca6b);
     h = Math.imul(h ^ (h >>> 13), 0xc2b2_ae35);
     return h ^ (h >>> 16);
   }
 
-  private insertV4(k: number, slot: number): void {
-    if (2 * (this.v4Count + 1) > this.v4Keys.length) this.growV4();
-    const keys = this.v4Keys;
-    const slots = this.v4Slots;
-    const mask = keys.length - 1;
-    let i = this.hashV4(k) & mask;
-    while (slots[i] !== 0) i = (i + 1) & mask;
-    keys[i] = k;
-    slots[i] = slot + 1;
-    this.v4Count++;
+  private insertKey(kind: number, k0: number, k1: number, k2: number, k3: number, slot: number): void {
+    if (2 * (this.keyCount + 1) > this.keyKinds.length) this.growKeys();
+    const words = this.keyWords;
+    const kinds = this.keyKinds;
+    const mask = kinds.length - 1;
+    let i = this.hash(kind, k0, k1, k2, k3) & mask;
+    while (kinds[i] !== 0) i = (i + 1) & mask;
+    kinds[i] = kind;
+    words[4 * i] = k0;
+    words[4 * i + 1] = k1;
+    words[4 * i + 2] = k2;
+    words[4 * i + 3] = k3;
+    this.keySlots[i] = slot + 1;
+    this.keyCount++;
   }
 
   /** Linear-probing delete by backward shift (no tombstones, so probe chains never silt up under a flood). */
-  private deleteV4(k: number): void {
-    const keys = this.v4Keys;
-    const slots = this.v4Slots;
-    const mask = keys.length - 1;
-    let i = this.hashV4(k) & mask;
+  private deleteKey(kind: number, k0: number, k1: number, k2: number, k3: number): void {
+    const words = this.keyWords;
+    const kinds = this.keyKinds;
+    const slots = this.keySlots;
+    const mask = kinds.length - 1;
+    let i = this.hash(kind, k0, k1, k2, k3) & mask;
     for (; ; i = (i + 1) & mask) {
-      if (slots[i] === 0) return;
-      if (keys[i] === k) break;
+      if (kinds[i] === 0) return;
+      const w = 4 * i;
+      if (kinds[i] === kind && words[w] === k0 && words[w + 1] === k1 && words[w + 2] === k2 && words[w + 3] === k3) break;
     }
-    this.v4Count--;
-    for (let j = (i + 1) & mask; slots[j] !== 0; j = (j + 1) & mask) {
-      const home = this.hashV4(keys[j]!) & mask;
+    this.keyCount--;
+    for (let j = (i + 1) & mask; kinds[j] !== 0; j = (j + 1) & mask) {
+      const home = this.hash(kinds[j]!, words[4 * j]!, words[4 * j + 1]!, words[4 * j + 2]!, words[4 * j + 3]!) & mask;
       // Move j into the hole at i unless its home lies cyclically in (i, j].
       if (i <= j ? home <= i || home > j : home <= i && home > j) {
-        keys[i] = keys[j]!;
+        kinds[i] = kinds[j]!;
+        words.copyWithin(4 * i, 4 * j, 4 * j + 4);
         slots[i] = slots[j]!;
         i = j;
       }
     }
-    slots[i] = 0;
+    kinds[i] = 0;
   }
 
-  private growV4(): void {
-    const oldKeys = this.v4Keys;
-    const oldSlots = this.v4Slots;
-    this.v4Keys = new Int32Array(2 * oldKeys.length);
-    this.v4Slots = new Int32Array(2 * oldKeys.length);
-    this.v4Count = 0;
-    for (let i = 0; i < oldKeys.length; i++) if (oldSlots[i] !== 0) this.insertV4(oldKeys[i]!, oldSlots[i]! - 1);
-  }
-}
-
-const DIGIT_0 = 48;
-const DOT = 46;
-
-/**
- * The address of canonical dotted-quad text ("198.18.0.1": four decimal octets, no leading zeros) as an unsigned
- * 32-bit integer, or -1 for anything else (IPv6, or text some other listener spelt differently, which stays a
- * source of its own exactly as before: only the canonical spelling is the same source as a parsed packet's).
- */
-export function ipv4Key(s: string): number {
-  const n = s.length;
-  if (n < 7 || n > 15) return -1;
-  let key = 0;
-  let octet = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c === DOT) {
-      if (digits === 0 || dots === 3) return -1;
-      key = key * 256 + octet;
-      octet = 0;
-      digits = 0;
-      dots++;
-      continue;
+  private growKeys(): void {
+    const oldWords = this.keyWords;
+    const oldKinds = this.keyKinds;
+    const oldSlots = this.keySlots;
+    const n = 2 * oldKinds.length;
+    this.keyWords = new Int32Array(4 * n);
+    this.keyKinds = new Uint8Array(n);
+    this.keySlots = new Int32Array(n);
+    this.keyCount = 0;
+    for (let i = 0; i < oldKinds.length; i++) {
+      if (oldKinds[i] !== 0) this.insertKey(oldKinds[i]!, oldWords[4 * i]!, oldWords[4 * i + 1]!, oldWords[4 * i + 2]!, oldWords[4 * i + 3]!, oldSlots[i]! - 1);
     }
-    const v = c - DIGIT_0;
-    if (v < 0 || v > 9 || (digits === 1 && octet === 0)) return -1;
-    octet = octet * 10 + v;
-    digits++;
-    if (octet > 255) return -1;
   }
-  if (dots !== 3 || digits === 0) return -1;
-  return key * 256 + octet;
 }

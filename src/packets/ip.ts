@@ -142,19 +142,16 @@ export function formatIPv4(b: Uint8Array, off: number): string {
 }
 
 const words = new Uint16Array(8);
+// The longest run of zero groups in `words` (first on a tie), as RFC 5952 §4.2.3 picks it; bestBase -1: none.
+let bestBase = -1;
+let bestLen = 0;
 
-/**
- * RFC 5952 text of the 16 bytes at b[off], as inet_ntop(3) (and so `nft`) prints it: lowercase, no leading zeros,
- * the longest run (first on a tie) of two or more zero groups as "::", and IPv4-mapped/-compatible addresses with
- * a dotted-quad tail.
- */
-export function formatIPv6(b: Uint8Array, off: number): string {
-  for (let i = 0; i < 8; i++) words[i] = u16(b, off + 2 * i);
-  let bestBase = -1;
-  let bestLen = 0;
+function findZeroRun(w: Uint16Array): void {
+  bestBase = -1;
+  bestLen = 0;
   let curBase = -1;
   for (let i = 0; i < 8; i++) {
-    if (words[i] === 0) {
+    if (w[i] === 0) {
       if (curBase < 0) curBase = i;
       if (i - curBase + 1 > bestLen) {
         bestBase = curBase;
@@ -165,6 +162,21 @@ export function formatIPv6(b: Uint8Array, off: number): string {
     }
   }
   if (bestLen < 2) bestBase = -1;
+}
+
+/** ::a.b.c.d (compatible) and ::ffff:a.b.c.d (mapped), exactly the cases inet_ntop prints as dotted-quad. */
+function hasDottedTail(w: Uint16Array): boolean {
+  return bestBase === 0 && (bestLen === 6 || (bestLen === 5 && w[5] === 0xffff));
+}
+
+/**
+ * RFC 5952 text of the 16 bytes at b[off], as inet_ntop(3) (and so `nft`) prints it: lowercase, no leading zeros,
+ * the longest run (first on a tie) of two or more zero groups as "::", and IPv4-mapped/-compatible addresses with
+ * a dotted-quad tail.
+ */
+export function formatIPv6(b: Uint8Array, off: number): string {
+  for (let i = 0; i < 8; i++) words[i] = u16(b, off + 2 * i);
+  findZeroRun(words);
   let s = "";
   for (let i = 0; i < 8; i++) {
     if (i === bestBase) {
@@ -172,8 +184,7 @@ export function formatIPv6(b: Uint8Array, off: number): string {
       i += bestLen - 1;
       continue;
     }
-    // ::a.b.c.d (compatible) and ::ffff:a.b.c.d (mapped), exactly the cases inet_ntop prints as dotted-quad.
-    if (i === 6 && bestBase === 0 && (bestLen === 6 || (bestLen === 5 && words[5] === 0xffff))) {
+    if (i === 6 && hasDottedTail(words)) {
       if (i !== bestBase + bestLen) s += ":";
       s += formatIPv4(b, off + 12);
       break;
@@ -182,4 +193,135 @@ export function formatIPv6(b: Uint8Array, off: number): string {
     s += words[i]!.toString(16);
   }
   return s;
+}
+
+const DIGIT_0 = 48;
+const DOT = 46;
+const COLON = 58;
+const LOWER_A = 97;
+const HEX_DIGITS = "0123456789abcdef";
+
+/**
+ * The address of canonical dotted-quad text (four decimal octets, no leading zeros: what formatIPv4 prints) as
+ * an unsigned 32-bit integer, or -1 for any other text. Canonical only, so text that maps to a number is exactly
+ * the text a parsed packet of that address carries.
+ */
+export function parseIPv4Canonical(s: string): number {
+  return dottedQuadAt(s, 0);
+}
+
+function dottedQuadAt(s: string, from: number): number {
+  const n = s.length;
+  if (n - from < 7 || n - from > 15) return -1;
+  let key = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = from; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c === DOT) {
+      if (digits === 0 || dots === 3) return -1;
+      key = key * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+      continue;
+    }
+    const v = c - DIGIT_0;
+    if (v < 0 || v > 9 || (digits === 1 && octet === 0)) return -1;
+    octet = octet * 10 + v;
+    digits++;
+    if (octet > 255) return -1;
+  }
+  if (dots !== 3 || digits === 0) return -1;
+  return key * 256 + octet;
+}
+
+/**
+ * Parses IPv6 text into 8 groups in `out`; true only when the text is exactly what formatIPv6 prints for them
+ * (so each address has one text that maps to numbers, and that is the text a parsed packet carries).
+ */
+export function parseIPv6Canonical(s: string, out: Uint16Array): boolean {
+  const n = s.length;
+  if (n < 2 || n > 45) return false;
+  let g = 0;
+  let gap = -1;
+  let i = 0;
+  if (s.charCodeAt(0) === COLON) {
+    if (s.charCodeAt(1) !== COLON) return false;
+    gap = 0;
+    i = 2;
+  }
+  while (i < n) {
+    const start = i;
+    let v = 0;
+    for (; i < n && i - start < 5; i++) {
+      const c = s.charCodeAt(i);
+      const d = c - DIGIT_0 <= 9 && c >= DIGIT_0 ? c - DIGIT_0 : c >= LOWER_A && c <= LOWER_A + 5 ? c - LOWER_A + 10 : -1;
+      if (d < 0) break;
+      v = v * 16 + d;
+    }
+    if (i < n && s.charCodeAt(i) === DOT) {
+      // A dotted-quad tail takes the last two groups.
+      const v4 = g <= 6 ? dottedQuadAt(s, start) : -1;
+      if (v4 < 0) return false;
+      out[g++] = v4 >>> 16;
+      out[g++] = v4 & 0xffff;
+      i = n;
+      break;
+    }
+    if (i === start || i - start > 4 || g === 8) return false;
+    out[g++] = v;
+    if (i === n) break;
+    if (s.charCodeAt(i) !== COLON) return false;
+    i++;
+    if (i < n && s.charCodeAt(i) === COLON) {
+      if (gap >= 0) return false;
+      gap = g;
+      i++;
+    } else if (i === n) {
+      return false;
+    }
+  }
+  if (gap < 0) {
+    if (g !== 8) return false;
+  } else {
+    if (g > 7) return false;
+    const tail = g - gap;
+    for (let k = 0; k < tail; k++) out[7 - k] = out[g - 1 - k]!;
+    for (let k = gap; k < 8 - tail; k++) out[k] = 0;
+  }
+  return isFormattedIPv6(out, s);
+}
+
+/** True when s is exactly formatIPv6's text for the groups w (compared as it would be printed, no allocation). */
+function isFormattedIPv6(w: Uint16Array, s: string): boolean {
+  findZeroRun(w);
+  let p = 0;
+  const n = s.length;
+  const ch = (c: number): boolean => p < n && s.charCodeAt(p++) === c;
+  const dec = (v: number): boolean => {
+    if (v >= 100 && !ch(DIGIT_0 + Math.floor(v / 100))) return false;
+    if (v >= 10 && !ch(DIGIT_0 + (Math.floor(v / 10) % 10))) return false;
+    return ch(DIGIT_0 + (v % 10));
+  };
+  for (let i = 0; i < 8; i++) {
+    if (i === bestBase) {
+      if (!ch(COLON) || !ch(COLON)) return false;
+      i += bestLen - 1;
+      continue;
+    }
+    if (i === 6 && hasDottedTail(w)) {
+      if (i !== bestBase + bestLen && !ch(COLON)) return false;
+      const a = w[6]!;
+      const b = w[7]!;
+      return dec(a >> 8) && ch(DOT) && dec(a & 255) && ch(DOT) && dec(b >> 8) && ch(DOT) && dec(b & 255) && p === n;
+    }
+    if (p > 0 && i !== bestBase + bestLen && !ch(COLON)) return false;
+    const v = w[i]!;
+    for (let shift = v >= 0x1000 ? 12 : v >= 0x100 ? 8 : v >= 0x10 ? 4 : 0; shift >= 0; shift -= 4) {
+      if (!ch(HEX_DIGITS.charCodeAt((v >> shift) & 15))) return false;
+    }
+  }
+  return p === n;
 }

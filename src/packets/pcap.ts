@@ -119,8 +119,13 @@ function decodeLink(linkType: number, b: Uint8Array, off: number, end: number): 
 }
 
 function makeKnock(b: Uint8Array, s: IpScratch, atMs: number): ObservedKnock {
-  const src = s.family === 4 ? formatIPv4(b, s.srcOffset) : formatIPv6(b, s.srcOffset);
-  return { src, dstPort: s.dstPort, proto: s.proto, atMs };
+  if (s.family === 4) {
+    const o = s.srcOffset;
+    // srcV4: the matcher keys the source by this number instead of hashing the text.
+    const srcV4 = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+    return { src: formatIPv4(b, o), srcV4, dstPort: s.dstPort, proto: s.proto, atMs };
+  }
+  return { src: formatIPv6(b, s.srcOffset), dstPort: s.dstPort, proto: s.proto, atMs };
 }
 
 export type FrameResult = ObservedKnock | "not-knock" | "malformed";

@@ -5,7 +5,7 @@ import { deriveSequence } from "../../src/protocol/derive.js";
 import type { KnockProfile } from "../../src/protocol/profile.js";
 import { stepStartMs } from "../../src/protocol/window.js";
 import { Matcher, type Decision, type MatcherClient, type MatcherOptions } from "../../server/matcher.js";
-import { ipv4Key, SourceTable } from "../../server/matcher/source-table.js";
+import { SourceTable } from "../../server/matcher/source-table.js";
 
 const OPTIONS: MatcherOptions = {
   skewWindows: 1,
@@ -67,32 +67,26 @@ describe("matcher: source keys", () => {
     expect(knock(m, "fd18:18::7cf", seq[1]!, T0_MS + 2100).kind).toBe("progress"); // i = 1999
   });
 
-  it("when text is parsed as an IPv4 key then only canonical dotted quads get a number", () => {
-    expect(ipv4Key("198.18.0.1")).toBe(0xc612_0001);
-    expect(ipv4Key("255.255.255.255")).toBe(0xffff_ffff);
-    expect(ipv4Key("0.0.0.0")).toBe(0);
-    for (const bad of ["198.018.0.1", "256.0.0.1", "1.2.3", "1.2.3.4.5", "1..2.3", ".1.2.3", "1.2.3.", "fd18:18::1", "::ffff:1.2.3.4", " 1.2.3.4", "1.2.3.4 ", "١.2.3.4"]) {
-      expect(ipv4Key(bad), bad).toBe(-1);
-    }
-  });
-
-  it("when random IPv4 and text sources come and go then every tracked source is found in its own slot", () => {
+  it("when random IPv4, IPv6 and other text sources come and go then each tracked source is found in a slot of its own", () => {
     const src = fc.oneof(
       fc.tuple(fc.nat(3), fc.nat(255)).map(([c, d]) => `10.0.${c}.${d}`),
       fc.nat(300).map((i) => `fd18:18::${i.toString(16)}`),
+      fc.nat(300).map((i) => `host-${i}`),
     );
     fc.assert(
       fc.property(fc.array(src, { maxLength: 3000 }), fc.integer({ min: 1, max: 700 }), (srcs, capacity) => {
         const t = new SourceTable(capacity, 4);
-        const find = (s: string): number => (ipv4Key(s) >= 0 ? t.findV4(ipv4Key(s)) : t.findText(s));
-        for (const s of srcs) if (find(s) < 0) t.insert(s, ipv4Key(s));
-        const held = new Set<string>();
-        for (let slot = 0; slot < Math.min(capacity, t.size); slot++) {
-          held.add(t.src(slot));
-          expect(find(t.src(slot))).toBe(slot);
+        const find = (s: string): number => t.find(t.keyOf({ src: s, dstPort: 1, proto: "tcp", atMs: 0 }), s);
+        for (const s of srcs) {
+          if (find(s) >= 0) continue;
+          const slot = t.insert(t.keyOf({ src: s, dstPort: 1, proto: "tcp", atMs: 0 }), s);
+          expect(find(s)).toBe(slot);
         }
-        expect(held.size).toBe(t.size);
-        expect(t.size).toBe(Math.min(capacity, new Set(srcs).size));
+        const distinct = [...new Set(srcs)];
+        const slots = distinct.map(find).filter((slot) => slot >= 0);
+        expect(new Set(slots).size).toBe(slots.length);
+        expect(slots.length).toBe(t.size);
+        expect(t.size).toBe(Math.min(capacity, distinct.length));
       }),
       { numRuns: 200 },
     );

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { isIP, SocketAddress } from "node:net";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatIPv4, formatIPv6 } from "../../src/packets/ip.js";
+import { formatIPv4, formatIPv6, parseIPv4Canonical, parseIPv6Canonical } from "../../src/packets/ip.js";
 import {
   decodeFrame,
   LINKTYPE_ETHERNET,
@@ -225,7 +225,7 @@ describe("pcap parser on real captures", () => {
 describe("pcap parser timestamps", () => {
   it("when the capture has microsecond timestamps then atMs is seconds*1000 + us/1000", () => {
     const { knocks } = collect(pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1_700_000_000, fraction: 123_456, data: ipv4SynFrame() }]));
-    expect(knocks).toEqual([{ src: "198.18.0.1", dstPort: 40001, proto: "tcp", atMs: 1_700_000_000_123.456 }]);
+    expect(knocks).toEqual([{ src: "198.18.0.1", srcV4: 0xc612_0001, dstPort: 40001, proto: "tcp", atMs: 1_700_000_000_123.456 }]);
   });
 
   it("when the capture has nanosecond timestamps then atMs keeps the sub-millisecond part", () => {
@@ -384,7 +384,7 @@ describe("pcap parser fuzzing", () => {
 
 describe("decodeFrame", () => {
   it("when given a captured SYN frame then it returns the knock; a cut frame is malformed", () => {
-    expect(decodeFrame(LINKTYPE_ETHERNET, ipv4SynFrame(), 5)).toEqual({ src: "198.18.0.1", dstPort: 40001, proto: "tcp", atMs: 5 });
+    expect(decodeFrame(LINKTYPE_ETHERNET, ipv4SynFrame(), 5)).toEqual({ src: "198.18.0.1", srcV4: 0xc612_0001, dstPort: 40001, proto: "tcp", atMs: 5 });
     expect(decodeFrame(LINKTYPE_ETHERNET, ipv4SynFrame().subarray(0, 30), 5)).toBe("malformed");
     expect(decodeFrame(LINKTYPE_RAW, ipv4SynFrame().subarray(14), 5)).toMatchObject({ dstPort: 40001 });
   });
@@ -417,5 +417,71 @@ describe("address formatting", () => {
         for (const a of [...addrs, ...addrs]) expect(formatIPv4(a, 0)).toBe(Array.from(a).join("."));
       }),
     );
+  });
+});
+
+describe("address text parsing (source keys)", () => {
+  const word = fc.oneof(fc.constant(0), fc.constant(0), fc.constant(0xffff), fc.integer({ min: 0, max: 0xffff }));
+  const bytesOf = (ws: readonly number[]): Buffer => {
+    const bytes = Buffer.alloc(16);
+    ws.forEach((w, i) => bytes.writeUInt16BE(w, 2 * i));
+    return bytes;
+  };
+
+  it("when formatted IPv6 text is parsed then the same groups come back", () => {
+    fc.assert(
+      fc.property(fc.array(word, { minLength: 8, maxLength: 8 }), (ws) => {
+        const out = new Uint16Array(8);
+        expect(parseIPv6Canonical(formatIPv6(bytesOf(ws), 0), out)).toBe(true);
+        expect(Array.from(out)).toEqual(ws);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it("when IPv6 text is parsed then it is accepted only if it is exactly what formatIPv6 prints", () => {
+    const out = new Uint16Array(8);
+    const accepts = (s: string): boolean => parseIPv6Canonical(s, out) && formatIPv6(bytesOf(Array.from(out)), 0) === s;
+    const rejects = (s: string): boolean => !parseIPv6Canonical(s, out);
+    for (const s of ["::", "::1", "fd18:18::1", "::ffff:198.18.0.1", "::198.18.0.1", "1:2:3:4:5:6:7:0", "1::", "1:0:0:2::3"]) expect(accepts(s), s).toBe(true);
+    for (const s of ["FD18::1", "fd18:0::1", "fd18:018::1", "::ffff:c612:1", "1:2:3:4:5:6:7::", "1::2::3", ":1::", "1:", "", ":", ":::", "1:2:3:4:5:6:7:8:9", "::1.2.3", "::ffff:1.2.3.04", "0:0::1", "1:0::2:0:0:0:3"]) {
+      expect(rejects(s), s).toBe(true);
+    }
+    // Mutations of real texts and random strings: whatever is accepted must print back identically.
+    const canonical = fc.array(word, { minLength: 8, maxLength: 8 }).map((ws) => formatIPv6(bytesOf(ws), 0));
+    const mutated = fc.tuple(canonical, fc.nat(), fc.constantFrom("", "0", ":", "::", ".", "a", "A", "00", "1.2.3.4")).map(([s, at, ins]) => {
+      const i = at % (s.length + 1);
+      return s.slice(0, i) + ins + s.slice(i + (at % 3 === 0 ? 1 : 0));
+    });
+    const random = fc.string({ unit: fc.constantFrom(..."0123456789abcdefA:."), maxLength: 45 });
+    fc.assert(
+      fc.property(fc.oneof(mutated, random), (s) => {
+        if (parseIPv6Canonical(s, out)) expect(formatIPv6(bytesOf(Array.from(out)), 0)).toBe(s);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it("when IPv4 text is parsed then only formatIPv4's exact text gets a number, and it is the address", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 4, maxLength: 4 }), (a) => {
+        expect(parseIPv4Canonical(formatIPv4(a, 0))).toBe(Buffer.from(a).readUInt32BE(0));
+      }),
+    );
+    for (const s of ["198.018.0.1", "256.0.0.1", "1.2.3", "1.2.3.4.5", "1..2.3", " 1.2.3.4", "1.2.3.4 ", "::1"]) expect(parseIPv4Canonical(s), s).toBe(-1);
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom(..."0123456789."), maxLength: 16 }), (s) => {
+        const v = parseIPv4Canonical(s);
+        if (v >= 0) expect(formatIPv4(Buffer.from([v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255]), 0)).toBe(s);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it("when a capture holds IPv4 and IPv6 knocks then IPv4 ones carry srcV4 (the address as a number) and IPv6 ones none", () => {
+    const knocks: ObservedKnock[] = [];
+    parsePcapBuffer(fixture("en10mb.pcap"), (kn) => knocks.push(kn));
+    expect(knocks.some((kn) => kn.src.includes(":"))).toBe(true);
+    for (const kn of knocks) expect(kn.srcV4).toBe(kn.src.includes(":") ? undefined : parseIPv4Canonical(kn.src));
   });
 });
