@@ -20,6 +20,7 @@ import type { ObservedKnock } from "../src/ports.js";
 import { validateProfile, type KnockProfile } from "../src/protocol/profile.js";
 import type { ServerConfig } from "../src/config/schema.js";
 import { SequenceTable, type Sequence, type TrackedClient } from "./matcher/sequence-table.js";
+import { INLINE_STARTS, START_WORDS, type StartTable } from "./matcher/start-table.js";
 import {
   F_BANNED_UNTIL_MS,
   F_FAIL_WINDOW_START_MS,
@@ -150,6 +151,8 @@ export class Matcher {
   private readonly retransmitMs: number;
   private readonly knockTimeoutMs: number;
   private readonly watched: Uint8Array;
+  private readonly startsTcp: StartTable;
+  private readonly startsUdp: StartTable;
   private clients = new Map<string, TrackedClient>();
   private retransmits = 0;
   private progressOverflow = 0;
@@ -165,6 +168,8 @@ export class Matcher {
     this.retransmitMs = options.retransmitMs;
     this.knockTimeoutMs = options.knockTimeoutMs;
     this.watched = this.table.watched;
+    this.startsTcp = this.table.startsTcp;
+    this.startsUdp = this.table.startsUdp;
     this.setClients(clients, nowMs);
   }
 
@@ -306,31 +311,35 @@ export class Matcher {
     }
 
     // Start: sequences whose first port this is.
-    const starts = this.table.startsAt(port, k.proto);
+    const startTable = k.proto === "tcp" ? this.startsTcp : this.startsUdp;
+    const counts = startTable.counts;
+    const count = port < counts.length ? counts[port]! : 0;
     let started = 0;
-    if (starts !== undefined) {
+    if (count > 0) {
       if (slot < 0) {
         slot = st.insert(keyKind, src);
         i32 = st.i32;
       }
       const b = slot * RECORD_WORDS;
       const active = i32[b + I_ACTIVE]!;
-      const count = starts.length;
       const room = 2 * this.maxProgress;
-      const want = Math.min(room, 2 * active + count);
+      const want = Math.min(room, 2 * (active + count));
       let sp = st.spill[slot];
       if (sp === undefined && want > 2 * INLINE_PAIRS) sp = st.spillSlot(slot, 2 * active);
       const prog = sp ?? i32;
       const base = sp === undefined ? b + I_PROGRESS : 0;
+      const from = count <= INLINE_STARTS ? startTable.heads : startTable.more[port]!;
+      let r = count <= INLINE_STARTS ? port * START_WORDS : 0;
+      const rEnd = r + 2 * count;
       let w = base + 2 * active;
       const end = base + room;
-      for (let i = 0; i < count; i += 2) {
+      for (; r < rEnd; r += 2) {
         if (w >= end) {
-          this.progressOverflow += (count - i) / 2;
+          this.progressOverflow += (rEnd - r) / 2;
           break;
         }
-        prog[w] = starts[i]!;
-        prog[w + 1] = starts[i + 1]!;
+        prog[w] = from[r]!;
+        prog[w + 1] = from[r + 1]!;
         w += 2;
       }
       started = (w - base) / 2 - active;

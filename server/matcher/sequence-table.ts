@@ -2,6 +2,7 @@ import type { KnockProto } from "../../src/ports.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import type { KnockProfile } from "../../src/protocol/profile.js";
 import { stepAt, stepStartMs } from "../../src/protocol/window.js";
+import { StartTable } from "./start-table.js";
 
 /** One enrolled client as the matcher tracks it. */
 export type TrackedClient = {
@@ -36,11 +37,6 @@ export type Sequence = {
 
 const PORT_SLOTS = 65_536;
 
-/**
- * Sequences starting at one port, interleaved with each one's second port: [id, second, id, second, ...].
- * One flat array of small integers, so starting sequences copies numbers and dereferences no sequence.
- */
-export type StartList = number[];
 
 /** Dead ids waiting for a progress purge before reuse; below this many, growing byId is cheaper than purging. */
 const MIN_PURGE_IDS = 1024;
@@ -55,8 +51,9 @@ const MIN_PURGE_IDS = 1024;
 export class SequenceTable {
   /** 1 where some client's range covers the port and that client does not exclude it. */
   readonly watched = new Uint8Array(PORT_SLOTS);
-  private readonly startsTcp: (StartList | undefined)[] = new Array<StartList | undefined>(PORT_SLOTS).fill(undefined);
-  private readonly startsUdp: (StartList | undefined)[] = new Array<StartList | undefined>(PORT_SLOTS).fill(undefined);
+  /** First port -> [id, second port] pairs, one table per protocol. */
+  readonly startsTcp = new StartTable();
+  readonly startsUdp = new StartTable();
   private readonly clients = new Set<TrackedClient>();
   /**
    * Sequence id -> sequence; undefined once dropped. A dropped id is reused only after the matcher has purged it
@@ -79,10 +76,6 @@ export class SequenceTable {
 
   get ringLength(): number {
     return 2 * this.spanWindows + 1;
-  }
-
-  startsAt(port: number, proto: KnockProto): StartList | undefined {
-    return proto === "tcp" ? this.startsTcp[port] : this.startsUdp[port];
   }
 
   /** True when enough ids are dead that the matcher should purge them from progress (see takeDeadIds). */
@@ -170,9 +163,11 @@ export class SequenceTable {
   snapshot(): string[] {
     const out: string[] = [];
     for (const table of [this.startsTcp, this.startsUdp]) {
-      for (const list of table) {
-        for (let i = 0; list !== undefined && i < list.length; i += 2) {
-          const s = this.byId[list[i]!]!;
+      for (let port = 0; port < PORT_SLOTS; port++) {
+        const n = table.count(port);
+        const [arr, base] = table.pairsOf(port);
+        for (let i = base; i < base + 2 * n; i += 2) {
+          const s = this.byId[arr[i]!]!;
           out.push(`${s.client.name} ${s.step} ${s.ports.join(",")}`);
         }
       }
@@ -229,11 +224,7 @@ export class SequenceTable {
     const seq: Sequence = { id, client: c, step, ports };
     this.byId[id] = seq;
     c.ring[slotOf(step, c.ring.length)] = seq;
-    const first = ports[0]!;
-    const table = c.proto === "tcp" ? this.startsTcp : this.startsUdp;
-    const list = table[first];
-    if (list === undefined) table[first] = [id, ports[1]!];
-    else list.push(id, ports[1]!);
+    (c.proto === "tcp" ? this.startsTcp : this.startsUdp).add(ports[0]!, id, ports[1]!);
     this.size++;
   }
 
@@ -252,22 +243,7 @@ export class SequenceTable {
       this.byId[seq.id] = undefined;
       this.deadIds.push(seq.id);
     }
-    const first = seq.ports[0]!;
-    const table = c.proto === "tcp" ? this.startsTcp : this.startsUdp;
-    const list = table[first];
-    if (list === undefined) return;
-    // Even indices only: an id may equal some second port.
-    let i = 0;
-    while (i < list.length && list[i] !== seq.id) i += 2;
-    if (i >= list.length) return;
-    const lastSecond = list.pop()!;
-    const lastSeq = list.pop()!;
-    if (i < list.length) {
-      list[i] = lastSeq;
-      list[i + 1] = lastSecond;
-    }
-    if (list.length === 0) table[first] = undefined;
-    this.size--;
+    if ((c.proto === "tcp" ? this.startsTcp : this.startsUdp).remove(seq.ports[0]!, seq.id)) this.size--;
   }
 }
 
