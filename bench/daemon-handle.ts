@@ -4,37 +4,25 @@
  * tcpdump is capturing.
  */
 import type { ChildProcess } from "node:child_process";
-import { SERVER_BIN, type LogLine, type TknockLab } from "../test/e2e/tknock-lab.js";
+import { JsonLogCollector, type LogLine } from "../test/e2e/json-log.js";
+import { SERVER_BIN, type TknockLab } from "../test/e2e/tknock-lab.js";
 import { findProcess, parentPid } from "./proc.js";
 import { sleep } from "./stats.js";
 
 export class DaemonHandle {
-  readonly logs: LogLine[] = [];
-  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  private readonly collector = new JsonLogCollector();
   private stderr = "";
 
   private constructor(
     private readonly child: ChildProcess,
     readonly pid: number,
   ) {
-    let buf = "";
-    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let parsed: LogLine;
-        try {
-          parsed = JSON.parse(line) as LogLine;
-        } catch {
-          parsed = { level: 50, msg: `non-JSON output: ${line.slice(0, 200)}` };
-        }
-        this.logs.push(parsed);
-        this.waiters = this.waiters.filter((w) => (w.pred(parsed) ? (w.resolve(parsed), false) : true));
-      }
-    });
+    this.collector.attach(child.stdout);
     child.stderr?.setEncoding("utf8").on("data", (t: string) => (this.stderr += t));
+  }
+
+  get logs(): LogLine[] {
+    return this.collector.lines;
   }
 
   /** nodeFlags: e.g. ["--cpu-prof", "--cpu-prof-dir=DIR"] to profile the daemon (written when it exits). */
@@ -55,22 +43,7 @@ export class DaemonHandle {
   }
 
   waitForLog(pred: (l: LogLine) => boolean, timeoutMs: number, fromIndex = 0): Promise<LogLine> {
-    const seen = this.logs.slice(fromIndex).find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const w = {
-        pred,
-        resolve: (l: LogLine): void => {
-          clearTimeout(timer);
-          resolve(l);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((x) => x !== w);
-        reject(new Error(`no daemon log line matched within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiters.push(w);
-    });
+    return this.collector.waitFor(pred, timeoutMs, fromIndex);
   }
 
   /**

@@ -9,7 +9,8 @@ import type { ObservedKnock } from "../src/ports.js";
 import { deriveSequence } from "../src/protocol/derive.js";
 import type { KnockProfile } from "../src/protocol/profile.js";
 import { stepAt, stepStartMs } from "../src/protocol/window.js";
-import { Matcher, type DecisionKind, type MatcherClient, type MatcherOptions } from "../server/matcher.js";
+import { defaultServerConfig } from "../src/config/schema.js";
+import { Matcher, matcherOptionsFromConfig, type DecisionKind, type MatcherClient, type MatcherOptions } from "../server/matcher.js";
 import { formatProfile, profileSync, type ProfileSummary } from "./profile-summary.js";
 import { median } from "./stats.js";
 import { seededRandom } from "./synthetic.js";
@@ -19,15 +20,8 @@ const PERIOD_SECONDS = 30;
 const KNOCKS = 4;
 const PROTECT = 2222;
 
-/** The daemon's defaults (src/config/schema.ts defaultServerConfig). */
-export const DEFAULT_MATCHER_OPTIONS: MatcherOptions = {
-  skewWindows: 1,
-  diagnosticWindows: 10,
-  knockTimeoutMs: 5000,
-  retransmitMs: 3000,
-  maxSources: 100_000,
-  bruteForce: { maxFailuresPerMinute: 10, ban: false, banSeconds: 600 },
-};
+/** The daemon's defaults. */
+export const DEFAULT_MATCHER_OPTIONS: MatcherOptions = matcherOptionsFromConfig(defaultServerConfig({ clientsFile: "/dev/null" }));
 
 export function makeClients(count: number): MatcherClient[] {
   const clients: MatcherClient[] = [];

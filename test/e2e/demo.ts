@@ -30,18 +30,14 @@ async function main(): Promise<number> {
     const before = await step("client: connect to 2222 before knocking", () => lab.probe("client", lab.protectPort));
     process.stdout.write(`        -> ${before.state} (no answer: the gate drops it)\n`);
 
-    const cap = lab.lab.spawn("server", ["tcpdump", "-i", "eth0", "-n", "-U", "-l", `src host ${lab.lab.host("client").ipv4} and dst portrange 10000-59999 and tcp[tcpflags] & tcp-syn != 0`]);
-    let captured = "";
-    cap.stdout?.on("data", (c: Buffer) => (captured += c.toString()));
-    await sleep(700);
+    const cap = await lab.capture("server", `src host ${lab.lab.host("client").ipv4} and dst portrange 10000-59999 and tcp[tcpflags] & tcp-syn != 0`);
     const knock = await step("client: `tknock laptop --wait` knocked the current window's 4 ports", () => lab.client(["laptop", "--wait", "10"]));
     process.stdout.write(`        -> exit ${knock.code}; ${knock.stderr.trim().split("\n").at(-1) ?? ""}\n`);
     const opened = await lab.waitForLog((l) => l.msg === "opened", 5000).catch(() => undefined);
     if (opened) process.stdout.write(`        server: opened port 2222 for ${String(opened["src"])} (step ${String(opened["step"])}): last knock to open ${String(opened["knockToOpenMs"])} ms, of which nft ${String(opened["firewallMs"])} ms\n`);
     const after = await step("client: connect to 2222 after knocking", () => lab.probe("client", lab.protectPort));
     process.stdout.write(`        -> ${after.state}: ${after.data.trim()}\n`);
-    await sleep(300);
-    cap.kill("SIGINT");
+    const captured = await cap.stop();
     const ports = [...captured.matchAll(/> [\d.]+\.(\d+): Flags \[S\]/g)].map((m) => Number(m[1]));
     process.stdout.write(`        tcpdump on the path saw the knock: ${ports.join(", ")}\n`);
 

@@ -41,15 +41,10 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
 
   /** The client knocks once with tcpdump watching; returns the ports it sent, in order, and the step. */
   async function knockAndCapture(name: string, extra: readonly string[] = []): Promise<{ ports: number[]; code: number }> {
-    const file = `${t.dir}/cap-${Date.now()}.pcap`;
-    const cap = t.lab.spawn("server", ["tcpdump", "-i", "eth0", "-n", "-U", "-w", file, `src host ${t.lab.host("client").ipv4} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst portrange 10000-59999`]);
-    await sleep(700);
+    const cap = await t.capture("server", `src host ${t.lab.host("client").ipv4} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst portrange 10000-59999`);
     const r = await t.client([name, ...extra]);
-    await sleep(300);
-    cap.kill("SIGINT");
-    await new Promise((res) => cap.once("exit", res));
-    const read = await t.lab.exec("server", ["tcpdump", "-r", file, "-n"]);
-    const ports = [...read.stdout.matchAll(/> [\d.]+\.(\d+): Flags \[S\]/g)].map((m) => Number(m[1]));
+    const printed = await cap.stop();
+    const ports = [...printed.matchAll(/> [\d.]+\.(\d+): Flags \[S\]/g)].map((m) => Number(m[1]));
     return { ports, code: r.code };
   }
 
@@ -131,8 +126,9 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
   }
 
   it("when the client clock is one window ahead then the knock opens; three windows ahead then it is refused as skew +3", async () => {
+    const mark = t.logCount; // before enrolling: the daemon may reload while `tknock add` still runs
     await t.enrollClient("bob", ["--period", String(PERIOD)]);
-    await t.waitForLog((l) => l.msg === "clients reloaded", 5000, t.logCount);
+    await t.waitForLog((l) => l.msg === "clients reloaded", 5000, mark);
     await waitNoGrants();
     const ahead1 = await t.client(["bob", "--time-offset", String(PERIOD), "--wait", "5"]);
     expect(ahead1.code, ahead1.stderr).toBe(0);

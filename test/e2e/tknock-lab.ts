@@ -7,7 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { JsonLogCollector, type LogLine } from "./json-log.js";
 import { Lab, removeStaleLabs, type ExecResult } from "./lab.js";
+
+export type { LogLine };
 
 /** Repository root, whether running from test/e2e (vitest) or dist/test/e2e (built demo). */
 export const REPO_ROOT = (() => {
@@ -17,7 +20,6 @@ export const REPO_ROOT = (() => {
 export const SERVER_BIN = join(REPO_ROOT, "dist/server/bin.js");
 export const CLIENT_BIN = join(REPO_ROOT, "dist/client/bin.js");
 
-export type LogLine = { level: number; msg: string; [key: string]: unknown };
 
 export type TknockLabOptions = {
   readonly protectPort?: number;
@@ -32,8 +34,7 @@ export class TknockLab {
   readonly stateDir: string;
   readonly clientHome: string;
   private daemon: ChildProcess | undefined;
-  private readonly logs: LogLine[] = [];
-  private logWaiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  private readonly logs = new JsonLogCollector();
 
   private constructor(
     readonly lab: Lab,
@@ -101,21 +102,8 @@ export class TknockLab {
     if (this.daemon && this.daemon.exitCode === null && this.daemon.signalCode === null) throw new Error("daemon already running");
     const child = this.lab.spawn("server", ["node", SERVER_BIN, "--config", this.configPath, "run"]);
     this.daemon = child;
-    const from = this.logs.length; // lines of an earlier run must not count
-    let buf = "";
-    child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          this.pushLog(JSON.parse(line) as LogLine);
-        } catch {
-          this.pushLog({ level: 50, msg: `non-JSON output: ${line}` });
-        }
-      }
-    });
+    const from = this.logs.lines.length; // lines of an earlier run must not count
+    this.logs.attach(child.stdout);
     let stderr = "";
     child.stderr?.setEncoding("utf8").on("data", (c: string) => (stderr += c));
     const exited = new Promise<never>((_, reject) =>
@@ -127,33 +115,17 @@ export class TknockLab {
     await Promise.race([this.waitForLog((l) => l.msg === "tcpdump capturing", 10_000, from), exited]);
   }
 
-  private pushLog(l: LogLine): void {
-    this.logs.push(l);
-    const still: typeof this.logWaiters = [];
-    for (const w of this.logWaiters) (w.pred(l) ? w.resolve(l) : still.push(w));
-    this.logWaiters = still;
-  }
-
   /** Resolves with the first log line (past or future) that matches, or rejects after timeoutMs. */
   waitForLog(pred: (l: LogLine) => boolean, timeoutMs: number, fromIndex = 0): Promise<LogLine> {
-    const seen = this.logs.slice(fromIndex).find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolvePromise, reject) => {
-      const waiter = { pred, resolve: (l: LogLine) => (clearTimeout(timer), resolvePromise(l)) };
-      const timer = setTimeout(() => {
-        this.logWaiters = this.logWaiters.filter((w) => w !== waiter);
-        reject(new Error(`no daemon log line matched within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.logWaiters.push(waiter);
-    });
+    return this.logs.waitFor(pred, timeoutMs, fromIndex);
   }
 
   get logCount(): number {
-    return this.logs.length;
+    return this.logs.lines.length;
   }
 
   logsSince(index: number): LogLine[] {
-    return this.logs.slice(index);
+    return this.logs.lines.slice(index);
   }
 
   async stopDaemon(signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
@@ -170,6 +142,40 @@ export class TknockLab {
 
   signalDaemon(signal: NodeJS.Signals): void {
     this.daemon?.kill(signal);
+  }
+
+  /**
+   * Starts tcpdump in a host's namespace, printing packets line by line, and resolves once it is listening
+   * (its filter attached), so nothing sent afterwards is missed. stop() ends it and returns what it printed.
+   */
+  async capture(host: string, filter: string): Promise<{ stop: () => Promise<string> }> {
+    const child = this.lab.spawn(host, ["tcpdump", "-i", "eth0", "-n", "-l", "-U", filter]);
+    let out = "";
+    let err = "";
+    child.stdout?.setEncoding("utf8").on("data", (c: string) => (out += c));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err.trim()}`)), 10_000);
+      child.stderr?.setEncoding("utf8").on("data", (c: string) => {
+        err += c;
+        if (err.includes("listening on")) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once("exit", () => {
+        clearTimeout(timer);
+        reject(new Error(`tcpdump exited: ${err.trim()}`));
+      });
+    });
+    return {
+      stop: async () => {
+        await sleep(200); // let the last packets through the pipe
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGINT");
+        await exited;
+        return out;
+      },
+    };
   }
 
   /** A TCP service on a port in a host's namespace that greets each connection and then echoes. */
