@@ -28,6 +28,12 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
 
   const stepNow = (): number => Math.floor(Date.now() / 1000 / PERIOD);
 
+  /** Waits out the end of a window, so what the client computes and what the server matches share one step. */
+  async function awayFromWindowEdge(marginMs = 2000): Promise<void> {
+    const leftMs = PERIOD * 1000 - (Date.now() % (PERIOD * 1000));
+    if (leftMs < marginMs) await sleep(leftMs + 50);
+  }
+
   /** Grants are per source address; wait until none is left so the next check proves a new opening. */
   async function waitNoGrants(): Promise<void> {
     const deadline = Date.now() + (OPEN_SECONDS + 5) * 1000;
@@ -133,6 +139,7 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
     const ahead1 = await t.client(["bob", "--time-offset", String(PERIOD), "--wait", "5"]);
     expect(ahead1.code, ahead1.stderr).toBe(0);
     await waitNoGrants();
+    await awayFromWindowEdge();
     const ahead3 = await t.client(["bob", "--time-offset", String(3 * PERIOD), "--wait", "2"]);
     expect(ahead3.code).toBe(3);
     const skew = (await t.replays()).filter((r) => r.kind === "skew" && r.client === "bob");
@@ -142,6 +149,7 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
 
   it("when a wrong knock comes in the middle then nothing opens; when another host sweeps the range then nothing opens and it is recorded as brute force", async () => {
     await waitNoGrants();
+    await awayFromWindowEdge();
     const seq = JSON.parse(await t.serverOk(["sequence", "alice", "--json"])) as { ports: number[] };
     const [p1, p2, p3, p4] = seq.ports as [number, number, number, number];
     const wrong = [10000, 10001, 10002].find((p) => !seq.ports.includes(p)) as number;
