@@ -156,6 +156,10 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
     await t.sendSyns("client", [p1, p2, wrong, p3, p4]);
     await sleep(500);
     expect((await t.probe("client", t.protectPort)).state).toBe("filtered");
+    // The same window's sequence, sent cleanly, does open: it was the wrong knock that reset the progress.
+    await t.sendSyns("client", [p1, p2, p3, p4]);
+    await sleep(300);
+    expect((await t.probe("client", t.protectPort)).state).toBe("open");
 
     const sweep = Array.from({ length: 400 }, (_, i) => 20000 + i);
     await t.sendSyns("other", sweep, 1);
