@@ -148,9 +148,13 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
   }, 60_000);
 
   it("when a wrong knock comes in the middle then nothing opens; when another host sweeps the range then nothing opens and it is recorded as brute force", async () => {
+    // A client of its own: the test knocks by hand, which the client store of "alice" would not know about.
+    const mark = t.logCount;
+    await t.enrollClient("dave", ["--period", String(PERIOD)]);
+    await t.waitForLog((l) => l.msg === "clients reloaded", 5000, mark);
     await waitNoGrants();
     await awayFromWindowEdge();
-    const seq = JSON.parse(await t.serverOk(["sequence", "alice", "--json"])) as { ports: number[] };
+    const seq = JSON.parse(await t.serverOk(["sequence", "dave", "--json"])) as { ports: number[] };
     const [p1, p2, p3, p4] = seq.ports as [number, number, number, number];
     const wrong = [10000, 10001, 10002].find((p) => !seq.ports.includes(p)) as number;
     await t.sendSyns("client", [p1, p2, wrong, p3, p4]);
