@@ -1,20 +1,14 @@
+import { defaultServerConfig } from "../../src/config/schema.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { ObservedKnock } from "../../src/ports.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import type { KnockProfile } from "../../src/protocol/profile.js";
 import { stepStartMs } from "../../src/protocol/window.js";
-import { Matcher, type Decision, type MatcherClient, type MatcherOptions } from "../../server/matcher.js";
+import { matcherOptionsFromConfig, Matcher, type Decision, type MatcherClient, type MatcherOptions } from "../../server/matcher.js";
 import { SourceTable } from "../../server/matcher/source-table.js";
 
-const OPTIONS: MatcherOptions = {
-  skewWindows: 1,
-  diagnosticWindows: 10,
-  knockTimeoutMs: 5000,
-  retransmitMs: 3000,
-  maxSources: 1000,
-  bruteForce: { maxFailuresPerMinute: 10, ban: false, banSeconds: 600 },
-};
+const OPTIONS: MatcherOptions = { ...matcherOptionsFromConfig(defaultServerConfig({ clientsFile: "/dev/null" })), maxSources: 1000 }; // the daemon's defaults, fewer sources
 const T = 56_666_666;
 const T0_MS = stepStartMs(T, 30) + 2000;
 

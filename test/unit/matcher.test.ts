@@ -1,3 +1,4 @@
+import { defaultServerConfig } from "../../src/config/schema.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { KnockProto } from "../../src/ports.js";
@@ -5,17 +6,10 @@ import { deriveSequence } from "../../src/protocol/derive.js";
 import { decodeSecret } from "../../src/protocol/profile-uri.js";
 import type { KnockProfile } from "../../src/protocol/profile.js";
 import { stepAt, stepStartMs } from "../../src/protocol/window.js";
-import { Matcher, type Decision, type MatcherClient, type MatcherOptions } from "../../server/matcher.js";
+import { matcherOptionsFromConfig, Matcher, type Decision, type MatcherClient, type MatcherOptions } from "../../server/matcher.js";
 import { VECTORS } from "../vectors/v1.js";
 
-const OPTIONS: MatcherOptions = {
-  skewWindows: 1,
-  diagnosticWindows: 10,
-  knockTimeoutMs: 5000,
-  retransmitMs: 3000,
-  maxSources: 1000,
-  bruteForce: { maxFailuresPerMinute: 10, ban: false, banSeconds: 600 },
-};
+const OPTIONS: MatcherOptions = { ...matcherOptionsFromConfig(defaultServerConfig({ clientsFile: "/dev/null" })), maxSources: 1000 }; // the daemon's defaults, fewer sources
 
 /** A few seconds into step 56666666 (P = 30), so T-1..T+1 stay put while a test knocks. */
 const T0_MS = stepStartMs(56_666_666, 30) + 2000;
