@@ -1,0 +1,43 @@
+/**
+ * A lock held around every read-modify-write of a shared file (clients.json, the client store, state), so two
+ * commands never lose each other's change. proper-lockfile makes `<file>.lock` with mkdir (atomic on every local
+ * filesystem) and keeps its mtime fresh while held; a lock whose holder was killed goes stale and is taken over.
+ */
+import lockfile from "proper-lockfile";
+import { ExitCode, TknockError } from "./errors.js";
+
+export type FileLockOptions = {
+  /** How long to keep trying before giving up (ms). Default 10 000. */
+  readonly waitMs?: number;
+  /** A lock not refreshed for this long belongs to a dead process and is taken over (ms, at least 2000). Default 5000. */
+  readonly staleMs?: number;
+};
+
+/** Runs fn while holding the lock of `path` (the lock is `<path>.lock`; the file itself need not exist). */
+export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, options: FileLockOptions = {}): Promise<T> {
+  const waitMs = options.waitMs ?? 10_000;
+  const staleMs = Math.max(2000, options.staleMs ?? 5000);
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(path, {
+      realpath: false,
+      lockfilePath: `${path}.lock`,
+      stale: staleMs,
+      retries: { retries: Math.ceil(waitMs / 50), minTimeout: 5, maxTimeout: 50, factor: 1.3 },
+    });
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (code === "ELOCKED") {
+      throw new TknockError("TKNOCK_LOCKED", `${path} is locked by another tknock command: try again, or remove ${path}.lock if no tknock command is running`, ExitCode.usage, { cause });
+    }
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+      throw new TknockError("TKNOCK_PERMISSION", `cannot lock ${path} (${code}): run as root or with sudo`, ExitCode.usage, { cause });
+    }
+    throw new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${code ?? String(cause)}): check that its directory exists and is writable`, ExitCode.usage, { cause });
+  }
+  try {
+    return await fn();
+  } finally {
+    await release().catch(() => {});
+  }
+}
