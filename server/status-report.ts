@@ -79,7 +79,7 @@ export function assessStatus(f: StatusFacts): StatusReport {
     daemon: {
       running,
       pid,
-      startedAt: running ? (runtime?.startedAt ?? f.lock.holder?.startedAt ?? null) : (runtime?.startedAt ?? null),
+      startedAt: running ? (f.lock.holder?.startedAt ?? runtime?.startedAt ?? null) : (runtime?.startedAt ?? null),
       updatedAt: runtime?.updatedAt ?? null,
       ...(!running && runtime?.stoppedAt !== undefined ? { stoppedAt: runtime.stoppedAt } : {}),
     },

@@ -11,6 +11,7 @@ import { configPathOf } from "./context.js";
 export function registerRun(program: Command, io: CliIo): void {
   program
     .command("run")
+    .summary("run the daemon in the foreground (checks everything it needs first)")
     .description(
       "run the daemon in the foreground (JSON logs on stdout; SIGHUP reloads, SIGTERM/SIGINT stop). It first checks rights, " +
         "state directory, interface, tcpdump and nft, and that no other daemon uses the state directory; any problem exits 1 before the gate is touched",

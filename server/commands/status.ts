@@ -16,6 +16,7 @@ import { parseDurationMs } from "./duration.js";
 export function registerStatusCommands(program: Command, io: CliIo): void {
   program
     .command("status")
+    .summary(`is tknock protecting now: daemon, capture, gate, grants (exit ${ExitCode.unhealthy} when not)`)
     .description(
       "whether tknock protects anything now: daemon running (pid), packet capture, gate present in the kernel, " +
         `grants with time left, clients and their last accepted step. Exits ${ExitCode.unhealthy} when the daemon is down or stuck, ` +

@@ -64,6 +64,7 @@ export type PcapListener = Listener & {
    */
   requestCaptureStats(timeoutMs?: number): Promise<CaptureStats | undefined>;
   captureState(): CaptureState;
+  health(): ListenerHealth;
 };
 
 const DEFAULTS = { tcpdumpPath: "tcpdump", bufferKiB: 16_384, snaplen: 128, initialMs: 500, maxMs: 30_000, stableMs: 5_000, startTimeoutMs: 10_000, addressPollMs: 30_000 };
