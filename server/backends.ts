@@ -1,6 +1,7 @@
 import type { ServerConfig } from "../src/config/schema.js";
 import type { Firewall, Listener } from "../src/ports.js";
 import { NftablesFirewall } from "./firewalls/nftables/nftables-firewall.js";
+import { nftTablePresent } from "./firewalls/nftables/table-present.js";
 import { createPcapListener } from "./listeners/pcap/listener.js";
 import type { Logger } from "./logger.js";
 
@@ -23,5 +24,13 @@ export function createListener(config: ServerConfig, log: Logger): Listener {
         knockRange: config.knockRange,
         log,
       });
+  }
+}
+
+/** Whether the gate is in the kernel now, and what it is called there (for `status`). */
+export async function gatePresent(config: ServerConfig): Promise<{ present: boolean; name: string }> {
+  switch (config.firewall) {
+    case "nftables":
+      return { present: await nftTablePresent([config.nftables.nftPath], config.nftables.table), name: `table inet ${config.nftables.table}` };
   }
 }

@@ -14,7 +14,8 @@ export function createServerCli(io: CliIo): Command {
     .addHelpText(
       "after",
       `
-Exit codes: 0 ok, 1 usage/config/file problem, 70 internal error.
+Exit codes: 0 ok, 1 usage/config/file problem (run: a failed start-up check, or another daemon runs),
+4 status: not protecting (daemon down or stuck, gate missing, capture failing), 70 internal error.
 Files: config ${DEFAULT_CONFIG_PATH}; clients.json (secrets, mode 600) next to it; state in /var/lib/tknock.`,
     );
   registerInit(program, io);

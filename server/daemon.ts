@@ -4,10 +4,12 @@ import { loadServerConfig } from "../src/config/load.js";
 import { clientProfile, type ClientsFile, type ServerConfig } from "../src/config/schema.js";
 import type { Clock, Firewall, Grant, Listener, ObservedKnock } from "../src/ports.js";
 import { readClients } from "./clients-file.js";
+import { DaemonMonitor } from "./daemon-monitor.js";
 import { LogLimiter } from "./log-limit.js";
 import type { Logger } from "./logger.js";
 import { Matcher, matcherOptionsFromConfig, type Decision, type MatcherClient } from "./matcher.js";
 import { ReplayLog, replayRecordOf } from "./replay-log.js";
+import { runtimeStatusPath } from "./runtime-status.js";
 import { StepStore } from "./state.js";
 
 export type DaemonDeps = {
@@ -80,11 +82,20 @@ export class Daemon {
       { protect: this.config.protect, knockRange: this.config.knockRange, clients: Object.keys(this.clients.clients).length, listener: this.listener.name, firewall: this.firewall.name },
       "tknock-server running",
     );
+    // daemon.json for `status`, and a loud error while capture is down (see daemon-monitor.ts).
+    const monitor = new DaemonMonitor({
+      path: runtimeStatusPath(this.config.stateDir),
+      log,
+      clock: this.deps.clock,
+      listenerHealth: this.listener.health?.bind(this.listener),
+    });
+    monitor.tick();
     // Step boundaries are also checked lazily per packet; the timer keeps tables fresh when no packets come.
     // It also picks up `enroll` and `revoke` without a restart. It compares the file's stat with the one taken
     // when the clients were read (not fs.watchFile, whose first stat is taken later, so a change between the
     // read and that stat would go unseen until the next change).
     const tick = setInterval(() => {
+      monitor.tick();
       this.matcher.tick(this.deps.clock.nowMs());
       if (statStamp(this.config.clientsFile) !== this.clientsStamp) this.reloadClients("clients file changed");
     }, 1000);
@@ -92,6 +103,7 @@ export class Daemon {
       await this.listener.run((k) => this.onKnock(k), signal);
     } finally {
       clearInterval(tick);
+      monitor.stopped();
       await this.firewall.close();
       log.info({ ...this.counters, listener: this.listener.stats() }, "tknock-server stopped; the gate stays in place");
     }

@@ -7,6 +7,7 @@ export const ExitCode = {
   usage: 1, // usage, config, profile or file problem
   network: 2, // could not send knocks or reach the host
   notOpened: 3, // knocked, but the port did not open in time
+  unhealthy: 4, // tknock-server status: daemon down, gate missing, capture failing or daemon stuck
 } as const;
 
 export type TknockCode = `TKNOCK_${string}`;

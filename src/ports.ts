@@ -33,6 +33,18 @@ export type ListenerStats = {
   kernelDrops: number;
 };
 
+/** Whether a listener is receiving packets, for the daemon's health report and `status`. */
+export type ListenerHealth = {
+  /** Packets are being captured now (tcpdump said "listening on"). */
+  readonly capturing: boolean;
+  /** When `capturing` last changed, or when the listener started (ms since the epoch). */
+  readonly sinceMs: number;
+  /** Capture starts in a row that did not run stably; back to 0 once capture has run for a few seconds. */
+  readonly failedStarts: number;
+  /** The last reason capture stopped or could not start, one line. */
+  readonly lastProblem?: string;
+};
+
 /**
  * A source of knock packets. The callback is synchronous and called once per packet: at flood rates a promise
  * per packet (AsyncIterable) costs more than the matching itself (see docs/design.md).
@@ -42,6 +54,8 @@ export type Listener = {
   /** Runs until the signal aborts; restarts its source with backoff if it dies. Resolves when stopped. */
   run(onKnock: (knock: ObservedKnock) => void, signal: AbortSignal): Promise<void>;
   stats(): ListenerStats;
+  /** Capture health, when the listener can tell (a listener without it is reported as "unknown"). */
+  health?(): ListenerHealth;
 };
 
 /** A source allowed to reach one protected port until the kernel expires the grant. */

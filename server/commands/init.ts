@@ -7,6 +7,7 @@ import { defaultServerConfig, DEFAULT_STATE_DIR, emptyClientsFile, parseServerCo
 import { TknockError } from "../../src/errors.js";
 import { isPort } from "../../src/protocol/profile.js";
 import { writeClients } from "../clients-file.js";
+import { checkInterface } from "../preflight.js";
 import { StepStore } from "../state.js";
 import { configPathOf } from "./context.js";
 
@@ -48,6 +49,7 @@ export function registerInit(program: Command, io: CliIo): void {
         protect: parsePortArgs(opts.protect, "--protect") ?? base.protect,
       };
       parseServerConfig(config, configPath); // the written file must load
+      checkInterface(config.interface, { fix: "pass --interface with one of this host's interfaces" });
       mkdirSync(dirname(configPath), { recursive: true, mode: 0o755 });
       mkdirSync(dirname(clientsFile), { recursive: true, mode: 0o700 });
       mkdirSync(stateDir, { recursive: true, mode: 0o700 });

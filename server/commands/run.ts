@@ -3,17 +3,27 @@ import type { CliIo } from "../../src/cli-io.js";
 import { loadServerConfig } from "../../src/config/load.js";
 import { createFirewall, createListener } from "../backends.js";
 import { Daemon } from "../daemon.js";
+import { acquireDaemonLock } from "../daemon-lock.js";
 import { createLogger } from "../logger.js";
+import { preflightRun } from "../preflight.js";
 import { configPathOf } from "./context.js";
 
 export function registerRun(program: Command, io: CliIo): void {
   program
     .command("run")
-    .description("run the daemon in the foreground (JSON logs on stdout; SIGHUP reloads, SIGTERM/SIGINT stop)")
+    .summary("run the daemon in the foreground (checks everything it needs first)")
+    .description(
+      "run the daemon in the foreground (JSON logs on stdout; SIGHUP reloads, SIGTERM/SIGINT stop). It first checks rights, " +
+        "state directory, interface, tcpdump and nft, and that no other daemon uses the state directory; any problem exits 1 before the gate is touched",
+    )
     .action(async (_opts: unknown, cmd: Command) => {
       const configPath = configPathOf(cmd);
       const config = loadServerConfig(configPath); // fail early, before anything starts
       const log = createLogger(io.env["TKNOCK_LOG_LEVEL"] ?? config.logLevel);
+      const { warnings } = await preflightRun(config);
+      for (const w of warnings) log.warn(w);
+      const lock = await acquireDaemonLock(config.stateDir, io.clock.nowMs());
+      process.once("exit", lock.release); // also on an uncaught error; a SIGKILL leaves a stale file, detected by pid
       const daemon = Daemon.create({ configPath, log, clock: io.clock, createListener, createFirewall });
       const stop = new AbortController();
       const onStop = (sig: string) => () => {
@@ -31,6 +41,8 @@ export function registerRun(program: Command, io: CliIo): void {
       } finally {
         process.off("SIGHUP", onHup);
         process.off("SIGUSR1", onUsr1);
+        lock.release();
+        process.off("exit", lock.release);
       }
     });
 }

@@ -1,21 +1,31 @@
 import type { Command } from "commander";
 import { join } from "node:path";
-import type { CliIo } from "../../src/cli-io.js";
+import { ExitWith, type CliIo } from "../../src/cli-io.js";
+import { ExitCode } from "../../src/errors.js";
 import { stepAt } from "../../src/protocol/window.js";
 import { readClients } from "../clients-file.js";
-import { createFirewall } from "../backends.js";
+import { createFirewall, gatePresent } from "../backends.js";
+import { inspectDaemonLock } from "../daemon-lock.js";
 import { ReplayLog } from "../replay-log.js";
+import { readRuntimeStatus, runtimeStatusPath } from "../runtime-status.js";
 import { StepStore } from "../state.js";
+import { assessStatus, formatGrantLines, formatStatusLines } from "../status-report.js";
 import { loadConfigOf } from "./context.js";
 import { parseDurationMs } from "./duration.js";
 
 export function registerStatusCommands(program: Command, io: CliIo): void {
   program
     .command("status")
-    .description("current grants (read from the firewall), clients and their last accepted step")
-    .option("--json", "machine-readable output")
+    .summary(`is tknock protecting now: daemon, capture, gate, grants (exit ${ExitCode.unhealthy} when not)`)
+    .description(
+      "whether tknock protects anything now: daemon running (pid), packet capture, gate present in the kernel, " +
+        `grants with time left, clients and their last accepted step. Exits ${ExitCode.unhealthy} when the daemon is down or stuck, ` +
+        "the gate is missing or capture is failing",
+    )
+    .option("--json", "machine-readable output (the same facts)")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const { config } = loadConfigOf(cmd);
+      const gate = await gatePresent(config);
       const firewall = createFirewall(config);
       let grants;
       try {
@@ -23,24 +33,26 @@ export function registerStatusCommands(program: Command, io: CliIo): void {
       } finally {
         await firewall.close();
       }
+      const nowMs = io.clock.nowMs();
+      const lock = inspectDaemonLock(config.stateDir);
+      const report = assessStatus({ nowMs, lock, runtime: readRuntimeStatus(runtimeStatusPath(config.stateDir)), gate });
       const clients = readClients(config.clientsFile).clients;
       const steps = StepStore.readOnly(join(config.stateDir, "state.json"));
-      const nowMs = io.clock.nowMs();
       const rows = Object.entries(clients).map(([name, r]) => ({
         name,
         currentStep: stepAt(nowMs, r.periodSeconds),
         lastAcceptedStep: steps[name] ?? null,
       }));
       if (opts.json === true) {
-        io.out(JSON.stringify({ grants, clients: rows }));
-        return;
+        io.out(JSON.stringify({ ...report, grants, clients: rows }));
+      } else {
+        for (const line of [...formatStatusLines(report, nowMs), ...formatGrantLines(grants)]) io.out(line);
+        io.out(rows.length === 0 ? "clients: none" : "clients:");
+        for (const r of rows) {
+          io.out(`  ${r.name}: last accepted step ${r.lastAcceptedStep ?? "never"} (current step ${r.currentStep})`);
+        }
       }
-      io.out(grants.length === 0 ? "grants: none" : "grants:");
-      for (const g of grants) io.out(`  ${g.src} -> port ${g.port}, ${g.expiresInSeconds ?? "?"}s left`);
-      io.out(rows.length === 0 ? "clients: none" : "clients:");
-      for (const r of rows) {
-        io.out(`  ${r.name}: last accepted step ${r.lastAcceptedStep ?? "never"} (current step ${r.currentStep})`);
-      }
+      if (!report.ok) throw new ExitWith(ExitCode.unhealthy);
     });
 
   program

@@ -97,7 +97,7 @@ describe("daemon wiring", () => {
     logText = [];
     secrets = new Set();
     stops = [];
-    await cli(["init", "--interface", "eth0", "--protect", "22", "2222", "--state-dir", join(dir, "state")]);
+    await cli(["init", "--interface", "lo", "--protect", "22", "2222", "--state-dir", join(dir, "state")]);
     const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
     writeFileSync(configPath, JSON.stringify({ ...config, openSeconds: OPEN_SECONDS }));
     await enroll("alice", ["--open", "2222"]);

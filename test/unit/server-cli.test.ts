@@ -69,7 +69,7 @@ describe("tknock-server CLI", () => {
   }
 
   async function init(extra: readonly string[] = []): Promise<void> {
-    await ok(["init", "--interface", "eth0", "--protect", "22", "2222", "--state-dir", stateDir, ...extra]);
+    await ok(["init", "--interface", "lo", "--protect", "22", "2222", "--state-dir", stateDir, ...extra]);
   }
 
   function clientsFile(): ClientsFile {
@@ -91,7 +91,7 @@ describe("tknock-server CLI", () => {
       const config = loadServerConfig(configPath);
       expect(config.clientsFile).toBe(clientsPath); // default: next to the config
       expect(config.stateDir).toBe(stateDir);
-      expect(config.interface).toBe("eth0");
+      expect(config.interface).toBe("lo");
       expect(config.protect).toEqual([22, 2222]);
       expect(modeOf(clientsPath)).toBe(0o600);
       expect(clientsFile()).toEqual({ version: 1, clients: {} });
@@ -129,6 +129,21 @@ describe("tknock-server CLI", () => {
       expect(r.code).toBe(1);
       expect(errorCode(r)).toBe("TKNOCK_USAGE");
       expect(existsSync(configPath)).toBe(false);
+    });
+
+    it("when --interface names no interface of this host then init exits 1 with one line naming it and writes nothing", async () => {
+      const r = await server(["init", "--interface", "nosuch9", "--state-dir", stateDir]);
+      expect(r.code).toBe(1);
+      expect(errorCode(r)).toBe("TKNOCK_NO_INTERFACE");
+      expect(r.err).toHaveLength(1);
+      expect(r.err[0]).toContain("nosuch9");
+      expect(existsSync(configPath)).toBe(false);
+      expect(existsSync(clientsPath)).toBe(false);
+    });
+
+    it('when --interface is "any" then init accepts it', async () => {
+      await ok(["init", "--interface", "any", "--state-dir", stateDir]);
+      expect(loadServerConfig(configPath).interface).toBe("any");
     });
   });
 

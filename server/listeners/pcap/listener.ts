@@ -1,12 +1,14 @@
 /**
  * The pcap listener: runs tcpdump with a BPF filter that keeps only possible knocks, parses its pcap stream
  * (src/packets/pcap.ts) and hands each knock to the callback synchronously. tcpdump sees packets before netfilter,
- * so knocks arrive even when the firewall drops them. If tcpdump dies it is restarted with exponential backoff.
+ * so knocks arrive even when the firewall drops them. If tcpdump dies it is restarted with exponential backoff; the
+ * backoff starts over once a tcpdump has captured for `stableMs`, so a second kill soon after a recovery costs
+ * half a second of capture again, not the grown delay. health() says whether packets are being captured now.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { TknockError } from "../../../src/errors.js";
 import { PcapStreamParser } from "../../../src/packets/pcap.js";
-import type { Listener, ListenerStats, ObservedKnock } from "../../../src/ports.js";
+import type { Listener, ListenerHealth, ListenerStats, ObservedKnock } from "../../../src/ports.js";
 import { addressesOfInterfaces, buildTcpdumpArgv, normalizeLocalAddresses, type KnockRange } from "./capture-filter.js";
 
 export type LogLevel = "info" | "warn" | "error";
@@ -30,8 +32,10 @@ export type PcapListenerOptions = {
   /** Bytes kept per packet, default 128: enough for SLL2/VLAN + IPv6 + extension headers + TCP flags. */
   readonly snaplen?: number;
   readonly log?: PcapLog;
-  /** Restart delays: first `initialMs` (500), doubling to `maxMs` (30 s), back to initial after `stableMs` (60 s) of running. */
+  /** Restart delays: first `initialMs` (500), doubling to `maxMs` (30 s), back to initial after `stableMs` (5 s) of capturing. */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number; readonly stableMs?: number };
+  /** A tcpdump that has not said "listening on" after this long is stopped and restarted (default 10 s). */
+  readonly startTimeoutMs?: number;
   /** How often to re-read the interface addresses when localAddresses is empty (default 30 s; 0 = never). */
   readonly addressPollMs?: number;
 };
@@ -60,9 +64,10 @@ export type PcapListener = Listener & {
    */
   requestCaptureStats(timeoutMs?: number): Promise<CaptureStats | undefined>;
   captureState(): CaptureState;
+  health(): ListenerHealth;
 };
 
-const DEFAULTS = { tcpdumpPath: "tcpdump", bufferKiB: 16_384, snaplen: 128, initialMs: 500, maxMs: 30_000, stableMs: 60_000, addressPollMs: 30_000 };
+const DEFAULTS = { tcpdumpPath: "tcpdump", bufferKiB: 16_384, snaplen: 128, initialMs: 500, maxMs: 30_000, stableMs: 5_000, startTimeoutMs: 10_000, addressPollMs: 30_000 };
 const STDERR_KEEP_LINES = 5;
 
 export function createPcapListener(options: PcapListenerOptions): PcapListener {
@@ -70,11 +75,14 @@ export function createPcapListener(options: PcapListenerOptions): PcapListener {
 }
 
 /** Fails with a clear message (TKNOCK_TCPDUMP_MISSING) when tcpdump cannot be run; for a check at start. */
-export function checkTcpdump(tcpdumpPath = DEFAULTS.tcpdumpPath): Promise<void> {
+export function checkTcpdump(tcpdumpPath = DEFAULTS.tcpdumpPath, timeoutMs = 10_000): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile(tcpdumpPath, ["--version"], { timeout: 10_000 }, (err) => {
-      if (err && (err as NodeJS.ErrnoException).code === "ENOENT") reject(missingTcpdump(tcpdumpPath));
-      else if (err) reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `${tcpdumpPath} --version failed: ${err.message.split("\n")[0] ?? ""}`));
+    execFile(tcpdumpPath, ["--version"], { timeout: timeoutMs }, (err) => {
+      const code = (err as NodeJS.ErrnoException | null)?.code;
+      if (code === "ENOENT") reject(missingTcpdump(tcpdumpPath));
+      else if (code === "EACCES") reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `cannot run ${tcpdumpPath} (EACCES): make it executable (chmod 755) or set tcpdump.path to a working tcpdump`));
+      else if (err?.killed) reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `${tcpdumpPath} --version did not answer within ${timeoutMs} ms: check the tcpdump install (apt-get install --reinstall tcpdump)`));
+      else if (err) reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `${tcpdumpPath} --version failed (${err.message.split("\n")[0] ?? ""}): reinstall tcpdump (apt-get install --reinstall tcpdump) or fix tcpdump.path`));
       else resolve();
     });
   });
@@ -107,6 +115,8 @@ type RunOutcome = {
   reason?: string;
   /** Last lines tcpdump wrote on stderr (its error messages). */
   stderr?: string;
+  /** How long it captured (after "listening on"), 0 if it never did. */
+  capturedMs: number;
 };
 
 class TcpdumpListener implements PcapListener {
@@ -120,6 +130,12 @@ class TcpdumpListener implements PcapListener {
   private current: CaptureStats = { captured: 0, receivedByFilter: 0, droppedByKernel: 0, droppedByInterface: 0 };
   private child: ChildProcess | undefined;
   private capturing = false;
+  /** When the running tcpdump said "listening on". */
+  private capturingSinceMs: number | undefined;
+  /** When `capturing` last changed (health()). */
+  private stateSinceMs = Date.now();
+  private failedStarts = 0;
+  private lastProblem: string | undefined;
   private running = false;
   private statsWaiters: ((s: CaptureStats | undefined) => void)[] = [];
 
@@ -138,6 +154,15 @@ class TcpdumpListener implements PcapListener {
       malformed: c.malformed,
       starts: this.starts,
       kernelDrops: this.dropsOfPastRuns + this.current.droppedByKernel,
+    };
+  }
+
+  health(): ListenerHealth {
+    return {
+      capturing: this.capturing,
+      sinceMs: this.stateSinceMs,
+      failedStarts: this.failedStarts,
+      ...(this.lastProblem !== undefined ? { lastProblem: this.lastProblem } : {}),
     };
   }
 
@@ -167,20 +192,26 @@ class TcpdumpListener implements PcapListener {
     if (this.running) throw new TknockError("TKNOCK_LISTENER_BUSY", "the pcap listener is already running");
     this.running = true;
     this.onKnock = onKnock;
+    this.stateSinceMs = Date.now();
     const initialMs = this.options.backoff?.initialMs ?? DEFAULTS.initialMs;
     const maxMs = this.options.backoff?.maxMs ?? DEFAULTS.maxMs;
     const stableMs = this.options.backoff?.stableMs ?? DEFAULTS.stableMs;
     let delayMs = initialMs;
     try {
       while (!signal.aborted) {
-        const startedAt = Date.now();
         const outcome = await this.runOnce(signal);
         if (signal.aborted) break;
         if (outcome.reason === "addresses changed") {
           delayMs = initialMs;
           continue;
         }
-        if (Date.now() - startedAt >= stableMs) delayMs = initialMs;
+        // Only time spent capturing counts: a tcpdump that hangs before "listening on" is not a recovery.
+        if (outcome.capturedMs >= stableMs) {
+          delayMs = initialMs;
+          this.failedStarts = 0;
+        } else {
+          this.failedStarts++;
+        }
         this.logExit(outcome, delayMs);
         await sleep(delayMs, signal);
         delayMs = Math.min(delayMs * 2, maxMs);
@@ -221,12 +252,12 @@ class TcpdumpListener implements PcapListener {
       argv = buildTcpdumpArgv(this.argvOptions(addresses));
     } catch (err) {
       // No address yet (e.g. before DHCP): retry with backoff, addresses may appear.
-      return Promise.resolve({ started: false, code: null, signal: null, reason: err instanceof Error ? err.message : String(err) });
+      return Promise.resolve({ started: false, code: null, signal: null, reason: err instanceof Error ? err.message : String(err), capturedMs: 0 });
     }
     this.starts++;
     this.parser.reset();
     this.current = { captured: 0, receivedByFilter: 0, droppedByKernel: 0, droppedByInterface: 0 };
-    this.capturing = false;
+    this.setCapturing(false);
     const stderrTail: string[] = [];
     let reason: string | undefined;
     const [cmd, ...args] = argv;
@@ -259,6 +290,11 @@ class TcpdumpListener implements PcapListener {
 
     const onAbort = (): void => stop("stopped");
     signal.addEventListener("abort", onAbort, { once: true });
+    const startTimeoutMs = this.options.startTimeoutMs ?? DEFAULTS.startTimeoutMs;
+    const startTimer = setTimeout(() => {
+      if (!this.capturing) stop(`tcpdump did not start capturing within ${startTimeoutMs} ms`);
+    }, startTimeoutMs);
+    startTimer.unref();
     let poll: NodeJS.Timeout | undefined;
     const pollMs = this.options.addressPollMs ?? DEFAULTS.addressPollMs;
     if (!this.fixedAddresses() && pollMs > 0) {
@@ -284,26 +320,29 @@ class TcpdumpListener implements PcapListener {
         if (done) return;
         done = true;
         signal.removeEventListener("abort", onAbort);
+        clearTimeout(startTimer);
         if (poll) clearInterval(poll);
         if (partial !== "") this.onStderrLine(partial, stderrTail);
         this.parser.end();
         this.dropsOfPastRuns += this.current.droppedByKernel;
         this.current = { captured: 0, receivedByFilter: 0, droppedByKernel: 0, droppedByInterface: 0 };
         this.child = undefined;
-        this.capturing = false;
+        const capturedMs = this.capturingSinceMs === undefined ? 0 : Date.now() - this.capturingSinceMs;
+        this.setCapturing(false);
         for (const w of this.statsWaiters.splice(0)) w(undefined);
         resolve({
           ...outcome,
+          capturedMs,
           ...(reason !== undefined ? { reason } : {}),
           ...(stderrTail.length > 0 ? { stderr: stderrTail.join(" | ") } : {}),
         });
       };
       child.once("error", (err: NodeJS.ErrnoException) => {
         // Spawn failures (ENOENT, EACCES) never produce a process, so no "close" may follow.
-        if (child.pid === undefined) finish({ started: true, code: null, signal: null, spawnError: err });
+        if (child.pid === undefined) finish({ started: true, code: null, signal: null, spawnError: err, capturedMs: 0 });
         else this.log("error", "tcpdump process error", { err: err.message });
       });
-      child.once("close", (code: number | null, sig: NodeJS.Signals | null) => finish({ started: true, code, signal: sig }));
+      child.once("close", (code: number | null, sig: NodeJS.Signals | null) => finish({ started: true, code, signal: sig, capturedMs: 0 }));
     });
   }
 
@@ -311,7 +350,7 @@ class TcpdumpListener implements PcapListener {
     const text = line.trim();
     if (text === "") return;
     if (text.includes("listening on")) {
-      this.capturing = true;
+      this.setCapturing(true);
       this.log("info", "tcpdump capturing", { line: text, pid: this.child?.pid });
       return;
     }
@@ -334,11 +373,18 @@ class TcpdumpListener implements PcapListener {
     if (tail.length > STDERR_KEEP_LINES) tail.shift();
   }
 
+  private setCapturing(capturing: boolean): void {
+    if (capturing !== this.capturing) this.stateSinceMs = Date.now();
+    this.capturing = capturing;
+    this.capturingSinceMs = capturing ? (this.capturingSinceMs ?? Date.now()) : undefined;
+  }
+
   private logExit(outcome: RunOutcome, delayMs: number): void {
     const path = this.options.tcpdumpPath ?? DEFAULTS.tcpdumpPath;
     const fields: Record<string, unknown> = { restartInMs: delayMs, starts: this.starts };
     if (!outcome.started) {
-      this.log("warn", `cannot start tcpdump yet: ${outcome.reason ?? "unknown reason"}`, fields);
+      this.lastProblem = `cannot start tcpdump yet: ${outcome.reason ?? "unknown reason"}`;
+      this.log("warn", this.lastProblem, fields);
       return;
     }
     if (outcome.spawnError) {
@@ -346,16 +392,19 @@ class TcpdumpListener implements PcapListener {
       if (outcome.spawnError.code === "ENOENT") {
         const err = missingTcpdump(path);
         fields["code"] = err.code;
-        this.log("error", cmd === path ? err.message : `cannot run "${cmd}": not found`, fields);
+        this.lastProblem = cmd === path ? err.message : `cannot run "${cmd}": not found`;
       } else {
-        this.log("error", `cannot start tcpdump: ${outcome.spawnError.message}`, fields);
+        this.lastProblem = `cannot start tcpdump: ${outcome.spawnError.message}`;
       }
+      this.log("error", this.lastProblem, fields);
       return;
     }
     if (outcome.code !== null) fields["exitCode"] = outcome.code;
     if (outcome.signal !== null) fields["signal"] = outcome.signal;
     if (outcome.stderr !== undefined) fields["stderr"] = outcome.stderr;
     if (outcome.reason !== undefined) fields["reason"] = outcome.reason;
+    const how = outcome.code !== null ? `exit ${outcome.code}` : `signal ${outcome.signal ?? "?"}`;
+    this.lastProblem = `tcpdump stopped (${outcome.reason ?? how})${outcome.stderr !== undefined ? `: ${outcome.stderr}` : ""}`.slice(0, 300);
     this.log("warn", "tcpdump exited; restarting it", fields);
   }
 }

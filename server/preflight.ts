@@ -1,0 +1,163 @@
+/**
+ * What `tknock-server run` checks before it touches anything (no gate installed, no state rewritten): the rights
+ * it needs, a writable state directory, the interface, and what the chosen listener and firewall need to run.
+ * A failure is one TknockError whose message names the fix; the daemon exits 1 with it. Without these checks a
+ * daemon missing tcpdump installed the gate and then retried tcpdump forever: the service shut for good while
+ * systemd reported it active.
+ */
+import { closeSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
+import { networkInterfaces } from "node:os";
+import { join } from "node:path";
+import type { ServerConfig } from "../src/config/schema.js";
+import { ExitCode, TknockError, type TknockCode } from "../src/errors.js";
+import { runNftOnce } from "./firewalls/nftables/nft-process.js";
+import { checkTcpdump } from "./listeners/pcap/listener.js";
+
+/** Linux capability numbers (include/uapi/linux/capability.h). */
+export const CAP = { setgid: 6, setuid: 7, netAdmin: 12, netRaw: 13 } as const;
+
+export type PreflightOptions = {
+  /** Where the process's capabilities are read (CapEff). Default /proc/self/status. */
+  readonly procStatusPath?: string;
+  /** Where interfaces are listed. Default /sys/class/net (`ip netns exec` mounts the namespace's own). */
+  readonly sysClassNet?: string;
+  /** How long tcpdump or nft may take to answer. Default 1500 ms, so a failing start ends within 2 s. */
+  readonly commandTimeoutMs?: number;
+  readonly uid?: number;
+};
+
+export type PreflightResult = {
+  /** Things that may work but deserve a line in the log. */
+  readonly warnings: readonly string[];
+};
+
+/**
+ * Runs every check; rejects with the first failure in a fixed order (rights first: without them every other
+ * check fails for the same reason). The command checks run in parallel to keep a failing start fast.
+ */
+export async function preflightRun(config: ServerConfig, options: PreflightOptions = {}): Promise<PreflightResult> {
+  const timeoutMs = options.commandTimeoutMs ?? 1500;
+  const uid = options.uid ?? process.getuid?.() ?? 0;
+  const warnings: string[] = [];
+  const outcomes = await Promise.allSettled([
+    Promise.resolve().then(() => {
+      const caps = readEffectiveCapabilities(options.procStatusPath);
+      checkCapabilities(caps, uid);
+      const warning = setuidWarning(caps, uid);
+      if (warning !== undefined) warnings.push(warning);
+    }),
+    Promise.resolve().then(() => checkStateDirWritable(config.stateDir)),
+    Promise.resolve().then(() => checkInterface(config.interface, { sysClassNet: options.sysClassNet })),
+    checkListenerNeeds(config, timeoutMs),
+    checkFirewallNeeds(config, timeoutMs),
+  ]);
+  for (const o of outcomes) if (o.status === "rejected") throw o.reason;
+  return { warnings };
+}
+
+/** The effective capability mask, or undefined when /proc cannot tell (then the uid decides). */
+export function readEffectiveCapabilities(procStatusPath = "/proc/self/status"): bigint | undefined {
+  try {
+    return parseCapEff(readFileSync(procStatusPath, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+export function parseCapEff(procStatus: string): bigint | undefined {
+  const m = /^CapEff:\s*([0-9a-fA-F]+)\s*$/m.exec(procStatus);
+  return m?.[1] === undefined ? undefined : BigInt(`0x${m[1]}`);
+}
+
+export function hasCapability(mask: bigint, cap: number): boolean {
+  return ((mask >> BigInt(cap)) & 1n) === 1n;
+}
+
+/** nftables needs CAP_NET_ADMIN, packet capture CAP_NET_RAW; root normally has both (not in every container). */
+export function checkCapabilities(effective: bigint | undefined, uid: number): void {
+  const ok = effective === undefined ? uid === 0 : hasCapability(effective, CAP.netAdmin) && hasCapability(effective, CAP.netRaw);
+  if (!ok) {
+    throw new TknockError(
+      "TKNOCK_PERMISSION",
+      "tknock-server run needs CAP_NET_ADMIN and CAP_NET_RAW (nftables and packet capture): run as root or with sudo",
+      ExitCode.usage,
+    );
+  }
+}
+
+/** tcpdump started as root drops to its own user (Debian builds it so), which takes CAP_SETUID and CAP_SETGID. */
+export function setuidWarning(effective: bigint | undefined, uid: number): string | undefined {
+  if (uid !== 0 || effective === undefined) return undefined;
+  if (hasCapability(effective, CAP.setuid) && hasCapability(effective, CAP.setgid)) return undefined;
+  return "running as root without CAP_SETUID/CAP_SETGID: tcpdump may fail to drop to its own user; keep both in the capability bounding set (see docs/systemd/tknock-server.service)";
+}
+
+/** Creates and removes a probe file: the only proof that state.json and the daemon lock can be written. */
+export function checkStateDirWritable(stateDir: string): void {
+  const probe = join(stateDir, `.preflight-${process.pid}.tmp`);
+  try {
+    const fd = openSync(probe, "wx", 0o600);
+    try {
+      writeSync(fd, "ok\n");
+    } finally {
+      closeSync(fd);
+      unlinkSync(probe);
+    }
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code ?? "";
+    const fix: Record<string, [TknockCode, string]> = {
+      ENOENT: ["TKNOCK_STATE_DIR", `state directory ${stateDir} does not exist: create it (mkdir -m 700 ${stateDir}) or run tknock-server init`],
+      ENOTDIR: ["TKNOCK_STATE_DIR", `state directory ${stateDir} is not a directory: set stateDir in the config to a directory`],
+      EACCES: ["TKNOCK_PERMISSION", `cannot write to state directory ${stateDir} (EACCES): run as root or with sudo`],
+      EPERM: ["TKNOCK_PERMISSION", `cannot write to state directory ${stateDir} (EPERM): run as root or with sudo`],
+      EROFS: ["TKNOCK_STATE_DIR", `state directory ${stateDir} is read-only: make it writable (under systemd: ReadWritePaths=${stateDir})`],
+      ENOSPC: ["TKNOCK_STATE_DIR", `state directory ${stateDir} is full (ENOSPC): free some space; accepted steps must be written before a port opens`],
+      EDQUOT: ["TKNOCK_STATE_DIR", `state directory ${stateDir} is over quota (EDQUOT): free some space`],
+    };
+    const [errCode, message] = fix[code] ?? ["TKNOCK_STATE_DIR", `cannot write to state directory ${stateDir} (${code || String(cause)}): check that it exists and is writable`];
+    throw new TknockError(errCode, message, ExitCode.usage, { cause });
+  }
+}
+
+/** "any" or an interface of this host's network namespace. */
+export function checkInterface(name: string, options: { sysClassNet?: string | undefined; fix?: string } = {}): void {
+  if (name === "any") return;
+  if (!interfaceExists(name, options.sysClassNet ?? "/sys/class/net")) {
+    const fix = options.fix ?? "set interface in server.json";
+    throw new TknockError("TKNOCK_NO_INTERFACE", `interface ${name} does not exist: ${fix} (ip -br link lists them, or use "any")`, ExitCode.usage);
+  }
+}
+
+function interfaceExists(name: string, sysClassNet: string): boolean {
+  if (name === "." || name === ".." || name.includes("/")) return false;
+  let names: string[];
+  try {
+    names = readdirSync(sysClassNet);
+  } catch {
+    // No sysfs (some containers): the kernel's list of interfaces with an address is the next best thing.
+    return Object.hasOwn(networkInterfaces(), name);
+  }
+  return names.includes(name);
+}
+
+async function checkListenerNeeds(config: ServerConfig, timeoutMs: number): Promise<void> {
+  switch (config.listener) {
+    case "pcap":
+      return checkTcpdump(config.tcpdump.path, timeoutMs);
+  }
+}
+
+/** `nft list tables` reads without changing anything, and proves nft runs and may talk to the kernel. */
+async function checkFirewallNeeds(config: ServerConfig, timeoutMs: number): Promise<void> {
+  switch (config.firewall) {
+    case "nftables":
+      try {
+        await runNftOnce([config.nftables.nftPath], ["list", "tables"], { timeoutMs });
+      } catch (err) {
+        if (err instanceof Error && /Operation not permitted/i.test(err.message)) {
+          throw new TknockError("TKNOCK_PERMISSION", "nft may not read the ruleset (Operation not permitted): run as root or with sudo", ExitCode.usage, { cause: err });
+        }
+        throw err;
+      }
+  }
+}
