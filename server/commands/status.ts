@@ -4,6 +4,8 @@ import type { CliIo } from "../../src/cli-io.js";
 import { stepAt } from "../../src/protocol/window.js";
 import { readClients } from "../clients-file.js";
 import { createFirewall } from "../backends.js";
+import { firewallPermissionError } from "../firewall-errors.js";
+import { withPermissionFix } from "../../src/fs-errors.js";
 import { ReplayLog } from "../replay-log.js";
 import { StepStore } from "../state.js";
 import { loadConfigOf } from "./context.js";
@@ -20,11 +22,19 @@ export function registerStatusCommands(program: Command, io: CliIo): void {
       let grants;
       try {
         grants = await firewall.list();
+      } catch (err) {
+        throw firewallPermissionError(err, "read", config.nftables.table);
       } finally {
         await firewall.close();
       }
       const clients = readClients(config.clientsFile).clients;
-      const steps = StepStore.readOnly(join(config.stateDir, "state.json"));
+      const statePath = join(config.stateDir, "state.json");
+      let steps;
+      try {
+        steps = StepStore.readOnly(statePath);
+      } catch (err) {
+        throw withPermissionFix(err, "read", `state file ${statePath}`);
+      }
       const nowMs = io.clock.nowMs();
       const rows = Object.entries(clients).map(([name, r]) => ({
         name,
@@ -72,6 +82,8 @@ export function registerStatusCommands(program: Command, io: CliIo): void {
       const firewall = createFirewall(config);
       try {
         await firewall.remove();
+      } catch (err) {
+        throw firewallPermissionError(err, "remove", config.nftables.table);
       } finally {
         await firewall.close();
       }
