@@ -138,4 +138,14 @@ describe("clients.json read-modify-writes", () => {
       expect(r.err[0]).toContain('"alice" twice in "clients" (lines 4 and 6');
     }
   });
+
+  it("when a client's name breaks the rules (a pasted secret, say) then the error points at its position and does not quote it", async () => {
+    const bad = "JBSWY3DP/EHPK3PXP+JBSWY3DPEHPK3PXP";
+    writeFileSync(clientsPath, JSON.stringify({ version: 1, clients: { [bad]: {} } }), { mode: 0o600 });
+    const r = await server(["list"]);
+    expect(errorCode(r)).toBe("TKNOCK_INVALID_CONFIG");
+    expect(r.err).toHaveLength(1);
+    expect(r.err[0]).toContain("clients (entry 1)");
+    expect(r.err[0]).not.toContain("JBSWY3DP");
+  });
 });
