@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import Conf from "conf";
 import { ExitCode, TknockError } from "../src/errors.js";
 import { parseProfileUri, type EnrolledProfile } from "../src/protocol/profile-uri.js";
+import { storeAccessError } from "./store-errors.js";
 
 /** One profile as the store file holds it: the enrolment URI (it carries the secret) plus local state. */
 export type StoredEntry = {
@@ -221,6 +222,8 @@ function storeError(path: string, cause: unknown): TknockError {
   if (cause instanceof TknockError) return cause;
   const err = cause as NodeJS.ErrnoException;
   if (err instanceof SyntaxError) return invalid(path, "not valid JSON");
+  const access = storeAccessError(path, cause);
+  if (access !== undefined) return access;
   const code = err?.code ?? "error";
   return new TknockError("TKNOCK_STORE_UNREADABLE", `store ${path} cannot be used (${code}): check the path and its permissions`, ExitCode.usage, { cause });
 }

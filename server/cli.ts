@@ -16,7 +16,8 @@ export function createServerCli(io: CliIo): Command {
       `
 Exit codes: 0 ok, 1 usage/config/file problem (run: a failed start-up check, or another daemon runs),
 4 status: not protecting (daemon down or stuck, gate missing, capture failing), 70 internal error.
-Files: config ${DEFAULT_CONFIG_PATH}; clients.json (secrets, mode 600) next to it; state in /var/lib/tknock.`,
+Files: config ${DEFAULT_CONFIG_PATH}; clients.json (secrets, mode 600; a symlink is kept) next to it; state in /var/lib/tknock.
+Run as root (or with sudo): the files are root's and the gate needs CAP_NET_ADMIN.`,
     );
   registerInit(program, io);
   registerClientCommands(program, io);

@@ -51,7 +51,10 @@ export class Daemon {
       skewWindows: this.config.skewWindows,
       log: (msg: string) => log.warn(msg),
     });
-    this.replays = new ReplayLog(join(this.config.stateDir, "replays.jsonl"), this.config.replayLog);
+    this.replays = new ReplayLog(join(this.config.stateDir, "replays.jsonl"), {
+      ...this.config.replayLog,
+      onWriteError: (r) => log.error({ path: r.path, error: r.error, lost: r.lost }, "cannot write the replay record: refused knocks are not being recorded (free space or fix the state directory)"),
+    });
     this.matcher = new Matcher(this.matcherClients(), this.config, nowMs);
     this.firewall = deps.createFirewall(this.config, log);
     this.listener = deps.createListener(this.config, log);

@@ -6,6 +6,7 @@
  * (already seen on the wire), never a secret.
  */
 import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { fsError } from "../src/fs-errors.js";
 import type { Decision } from "./matcher.js";
 
 export type ReplayKind = "replay" | "skew" | "lockout" | "bruteforce";
@@ -32,6 +33,22 @@ export type ReplayLogOptions = {
   readonly keepFiles: number;
   /** Records written per second at most; the rest are counted (default 1000). */
   readonly maxRecordsPerSecond?: number;
+  /**
+   * Told about failed writes (full disk, read-only or removed state dir): at the first failure, then at most once
+   * per writeErrorReportMs with how many records were lost since the last report, so a flood of refusals on a
+   * full disk costs one log line a minute, not one per packet.
+   */
+  readonly onWriteError?: (report: ReplayWriteErrorReport) => void;
+  /** Default 60 000. */
+  readonly writeErrorReportMs?: number;
+};
+
+export type ReplayWriteErrorReport = {
+  readonly path: string;
+  /** The last error's message (an errno message with the path: no secret can be in it). */
+  readonly error: string;
+  /** Records lost since the previous report, this one included. */
+  readonly lost: number;
 };
 
 export type ReplayLogStats = {
@@ -71,6 +88,8 @@ export class ReplayLog {
   private secondStartMs = Number.NEGATIVE_INFINITY;
   private inSecond = 0;
   private pendingSuppressed = 0;
+  private lastErrorReportMs = Number.NEGATIVE_INFINITY;
+  private unreportedErrors = 0;
   private readonly counters: ReplayLogStats = { written: 0, suppressed: 0, rotations: 0, writeErrors: 0, malformedRead: 0 };
   /** Message of the last write error, for the daemon's log (no secret can be in it). */
   lastError: string | undefined;
@@ -116,6 +135,7 @@ export class ReplayLog {
       this.counters.writeErrors++;
       this.lastError = err instanceof Error ? err.message : String(err);
       this.closeFd();
+      this.reportWriteError(Number.isFinite(atMs) ? atMs : this.lastErrorReportMs);
       return false;
     }
   }
@@ -133,6 +153,21 @@ export class ReplayLog {
 
   close(): void {
     this.closeFd();
+  }
+
+  private reportWriteError(atMs: number): void {
+    this.unreportedErrors++;
+    const interval = this.options.writeErrorReportMs ?? 60_000;
+    const onWriteError = this.options.onWriteError;
+    if (onWriteError === undefined || (atMs - this.lastErrorReportMs < interval && atMs >= this.lastErrorReportMs)) return;
+    this.lastErrorReportMs = atMs;
+    const lost = this.unreportedErrors;
+    this.unreportedErrors = 0;
+    try {
+      onWriteError({ path: this.path, error: this.lastError ?? "error", lost });
+    } catch {
+      // A reporter that fails must not turn a lost record into a crash: append never throws.
+    }
   }
 
   private open(): number {
@@ -207,7 +242,7 @@ function forEachLine(file: string, onLine: (line: string) => void): void {
     fd = openSync(file, "r");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
-    throw err;
+    throw fsError(err, "read", `replay record ${file}`);
   }
   try {
     const chunk = Buffer.allocUnsafe(64 * 1024);

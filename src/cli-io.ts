@@ -1,5 +1,6 @@
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { formatErrorForUser } from "./errors.js";
+import { userErrorOf } from "./fs-errors.js";
 import { systemClock, type Clock } from "./ports.js";
 
 /** What a CLI may touch of the outside world; tests inject their own. */
@@ -34,8 +35,13 @@ export function configureProgram(program: Command, io: CliIo): Command {
   return program;
 }
 
+export type RunCliOptions = {
+  /** The fix printed for a file the user may not touch that no command mapped (default: run as root or with sudo). */
+  readonly permissionFix?: string;
+};
+
 /** Runs a CLI to completion and returns the exit code; the only place errors become text and codes. */
-export async function runCli(program: Command, argv: readonly string[], io: CliIo): Promise<number> {
+export async function runCli(program: Command, argv: readonly string[], io: CliIo, options: RunCliOptions = {}): Promise<number> {
   try {
     await program.parseAsync(argv as string[], { from: "user" });
     return 0;
@@ -45,7 +51,7 @@ export async function runCli(program: Command, argv: readonly string[], io: CliI
       return err.exitCode === 0 ? 0 : 1;
     }
     if (err instanceof ExitWith) return err.exitCode;
-    const { line, exitCode } = formatErrorForUser(err, io.env["TKNOCK_DEBUG"] === "1");
+    const { line, exitCode } = formatErrorForUser(userErrorOf(err, options.permissionFix), io.env["TKNOCK_DEBUG"] === "1");
     io.err(line);
     return exitCode;
   }

@@ -5,12 +5,15 @@
  */
 import lockfile from "proper-lockfile";
 import { ExitCode, TknockError } from "./errors.js";
+import { knownFsError } from "./fs-errors.js";
 
 export type FileLockOptions = {
   /** How long to keep trying before giving up (ms). Default 10 000. */
   readonly waitMs?: number;
   /** A lock not refreshed for this long belongs to a dead process and is taken over (ms, at least 2000). Default 5000. */
   readonly staleMs?: number;
+  /** The fix printed when the lock cannot be made for lack of rights (default: run as root or with sudo). */
+  readonly permissionFix?: string;
 };
 
 /** Runs fn while holding the lock of `path` (the lock is `<path>.lock`; the file itself need not exist). */
@@ -18,22 +21,27 @@ export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, op
   const waitMs = options.waitMs ?? 10_000;
   const staleMs = Math.max(2000, options.staleMs ?? 5000);
   let release: () => Promise<void>;
-  try {
-    release = await lockfile.lock(path, {
-      realpath: false,
-      lockfilePath: `${path}.lock`,
-      stale: staleMs,
-      retries: { retries: Math.ceil(waitMs / 50), minTimeout: 5, maxTimeout: 50, factor: 1.3 },
-    });
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    if (code === "ELOCKED") {
-      throw new TknockError("TKNOCK_LOCKED", `${path} is locked by another tknock command: try again, or remove ${path}.lock if no tknock command is running`, ExitCode.usage, { cause });
+  const deadline = Date.now() + waitMs;
+  let delayMs = 5;
+  // Only a held lock is worth waiting for: proper-lockfile's own retries would also retry EACCES for waitMs.
+  for (;;) {
+    try {
+      release = await lockfile.lock(path, { realpath: false, lockfilePath: `${path}.lock`, stale: staleMs, retries: 0 });
+      break;
+    } catch (cause) {
+      const code = (cause as NodeJS.ErrnoException).code;
+      if (code === "ELOCKED" && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, delayMs));
+        delayMs = Math.min(50, Math.ceil(delayMs * 1.3));
+        continue;
+      }
+      if (code === "ELOCKED") {
+        throw new TknockError("TKNOCK_LOCKED", `${path} is locked by another tknock command: try again, or remove ${path}.lock if no tknock command is running`, ExitCode.usage, { cause });
+      }
+      const known = knownFsError(cause, "lock", path, options.permissionFix);
+      if (known !== undefined) throw known;
+      throw new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${code ?? String(cause)}): check that its directory exists and is writable`, ExitCode.usage, { cause });
     }
-    if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
-      throw new TknockError("TKNOCK_PERMISSION", `cannot lock ${path} (${code}): run as root or with sudo`, ExitCode.usage, { cause });
-    }
-    throw new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${code ?? String(cause)}): check that its directory exists and is writable`, ExitCode.usage, { cause });
   }
   try {
     return await fn();

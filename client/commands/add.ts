@@ -2,10 +2,12 @@ import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import type { CliIo } from "../../src/cli-io.js";
 import { ExitCode, TknockError } from "../../src/errors.js";
+import { knownFsError } from "../../src/fs-errors.js";
 import { formatProfileUri, parseProfileUri } from "../../src/protocol/profile-uri.js";
 import type { ClientContext } from "../context.js";
 import { decodeQrPng } from "../qr.js";
 import { isValidProfileName } from "../store.js";
+import { CLIENT_PERMISSION_FIX } from "../store-errors.js";
 
 type AddFlags = { name?: string; addr?: string; qr?: string; force?: boolean };
 
@@ -28,7 +30,10 @@ async function uriFrom(io: CliIo, uri: string | undefined, qrFile: string | unde
     try {
       png = await readFile(qrFile);
     } catch (cause) {
-      throw new TknockError("TKNOCK_FILE_UNREADABLE", `cannot read ${qrFile} (${(cause as NodeJS.ErrnoException).code ?? "error"})`, ExitCode.usage, { cause });
+      throw (
+        knownFsError(cause, "read", qrFile, CLIENT_PERMISSION_FIX) ??
+        new TknockError("TKNOCK_FILE_UNREADABLE", `cannot read ${qrFile} (${(cause as NodeJS.ErrnoException).code ?? "error"})`, ExitCode.usage, { cause })
+      );
     }
     return decodeQrPng(png);
   }

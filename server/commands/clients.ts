@@ -6,10 +6,12 @@ import type { CliIo } from "../../src/cli-io.js";
 import { formatTable, parseIntOption } from "../../src/cli-io.js";
 import { clientProfile, type ClientRecord } from "../../src/config/schema.js";
 import { TknockError } from "../../src/errors.js";
+import { fsError } from "../../src/fs-errors.js";
+import { checkCanWriteFile } from "../../src/fs-preflight.js";
 import { formatSequence } from "../../src/protocol/sequence-text.js";
 import { formatProfileUri, isValidClientName, newSecretBase32, parseProfileUri } from "../../src/protocol/profile-uri.js";
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
-import { readClients, writeClients } from "../clients-file.js";
+import { readClients, withClientsLock, writeClients } from "../clients-file.js";
 import { loadConfigOf } from "./context.js";
 import { parsePortArgs } from "./init.js";
 
@@ -38,33 +40,39 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       if (notProtected.length > 0) {
         throw new TknockError("TKNOCK_USAGE", `--open ${notProtected.join(",")} is not a protected port (protect: ${config.protect.join(",")}): add it to "protect" in the config first`, 1);
       }
-      const file = readClients(config.clientsFile);
-      if (file.clients[name] !== undefined && opts.force !== true) {
-        throw new TknockError("TKNOCK_EXISTS", `client ${name} already exists: revoke it first, or pass --force to give it a new secret`, 1);
-      }
-      const record: ClientRecord = {
-        secret: await newSecretBase32(PROFILE_LIMITS.defaultSecretBytes),
-        periodSeconds: opts.period ?? PROFILE_LIMITS.periodSeconds.default,
-        knocks: opts.knocks ?? PROFILE_LIMITS.knocks.default,
-        portMin: config.knockRange.min,
-        portMax: config.knockRange.max,
-        exclude: [...config.protect],
-        proto: opts.proto ?? "tcp",
-        open,
-        host: opts.host ?? hostname(),
-        ...(opts.addr !== undefined ? { addr: opts.addr } : {}),
-        enrolledAt: new Date(io.clock.nowMs()).toISOString(),
-      };
-      const profile = validateProfile(clientProfile(name, record));
-      const uri = formatProfileUri({ ...profile, open, host: record.host, client: name });
-      parseProfileUri(uri); // what we hand out must read back
-      writeClients(config.clientsFile, { version: 1, clients: { ...file.clients, [name]: record } });
+      if (opts.qrPng !== undefined) checkCanWriteFile(opts.qrPng, "QR code file", { inPlace: true });
+      const uri = await withClientsLock(config.clientsFile, async () => {
+        const file = readClients(config.clientsFile);
+        if (file.clients[name] !== undefined && opts.force !== true) {
+          throw new TknockError("TKNOCK_EXISTS", `client ${name} already exists: revoke it first, or pass --force to give it a new secret`, 1);
+        }
+        const record: ClientRecord = {
+          secret: await newSecretBase32(PROFILE_LIMITS.defaultSecretBytes),
+          periodSeconds: opts.period ?? PROFILE_LIMITS.periodSeconds.default,
+          knocks: opts.knocks ?? PROFILE_LIMITS.knocks.default,
+          portMin: config.knockRange.min,
+          portMax: config.knockRange.max,
+          exclude: [...config.protect],
+          proto: opts.proto ?? "tcp",
+          open,
+          host: opts.host ?? hostname(),
+          ...(opts.addr !== undefined ? { addr: opts.addr } : {}),
+          enrolledAt: new Date(io.clock.nowMs()).toISOString(),
+        };
+        const profile = validateProfile(clientProfile(name, record));
+        const enrolledUri = formatProfileUri({ ...profile, open, host: record.host, client: name });
+        parseProfileUri(enrolledUri); // what we hand out must read back
+        writeClients(config.clientsFile, { version: 1, clients: { ...file.clients, [name]: record } });
+        return enrolledUri;
+      });
       io.out(await QRCode.toString(uri, { type: "terminal", small: true }));
       io.out(uri);
       io.err(`enrolled ${name}: on the client run \`tknock add 'URI'\` or scan the QR code. The URI holds the secret: send it privately.`);
       if (opts.qrPng !== undefined) {
         const png = await QRCode.toBuffer(uri, { type: "png", margin: 2, scale: 6 });
-        await writeFile(opts.qrPng, png, { mode: 0o600 });
+        await writeFile(opts.qrPng, png, { mode: 0o600 }).catch((cause: unknown) => {
+          throw fsError(cause, "write", `QR code file ${opts.qrPng}`);
+        });
         io.err(`wrote ${opts.qrPng} (mode 600)`);
       }
     });
@@ -73,14 +81,16 @@ export function registerClientCommands(program: Command, io: CliIo): void {
     .command("revoke")
     .description("remove a client; its knocks stop working at once in a running daemon")
     .argument("<client>", "client name")
-    .action((name: string, _opts: unknown, cmd: Command) => {
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
       const { config } = loadConfigOf(cmd);
-      const file = readClients(config.clientsFile);
-      if (file.clients[name] === undefined) {
-        throw new TknockError("TKNOCK_NO_CLIENT", `no client named ${name} (see \`tknock-server list\`)`, 1);
-      }
-      const { [name]: _removed, ...rest } = file.clients;
-      writeClients(config.clientsFile, { version: 1, clients: rest });
+      await withClientsLock(config.clientsFile, () => {
+        const file = readClients(config.clientsFile);
+        if (file.clients[name] === undefined) {
+          throw new TknockError("TKNOCK_NO_CLIENT", `no client named ${name} (see \`tknock-server list\`)`, 1);
+        }
+        const { [name]: _removed, ...rest } = file.clients;
+        writeClients(config.clientsFile, { version: 1, clients: rest });
+      });
       io.out(`revoked ${name}`);
     });
 

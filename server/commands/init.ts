@@ -5,8 +5,10 @@ import type { CliIo } from "../../src/cli-io.js";
 import { writeFileAtomic } from "../../src/config/load.js";
 import { defaultServerConfig, DEFAULT_STATE_DIR, emptyClientsFile, parseServerConfig } from "../../src/config/schema.js";
 import { TknockError } from "../../src/errors.js";
+import { fsError, withPermissionFix } from "../../src/fs-errors.js";
+import { checkCanCreateDir, checkCanWriteFile } from "../../src/fs-preflight.js";
 import { isPort } from "../../src/protocol/profile.js";
-import { writeClients } from "../clients-file.js";
+import { clientsWriteTarget, withClientsLock, writeClients } from "../clients-file.js";
 import { checkInterface } from "../preflight.js";
 import { StepStore } from "../state.js";
 import { configPathOf } from "./context.js";
@@ -33,12 +35,14 @@ export function registerInit(program: Command, io: CliIo): void {
     .option("--state-dir <dir>", `state directory (default ${DEFAULT_STATE_DIR})`)
     .option("--clients <file>", "clients file (default: clients.json next to the config)")
     .option("--force", "overwrite an existing config and clients file")
-    .action((opts: InitOptions, cmd: Command) => {
+    .action(async (opts: InitOptions, cmd: Command) => {
       const configPath = resolve(configPathOf(cmd));
       const clientsFile = resolve(opts.clients ?? join(dirname(configPath), "clients.json"));
       const stateDir = resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
+      const statePath = join(stateDir, "state.json");
+      const force = opts.force === true;
       for (const path of [configPath, clientsFile]) {
-        if (existsSync(path) && opts.force !== true) {
+        if (existsSync(path) && !force) {
           throw new TknockError("TKNOCK_EXISTS", `${path} already exists: keep it, or pass --force to overwrite it`, 1);
         }
       }
@@ -50,13 +54,34 @@ export function registerInit(program: Command, io: CliIo): void {
       };
       parseServerConfig(config, configPath); // the written file must load
       checkInterface(config.interface, { fix: "pass --interface with one of this host's interfaces" });
-      mkdirSync(dirname(configPath), { recursive: true, mode: 0o755 });
-      mkdirSync(dirname(clientsFile), { recursive: true, mode: 0o700 });
-      mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-      writeFileAtomic(configPath, `${JSON.stringify(config, null, 2)}\n`, 0o644);
-      writeClients(clientsFile, emptyClientsFile());
-      const statePath = join(stateDir, "state.json");
-      if (!existsSync(statePath) || opts.force === true) StepStore.createEmpty(statePath);
+      // Everything init will write is checked before the first write: a refusal leaves nothing behind.
+      const clientsTarget = clientsWriteTarget(clientsFile);
+      checkCanWriteFile(configPath, "config file", { inPlace: false });
+      checkCanWriteFile(clientsTarget, "clients file", { inPlace: false });
+      checkCanCreateDir(stateDir, "state directory");
+      try {
+        mkdirSync(dirname(configPath), { recursive: true, mode: 0o755 });
+        mkdirSync(dirname(clientsTarget), { recursive: true, mode: 0o700 });
+        mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      } catch (cause) {
+        throw fsError(cause, "create", `the directories of ${configPath}, ${clientsTarget} and ${stateDir}`);
+      }
+      await withClientsLock(clientsFile, () => {
+        if (existsSync(clientsFile) && !force) {
+          throw new TknockError("TKNOCK_EXISTS", `${clientsFile} already exists (another init just wrote it): keep it, or pass --force to overwrite it`, 1);
+        }
+        try {
+          writeFileAtomic(configPath, `${JSON.stringify(config, null, 2)}\n`, 0o644);
+        } catch (cause) {
+          throw fsError(cause, "write", `config file ${configPath}`);
+        }
+        writeClients(clientsFile, emptyClientsFile());
+      });
+      try {
+        if (!existsSync(statePath) || force) StepStore.createEmpty(statePath);
+      } catch (err) {
+        throw withPermissionFix(err, "write", `state file ${statePath}`);
+      }
       io.out(`wrote ${configPath}\nwrote ${clientsFile} (mode 600)\nstate in ${stateDir}`);
       io.out(`next: tknock-server --config ${configPath} enroll NAME`);
     });

@@ -6,6 +6,8 @@ import { stepAt } from "../../src/protocol/window.js";
 import { readClients } from "../clients-file.js";
 import { createFirewall, gatePresent } from "../backends.js";
 import { inspectDaemonLock } from "../daemon-lock.js";
+import { firewallPermissionError } from "../firewall-errors.js";
+import { withPermissionFix } from "../../src/fs-errors.js";
 import { ReplayLog } from "../replay-log.js";
 import { readRuntimeStatus, runtimeStatusPath } from "../runtime-status.js";
 import { StepStore } from "../state.js";
@@ -30,6 +32,8 @@ export function registerStatusCommands(program: Command, io: CliIo): void {
       let grants;
       try {
         grants = await firewall.list();
+      } catch (err) {
+        throw firewallPermissionError(err, "read", config.nftables.table);
       } finally {
         await firewall.close();
       }
@@ -37,7 +41,13 @@ export function registerStatusCommands(program: Command, io: CliIo): void {
       const lock = inspectDaemonLock(config.stateDir);
       const report = assessStatus({ nowMs, lock, runtime: readRuntimeStatus(runtimeStatusPath(config.stateDir)), gate });
       const clients = readClients(config.clientsFile).clients;
-      const steps = StepStore.readOnly(join(config.stateDir, "state.json"));
+      const statePath = join(config.stateDir, "state.json");
+      let steps;
+      try {
+        steps = StepStore.readOnly(statePath);
+      } catch (err) {
+        throw withPermissionFix(err, "read", `state file ${statePath}`);
+      }
       const rows = Object.entries(clients).map(([name, r]) => ({
         name,
         currentStep: stepAt(nowMs, r.periodSeconds),
@@ -84,6 +94,8 @@ export function registerStatusCommands(program: Command, io: CliIo): void {
       const firewall = createFirewall(config);
       try {
         await firewall.remove();
+      } catch (err) {
+        throw firewallPermissionError(err, "remove", config.nftables.table);
       } finally {
         await firewall.close();
       }

@@ -2,24 +2,35 @@ import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
 import { TknockError } from "../errors.js";
+import { errnoCode, knownFsError } from "../fs-errors.js";
+import { describeJsonProblem, findJsonProblem } from "./json-scan.js";
 import { parseClientsFile, parseServerConfig, type ClientsFile, type ServerConfig } from "./schema.js";
 
-/** Reads and parses a JSON file, with errors that name the file and what to do. */
+/**
+ * Reads and parses a JSON file, with errors that name the file and what to do. A syntax error or a repeated key
+ * is reported by line and column only: JSON.parse's own message quotes the text, which can be part of a secret.
+ */
 export function readJsonFile(path: string, what: string): unknown {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
+    const code = errnoCode(cause);
     if (code === "ENOENT") {
       throw new TknockError("TKNOCK_FILE_MISSING", `${what} ${path} does not exist: create it with \`tknock-server init\` or pass --config`, 1, { cause });
     }
-    throw new TknockError("TKNOCK_FILE_UNREADABLE", `${what} ${path} cannot be read (${code ?? "error"}): check its permissions`, 1, { cause });
+    throw knownFsError(cause, "read", `${what} ${path}`) ??
+      new TknockError("TKNOCK_FILE_UNREADABLE", `${what} ${path} cannot be read (${code ?? "error"}): check its permissions`, 1, { cause });
+  }
+  const problem = findJsonProblem(text);
+  if (problem !== undefined) {
+    throw new TknockError(problem.kind === "syntax" ? "TKNOCK_FILE_NOT_JSON" : "TKNOCK_DUPLICATE_KEY", `${what} ${path} ${describeJsonProblem(problem)}`, 1);
   }
   try {
     return JSON.parse(text) as unknown;
-  } catch (cause) {
-    throw new TknockError("TKNOCK_FILE_NOT_JSON", `${what} ${path} is not valid JSON: ${(cause as Error).message}`, 1, { cause });
+  } catch {
+    // Unreachable after the scan; still never pass JSON.parse's message on.
+    throw new TknockError("TKNOCK_FILE_NOT_JSON", `${what} ${path} is not valid JSON: check it with a JSON validator`, 1);
   }
 }
 

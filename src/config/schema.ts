@@ -169,8 +169,9 @@ export function parseClientsFile(raw: unknown, source: string): ClientsFile {
   if (o["version"] !== 1) c.problem("version", "must be 1");
   const clients: Record<string, ClientRecord> = {};
   const list = c.object(o["clients"] ?? {}, "clients", Object.keys((o["clients"] as object | undefined) ?? {})) ?? {};
-  for (const [name, value] of Object.entries(list)) {
-    const path = `clients.${name}`;
+  for (const [index, [name, value]] of Object.entries(list).entries()) {
+    // A name that breaks the rules may be anything, a pasted secret included: point at it by position instead.
+    const path = isValidClientName(name) ? `clients.${name}` : `clients (entry ${index + 1})`;
     if (!isValidClientName(name)) c.problem(path, "client name must be letters, digits, . _ - (up to 63)");
     const r = c.object(value, path, CLIENT_KEYS);
     if (!r) continue;

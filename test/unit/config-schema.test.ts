@@ -134,7 +134,7 @@ describe("parseClientsFile", () => {
 
   it("when a client name is not allowed then it is rejected", () => {
     expect(issuePaths(configError(() => parseClientsFile({ version: 1, clients: { "bad name": alice } }, "c")))).toEqual([
-      "clients.bad name",
+      "clients (entry 1)", // a bad name is not quoted: it may be anything, a pasted secret included
     ]);
   });
 

@@ -3,7 +3,7 @@
  * and real config, clients, state and replay files written by the real CLI in a temp directory.
  */
 import { memoryIo } from "../support/memory-io.js";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -245,6 +245,23 @@ describe("daemon wiring", () => {
     knock(listener, ALICE, ports, nowMs + 500);
     expect(replays().map((r) => `${r["kind"]} ${r["source"]}`)).toEqual([`replay ${OTHER}`, `replay ${ALICE}`]);
     expect(fw.opened).toHaveLength(1);
+  });
+
+  it("when replays.jsonl cannot be written (full disk) then the daemon logs it at error level, once a minute with the count", async () => {
+    symlinkSync("/dev/full", replaysPath); // every write fails with ENOSPC
+    const { listener } = await start();
+    const ports = portsOf("alice", T);
+    knock(listener, ALICE, ports);
+    for (let i = 0; i < 5; i++) knock(listener, OTHER, ports, nowMs + 500);
+    nowMs += 61_000;
+    knock(listener, OTHER, ports);
+    await settle();
+    const errors = logs().filter((l) => l.msg.startsWith("cannot write the replay record"));
+    expect(errors.map((l) => [l.level, l["lost"]])).toEqual([
+      [50, 1],
+      [50, 5],
+    ]);
+    expect(String(errors[0]?.["error"])).toContain("ENOSPC");
   });
 
   it("when the firewall fails to open then the error is logged, the step stays spent and the daemon keeps working", async () => {

@@ -2,15 +2,58 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { withFileLock } from "../../src/file-lock.js";
 import { TknockError } from "../../src/errors.js";
+import { withFileLock } from "../../src/file-lock.js";
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "tknock-lock-"));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    return err instanceof TknockError ? err.code : String(err);
+  }
+}
 
 describe("withFileLock", () => {
-  let dir: string;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), "tknock-lock-"));
+  it("when ten holders run at once then none overlaps another", async () => {
+    const file = join(dir, "shared.json");
+    let inside = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 10 }, () =>
+        withFileLock(file, async () => {
+          inside++;
+          most = Math.max(most, inside);
+          await new Promise((r) => setTimeout(r, 5));
+          inside--;
+        }),
+      ),
+    );
+    expect(most).toBe(1);
   });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("when the lock's folder does not exist then it fails at once with TKNOCK_LOCK instead of retrying", async () => {
+    const started = Date.now();
+    expect(await codeOf(withFileLock(join(dir, "missing", "x.json"), () => 1, { waitMs: 10_000 }))).toBe("TKNOCK_LOCK");
+    expect(Date.now() - started).toBeLessThan(2000); // generous: retrying would take the whole 10 s
+  });
+
+  it("when the lock stays held past waitMs then it fails with TKNOCK_LOCKED", async () => {
+    const file = join(dir, "held.json");
+    let release!: () => void;
+    const holder = withFileLock(file, () => new Promise<void>((r) => (release = r)));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await codeOf(withFileLock(file, () => 1, { waitMs: 200 }))).toBe("TKNOCK_LOCKED");
+    release();
+    await holder;
+    expect(await withFileLock(file, () => 2)).toBe(2);
+  });
 
   it("when 20 read-modify-write cycles race then none is lost", async () => {
     const file = join(dir, "counter");
@@ -32,13 +75,6 @@ describe("withFileLock", () => {
     const old = new Date(Date.now() - 60_000);
     utimesSync(`${file}.lock`, old, old);
     await expect(withFileLock(file, () => "done", { waitMs: 500 })).resolves.toBe("done");
-  });
-
-  it("when the lock stays held then the waiter gives up with TKNOCK_LOCKED", async () => {
-    const file = join(dir, "clients.json");
-    const err = await withFileLock(file, () => withFileLock(file, () => "never", { waitMs: 200 }).catch((e: unknown) => e));
-    expect(err).toBeInstanceOf(TknockError);
-    expect((err as TknockError).code).toBe("TKNOCK_LOCKED");
   });
 
   it("when the function throws then the lock is released", async () => {
