@@ -27,7 +27,12 @@ export function registerStatusCommands(program: Command, io: CliIo): void {
     .option("--json", "machine-readable output (the same facts)")
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const { config } = loadConfigOf(cmd);
-      const gate = await gatePresent(config);
+      let gate;
+      try {
+        gate = await gatePresent(config);
+      } catch (err) {
+        throw firewallPermissionError(err, "read", config.nftables.table);
+      }
       const firewall = createFirewall(config);
       let grants;
       try {
