@@ -271,6 +271,7 @@ describe("daemon wiring", () => {
     const throwing: Firewall = {
       name: "throwing",
       install: (g) => inner.install(g),
+      check: (g) => inner.check(g),
       open: () => {
         throw new TknockError("TKNOCK_FIREWALL", "nft is gone");
       },
