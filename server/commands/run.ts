@@ -9,7 +9,7 @@ import { configPathOf } from "./context.js";
 export function registerRun(program: Command, io: CliIo): void {
   program
     .command("run")
-    .description("run the daemon in the foreground (JSON logs on stdout; SIGHUP reloads, SIGTERM/SIGINT stop)")
+    .description("run the daemon in the foreground (JSON logs on stdout; SIGHUP reloads and re-checks the gate, SIGTERM/SIGINT stop; a removed or changed gate is re-installed within a second and logged as an error)")
     .action(async (_opts: unknown, cmd: Command) => {
       const configPath = configPathOf(cmd);
       const config = loadServerConfig(configPath); // fail early, before anything starts
