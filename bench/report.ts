@@ -4,6 +4,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release, totalmem } from "node:os";
 import type { FloodResult } from "./flood-bench.js";
+import type { HealResult } from "./heal-bench.js";
 import type { LatencyResult, ModeSummary } from "./latency-bench.js";
 import type { MatcherResult } from "./matcher-bench.js";
 import type { MemoryResult } from "./memory-bench.js";
@@ -34,6 +35,7 @@ export type BenchResults = {
   flood?: { tknock?: FloodResult; knockd?: FloodResult; knockdAimed?: FloodResult };
   memory?: MemoryResult;
   memoryHeapCap?: MemoryResult & { nodeFlags: string[] };
+  heal?: HealResult;
   profiles?: ProfileSummary[];
   skipped: string[];
 };
@@ -243,6 +245,20 @@ export function buildRows(r: BenchResults): Row[] {
       target: "< 150 MB",
       verdict: met(m.rssAfterBytes < 150e6 && m.peakRssBytes < 150e6),
     });
+  }
+  if (r.heal) {
+    for (const c of r.heal.cases) {
+      const lost = c.notBack > 0 ? `; ${c.notBack} not back within 5 s` : "";
+      push({
+        label: `Gate exposed after \`${c.command}\`${c.events ? "" : " (nft monitor stopped: 1 s check only)"}: until the table is back, median / p90 / max (N = ${r.heal.n})`,
+        tknock: trio(c.gateMs) + lost,
+        knockd: "no equivalent",
+        target: c.events ? "p90 < 1 s" : "",
+        verdict: c.events ? met(c.notBack === 0 && c.gateMs.p90 < 1000) : "",
+      });
+      push({ label: "  until the open grant is back too", tknock: trio(c.grantMs) });
+    }
+    push({ label: "  daemon's own repairMs (problem found -> gate and grants re-installed)", tknock: `${trio(r.heal.daemonRepairMs)} (${r.heal.repairsLogged} repairs logged)` });
   }
   return rows;
 }

@@ -5,7 +5,7 @@
  *   npm run bench -- --only matcher,parser          pure parts only (no root needed)
  *   npm run bench -- --n 20 --flood-seconds 5       shorter
  *
- * Parts: matcher, parser (pure); latency, flood, memory, knockd (lab: network namespaces, needs root).
+ * Parts: matcher, parser (pure); latency, flood, memory, knockd, heal (lab: network namespaces, needs root).
  * --profile runs each daemon under node --cpu-prof, and the matcher's largest case under the inspector's
  * profiler, and prints where the CPU time went.
  * "knockd" adds knockd's side to latency and flood (whichever of those are selected; both when alone).
@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { REPO_ROOT } from "../test/e2e/tknock-lab.js";
 import { BenchLab } from "./bench-lab.js";
 import { benchFlood } from "./flood-bench.js";
+import { benchHeal } from "./heal-bench.js";
 import { buildFloodSender } from "./flood-sender.js";
 import { ensureKnockdInstalled } from "./knockd.js";
 import { benchLatency, latencyClientNames } from "./latency-bench.js";
@@ -31,7 +32,7 @@ import { buildRows, formatTable, machineInfo, machineLine, updateDocs, type Benc
 /** A heap cap for the daemon's node (an operator's choice, e.g. in the systemd unit), tried in the memory part. */
 const HEAP_CAP_FLAGS = ["--max-old-space-size=128", "--max-semi-space-size=2"];
 
-const ALL_PARTS = ["matcher", "parser", "latency", "flood", "memory", "knockd"] as const;
+const ALL_PARTS = ["matcher", "parser", "latency", "flood", "memory", "knockd", "heal"] as const;
 type Part = (typeof ALL_PARTS)[number];
 
 type Options = {
@@ -45,10 +46,12 @@ type Options = {
   packets: number;
   docs: boolean | undefined;
   profile: boolean;
+  healN: number;
 };
 
 const USAGE = `usage: npm run bench -- [--only PART,...] [--n N] [--flood-seconds S] [--flood-max-packets N]
-                        [--memory-sources N] [--memory-rate PPS] [--packets N] [--profile] [--docs | --no-docs]
+                        [--memory-sources N] [--memory-rate PPS] [--packets N] [--heal-n N] [--profile]
+                        [--docs | --no-docs]
 parts: ${ALL_PARTS.join(", ")}`;
 
 function parseArgs(argv: readonly string[]): Options {
@@ -63,6 +66,7 @@ function parseArgs(argv: readonly string[]): Options {
     packets: 1_000_000,
     docs: undefined,
     profile: false,
+    healN: 20,
   };
   const num = (name: string, v: string | undefined, min: number, max: number): number => {
     const x = Number(v);
@@ -97,6 +101,9 @@ function parseArgs(argv: readonly string[]): Options {
         break;
       case "--packets":
         o.packets = num(a, v(), 10_000, 10_000_000);
+        break;
+      case "--heal-n":
+        o.healN = num(a, v(), 1, 200);
         break;
       case "--profile":
         o.profile = true;
@@ -271,6 +278,10 @@ async function main(): Promise<number> {
       } else {
         await runLabParts(o, results);
       }
+    }
+    if (o.parts.has("heal")) {
+      if (process.getuid?.() !== 0) results.skipped.push("heal: needs root (network namespaces, nftables)");
+      else results.heal = await benchHeal({ n: o.healN, log });
     }
   } catch (err) {
     failed = true;

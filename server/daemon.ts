@@ -2,9 +2,10 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { loadServerConfig } from "../src/config/load.js";
 import { clientProfile, type ClientsFile, type ServerConfig } from "../src/config/schema.js";
-import type { Clock, Firewall, Grant, Listener, ObservedKnock } from "../src/ports.js";
+import type { Clock, Firewall, GateSpec, Grant, Listener, ObservedKnock } from "../src/ports.js";
 import { readClients } from "./clients-file.js";
 import { DaemonMonitor } from "./daemon-monitor.js";
+import { GateGuard, type GateHealth } from "./gate-guard.js";
 import { LogLimiter } from "./log-limit.js";
 import type { Logger } from "./logger.js";
 import { Matcher, matcherOptionsFromConfig, type Decision, type MatcherClient } from "./matcher.js";
@@ -32,6 +33,7 @@ export class Daemon {
   private readonly replays: ReplayLog;
   private readonly firewall: Firewall;
   private readonly listener: Listener;
+  private readonly guard: GateGuard;
   /** The clients file's stat when it was last read; the 1 s poll reloads when it differs. */
   private clientsStamp: string | undefined;
   // Every refusal and report is still counted and recorded in replays.jsonl (which has its own cap).
@@ -58,6 +60,16 @@ export class Daemon {
     this.matcher = new Matcher(this.matcherClients(), this.config, nowMs);
     this.firewall = deps.createFirewall(this.config, log);
     this.listener = deps.createListener(this.config, log);
+    this.guard = new GateGuard({ firewall: this.firewall, clock, log, gate: () => this.gateSpec() });
+  }
+
+  private gateSpec(): GateSpec {
+    return { protectedPorts: this.config.protect, knockRange: this.config.knockRange };
+  }
+
+  /** The gate's state for `status`: present or not, since when, re-installs so far, the last problem found. */
+  gateHealth(): GateHealth {
+    return this.guard.health();
   }
 
   static create(deps: DaemonDeps): Daemon {
@@ -80,7 +92,11 @@ export class Daemon {
   /** Runs until the signal aborts. The nftables table stays when it returns: the service stays gated. */
   async run(signal: AbortSignal): Promise<void> {
     const { log } = this.deps;
-    await this.firewall.install({ protectedPorts: this.config.protect, knockRange: this.config.knockRange });
+    await this.firewall.install(this.gateSpec());
+    this.guard.markInstalled();
+    await this.guard.adoptExisting();
+    const guarding = new AbortController();
+    this.guard.start(guarding.signal);
     log.info(
       { protect: this.config.protect, knockRange: this.config.knockRange, clients: Object.keys(this.clients.clients).length, listener: this.listener.name, firewall: this.firewall.name },
       "tknock-server running",
@@ -91,6 +107,7 @@ export class Daemon {
       log,
       clock: this.deps.clock,
       listenerHealth: this.listener.health?.bind(this.listener),
+      gateHealth: () => this.gateHealth(),
     });
     monitor.tick();
     // Step boundaries are also checked lazily per packet; the timer keeps tables fresh when no packets come.
@@ -107,6 +124,8 @@ export class Daemon {
     } finally {
       clearInterval(tick);
       monitor.stopped();
+      guarding.abort();
+      await this.guard.idle();
       await this.firewall.close();
       log.info({ ...this.counters, listener: this.listener.stats() }, "tknock-server stopped; the gate stays in place");
     }
@@ -125,16 +144,15 @@ export class Daemon {
       const protectChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect);
       matcherChanged = JSON.stringify(matcherOptionsFromConfig(next)) !== JSON.stringify(matcherOptionsFromConfig(this.config));
       this.config = { ...next, ...pick(this.config, restartNeeded) };
-      if (protectChanged) {
-        this.firewall.install({ protectedPorts: this.config.protect, knockRange: this.config.knockRange }).catch((err: unknown) => {
-          log.error({ err: String(err) }, "could not update the protected ports");
-        });
-      }
+      if (protectChanged) void this.guard.update("protected ports changed");
     } catch (err) {
       log.error({ err: err instanceof Error ? err.message : String(err) }, "config reload failed; keeping the running config");
+      void this.guard.verify("SIGHUP");
       return;
     }
     this.reloadClients("SIGHUP");
+    // A reload is what an operator tries when something looks wrong: put the gate back now if it is not there.
+    void this.guard.verify("SIGHUP");
     if (matcherChanged) {
       // Windows, timeouts and limits are fixed in a matcher: start a fresh one (sources' progress restarts; the
       // accepted steps come from the state store, so replay protection carries over).
@@ -193,6 +211,7 @@ export class Daemon {
           return;
         }
         const grants: Grant[] = d.open.map((port) => ({ src: d.src, port, openSeconds: this.config.openSeconds }));
+        this.guard.track(grants, this.deps.clock.nowMs());
         const t0 = performance.now();
         let opening: Promise<void>;
         try {
@@ -209,6 +228,8 @@ export class Daemon {
           (err: unknown) => {
             this.counters.openErrors++;
             log.error({ err: err instanceof Error ? err.message : String(err), client: d.client, src: d.src }, "firewall open failed");
+            // Perhaps the gate was just flushed: check now rather than at the next tick (a repair re-adds this grant).
+            void this.guard.verify("firewall open failed");
           },
         );
         return;

@@ -73,6 +73,12 @@ export type GateSpec = {
   readonly knockRange: { readonly min: number; readonly max: number } | undefined;
 };
 
+/** What check() found wrong with the gate; message is one short line for logs and `status`. */
+export type GateProblem = {
+  readonly kind: "table-missing" | "chain-missing" | "set-missing" | "rules-differ" | "elements-differ" | "unexpected-object";
+  readonly message: string;
+};
+
 export type Firewall = {
   readonly name: string;
   /** Create or update the gate (idempotent). */
@@ -81,6 +87,17 @@ export type Firewall = {
   open(grants: readonly Grant[]): Promise<void>;
   /** Current grants, read from the firewall itself. */
   list(): Promise<Grant[]>;
+  /**
+   * Whether the gate in the firewall is the one install(gate) puts there: undefined when intact, else what is
+   * wrong (the table flushed or deleted by a firewall reload, a chain, set or rule missing or changed). Grants are
+   * not part of the comparison (they come and go). Cheap enough to run every second.
+   */
+  check(gate: GateSpec): Promise<GateProblem | undefined>;
+  /**
+   * Optional: calls onChange soon after something may have changed the gate from outside (e.g. `nft monitor`),
+   * until the signal aborts. An accelerator only: the caller still checks periodically.
+   */
+  watch?(onChange: (what: string) => void, signal: AbortSignal): void;
   /** Remove the gate deliberately (never on a normal exit: fail closed). */
   remove(): Promise<void>;
   /** Release resources (child processes); the gate stays. */

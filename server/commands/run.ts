@@ -13,8 +13,9 @@ export function registerRun(program: Command, io: CliIo): void {
     .command("run")
     .summary("run the daemon in the foreground (checks everything it needs first)")
     .description(
-      "run the daemon in the foreground (JSON logs on stdout; SIGHUP reloads, SIGTERM/SIGINT stop). It first checks rights, " +
-        "state directory, interface, tcpdump and nft, and that no other daemon uses the state directory; any problem exits 1 before the gate is touched",
+      "run the daemon in the foreground (JSON logs on stdout; SIGHUP reloads and re-checks the gate, SIGTERM/SIGINT stop). It first checks rights, " +
+        "state directory, interface, tcpdump and nft, and that no other daemon uses the state directory; any problem exits 1 before the gate is touched. " +
+        "A removed or changed gate is re-installed within a second and logged as an error",
     )
     .action(async (_opts: unknown, cmd: Command) => {
       const configPath = configPathOf(cmd);

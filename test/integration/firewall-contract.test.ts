@@ -22,7 +22,12 @@ type Harness = {
   readonly firewall: Firewall;
   /** Lets time pass: a clock step for the memory firewall, a real (bounded) wait for a kernel. */
   elapse(seconds: number): Promise<void>;
+  /** What a firewall reload or an operator does behind tknock's back. */
+  outside(change: OutsideChange): Promise<void>;
 };
+
+/** `nft flush ruleset`, `nft delete table inet tknock`, and a rule that accepts the protected port slipped in. */
+type OutsideChange = "flush" | "delete-table" | "add-rule";
 
 async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
   try {
@@ -130,6 +135,24 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
       expect(await h.firewall.list()).toEqual([]);
     });
 
+    it("when the gate was just installed then check finds it intact, and reports a gate with other ports as different", async () => {
+      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+      expect(await h.firewall.check(GATE)).toBeUndefined();
+      expect((await h.firewall.check({ ...GATE, protectedPorts: [2222, 2223] }))?.kind).toMatch(/^(rules|elements)-differ$/);
+    });
+
+    for (const [change, kind] of [["flush", "table-missing"], ["delete-table", "table-missing"], ["add-rule", "rules-differ"]] as const) {
+      it(`when the gate is changed from outside (${change}) then check reports ${kind}, and install plus open restore the gate and the grant`, async () => {
+        await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+        await h.outside(change);
+        expect((await h.firewall.check(GATE))?.kind).toBe(kind);
+        await h.firewall.install(GATE);
+        await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 25 }]);
+        expect(await h.firewall.check(GATE)).toBeUndefined();
+        expect(find(await h.firewall.list(), CLIENT4, 2222)?.expiresInSeconds).toBeGreaterThanOrEqual(20);
+      });
+    }
+
     it("when the gate is removed then no grant is left, open is rejected with TKNOCK_FIREWALL, and removing again is fine", async () => {
       await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
       await h.firewall.remove();
@@ -149,11 +172,13 @@ class FakeClock implements Clock {
 
 firewallContract("memory", async () => {
   const clock = new FakeClock(1_700_000_000_000);
+  const firewall = new MemoryFirewall(clock);
   return {
-    firewall: new MemoryFirewall(clock),
+    firewall,
     elapse: async (seconds) => {
       clock.ms += seconds * 1000;
     },
+    outside: async (change) => firewall.simulateOutsideChange(change === "add-rule" ? "alter" : "flush"),
   };
 });
 
@@ -226,6 +251,15 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
   firewallContract("nftables", async () => ({
     firewall: new NftablesFirewall({ nftCommand: nftIn() }),
     elapse: (seconds) => sleep(seconds * 1000),
+    outside: async (change) => {
+      const argv = {
+        flush: ["nft", "flush", "ruleset"],
+        "delete-table": ["nft", "delete", "table", "inet", "tknock"],
+        "add-rule": ["nft", "insert", "rule", "inet", "tknock", "input", "tcp", "dport", "2222", "accept"],
+      }[change];
+      const r = await lab.exec("fw", argv);
+      if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
+    },
   }));
 
   describe("nftables only", () => {

@@ -288,6 +288,7 @@ describe("daemon wiring", () => {
     const throwing: Firewall = {
       name: "throwing",
       install: (g) => inner.install(g),
+      check: (g) => inner.check(g),
       open: () => {
         throw new TknockError("TKNOCK_FIREWALL", "nft is gone");
       },
@@ -298,6 +299,30 @@ describe("daemon wiring", () => {
     const { listener } = await start(throwing);
     expect(() => knock(listener, ALICE, portsOf("alice", T))).not.toThrow();
     await waitFor("the error log", () => logs().some((l) => l.msg === "firewall open failed"));
+  });
+
+  it("when the gate is flushed from outside then SIGHUP (reload) puts it back with the open grant, logs it as an error, and gateHealth() counts it", async () => {
+    const fw = new MemoryFirewall(clock);
+    // Without change events (and well before the 1 s tick), so that the repair is SIGHUP's.
+    const { daemon, listener } = await start({
+      name: "memory without events",
+      install: (g) => fw.install(g),
+      check: (g) => fw.check(g),
+      open: (g) => fw.open(g),
+      list: () => fw.list(),
+      remove: () => fw.remove(),
+      close: () => fw.close(),
+    });
+    knock(listener, ALICE, portsOf("alice", T));
+    await waitFor("the grant", () => fw.isAllowed(ALICE, 2222));
+    fw.simulateOutsideChange("flush");
+    expect(fw.isAllowed(OTHER, 2222)).toBe(true);
+    daemon.reload();
+    await waitFor("the repair", () => daemon.gateHealth().repairs === 1);
+    expect(fw.isAllowed(OTHER, 2222)).toBe(false);
+    expect(fw.isAllowed(ALICE, 2222)).toBe(true);
+    expect(daemon.gateHealth()).toMatchObject({ present: true, lastProblem: "table missing" });
+    expect(logs().some((l) => l.level === 50 && l["problem"] === "table missing" && l["detectedBy"] === "SIGHUP")).toBe(true);
   });
 
   it("when a client is enrolled while the daemon runs then after reload() its knock opens", async () => {

@@ -4,7 +4,7 @@
  * For the matcher and daemon tests; isAllowed() answers what the kernel would do with a packet.
  */
 import { ExitCode, TknockError } from "../../../src/errors.js";
-import { systemClock, type Clock, type Firewall, type GateSpec, type Grant } from "../../../src/ports.js";
+import { systemClock, type Clock, type Firewall, type GateProblem, type GateSpec, type Grant } from "../../../src/ports.js";
 import { canonicalAddress, show, validateGate, validateGrants, type ValidGate } from "../validate.js";
 
 type Entry = { readonly src: string; readonly port: number; readonly openSeconds: number; readonly expiresAtMs: number };
@@ -16,6 +16,9 @@ export class MemoryFirewall implements Firewall {
   private gate: ValidGate | undefined;
   private readonly grants = new Map<string, Entry>();
   private failure: TknockError | undefined;
+  /** Set by simulateOutsideChange("alter"): the gate is there but not as installed. */
+  private altered = false;
+  private readonly watchers = new Set<(what: string) => void>();
 
   constructor(private readonly clock: Clock = systemClock) {}
 
@@ -32,6 +35,34 @@ export class MemoryFirewall implements Firewall {
     const valid = validateGate(gate);
     if (this.failure) throw this.failure;
     this.gate = valid;
+    this.altered = false;
+  }
+
+  async check(gate: GateSpec): Promise<GateProblem | undefined> {
+    const want = validateGate(gate);
+    if (!this.gate) return { kind: "table-missing", message: "table missing" };
+    if (this.altered || JSON.stringify(want) !== JSON.stringify(this.gate)) return { kind: "rules-differ", message: "rules differ" };
+    return undefined;
+  }
+
+  watch(onChange: (what: string) => void, signal: AbortSignal): void {
+    if (signal.aborted) return;
+    this.watchers.add(onChange);
+    signal.addEventListener("abort", () => this.watchers.delete(onChange), { once: true });
+  }
+
+  /**
+   * Someone else changed the firewall, as `nft flush ruleset` (the gate and every grant gone) or an edit of the
+   * gate's rules ("alter": the gate stays but no longer matches what was installed). Watchers are told.
+   */
+  simulateOutsideChange(kind: "flush" | "alter"): void {
+    if (kind === "flush") {
+      this.gate = undefined;
+      this.grants.clear();
+    } else {
+      this.altered = true;
+    }
+    for (const w of [...this.watchers]) w(kind);
   }
 
   async open(grants: readonly Grant[]): Promise<void> {
@@ -59,6 +90,7 @@ export class MemoryFirewall implements Firewall {
 
   async remove(): Promise<void> {
     this.gate = undefined;
+    this.altered = false;
     this.grants.clear();
   }
 

@@ -3,8 +3,10 @@
  * are set elements with a timeout, so the kernel closes them even if the daemon dies; the table outlives the
  * daemon (fail closed) until `remove()`.
  */
-import type { Firewall, GateSpec, Grant } from "../../../src/ports.js";
+import type { Firewall, GateProblem, GateSpec, Grant } from "../../../src/ports.js";
 import { validateTableName } from "../validate.js";
+import { findGateProblem, outlineOfInstallScript, shapeOfListing, type GateShape } from "./gate-shape.js";
+import { watchTable } from "./nft-monitor.js";
 import { firewallError, NftSession, runNftOnce, silentLog, type FirewallLog } from "./nft-process.js";
 import { buildInstallScript, buildListArgs, buildOpenLines, buildRemoveScript, parseGrantsJson } from "./ruleset.js";
 
@@ -29,6 +31,8 @@ export class NftablesFirewall implements Firewall {
   private readonly timeoutMs: number;
   private readonly session: NftSession;
   private readonly log: FirewallLog;
+  /** What the last install put in the kernel, as nft lists it, keyed by its script (see gate-shape.ts). */
+  private installed: { readonly script: string; readonly shape: GateShape } | undefined;
 
   constructor(options: NftablesFirewallOptions = {}) {
     this.table = validateTableName(options.table ?? "tknock");
@@ -45,6 +49,43 @@ export class NftablesFirewall implements Firewall {
     await runNftOnce(this.nftCommand, ["-f", "-"], { input: script, timeoutMs: this.timeoutMs });
     // Start the long-lived nft now (an idempotent no-op), so the first open does not pay for a process start.
     await this.session.run(`add table inet ${this.table}`);
+    await this.snapshot(script);
+  }
+
+  /** Compares the table in the kernel with what install(gate) puts there (one `nft -j list table`). */
+  async check(gate: GateSpec): Promise<GateProblem | undefined> {
+    const script = buildInstallScript(this.table, gate);
+    const expected = this.installed?.script === script ? this.installed.shape : outlineOfInstallScript(script);
+    return findGateProblem(expected, await this.readShape());
+  }
+
+  /** `nft monitor` for changes to our table, restarted with backoff if it dies, until the signal aborts. */
+  watch(onChange: (what: string) => void, signal: AbortSignal): void {
+    watchTable({ nftCommand: this.nftCommand, tableName: this.table, log: this.log }, onChange, signal);
+  }
+
+  /**
+   * Records the kernel's listing of the gate just installed, to compare rules with later. If it does not even
+   * match the script's outline (it would be a bug), the outline alone is used.
+   */
+  private async snapshot(script: string): Promise<void> {
+    this.installed = undefined;
+    const shape = await this.readShape();
+    const problem = findGateProblem(outlineOfInstallScript(script), shape);
+    if (shape && !problem) this.installed = { script, shape };
+    else this.log.warn({ problem: problem?.message }, "the installed gate does not match its script's outline; checking the outline only");
+  }
+
+  private async readShape(): Promise<GateShape | undefined> {
+    const result = await runNftOnce(this.nftCommand, buildListArgs(this.table), {
+      timeoutMs: this.timeoutMs,
+      allowFailure: (stderr) => /^Error: No such file or directory/m.test(stderr),
+    });
+    try {
+      return shapeOfListing(result.stdout, this.table);
+    } catch (err) {
+      throw firewallError(`cannot read nft -j output: ${err instanceof Error ? err.message : String(err)}`, err);
+    }
   }
 
   async open(grants: readonly Grant[]): Promise<void> {
