@@ -2,12 +2,14 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { loadServerConfig } from "../src/config/load.js";
 import { clientProfile, type ClientsFile, type ServerConfig } from "../src/config/schema.js";
-import type { Clock, Firewall, Grant, Listener, ObservedKnock } from "../src/ports.js";
+import type { Clock, Firewall, GateSpec, Grant, Listener, ObservedKnock } from "../src/ports.js";
 import { readClients } from "./clients-file.js";
+import { readListeningSockets, type ParsedProcNet } from "./local-services.js";
 import { LogLimiter } from "./log-limit.js";
 import type { Logger } from "./logger.js";
 import { Matcher, matcherOptionsFromConfig, type Decision, type MatcherClient } from "./matcher.js";
 import { ReplayLog, replayRecordOf } from "./replay-log.js";
+import { SERVICE_POLL_MS, ServiceWatch } from "./service-exemptions.js";
 import { StepStore } from "./state.js";
 
 export type DaemonDeps = {
@@ -16,6 +18,9 @@ export type DaemonDeps = {
   readonly clock: Clock;
   readonly createListener: (config: ServerConfig, log: Logger) => Listener;
   readonly createFirewall: (config: ServerConfig, log: Logger) => Firewall;
+  /** The host's listening sockets; default: /proc/net of this network namespace. */
+  readonly readListeningSockets?: () => ParsedProcNet;
+  readonly servicePollMs?: number;
 };
 
 /**
@@ -30,6 +35,7 @@ export class Daemon {
   private readonly replays: ReplayLog;
   private readonly firewall: Firewall;
   private readonly listener: Listener;
+  private readonly services: ServiceWatch;
   /** The clients file's stat when it was last read; the 1 s poll reloads when it differs. */
   private clientsStamp: string | undefined;
   // Every refusal and report is still counted and recorded in replays.jsonl (which has its own cap).
@@ -53,6 +59,20 @@ export class Daemon {
     this.matcher = new Matcher(this.matcherClients(), this.config, nowMs);
     this.firewall = deps.createFirewall(this.config, log);
     this.listener = deps.createListener(this.config, log);
+    this.services = new ServiceWatch({
+      read: deps.readListeningSockets ?? (() => readListeningSockets()),
+      log,
+      gate: () => ({ knockRange: this.config.knockRange, protect: this.config.protect }),
+    });
+  }
+
+  /** The whole gate as it should be now: config plus the local services found in the knock range. */
+  gateSpec(): GateSpec {
+    return {
+      protectedPorts: this.config.protect,
+      knockRange: this.config.knockRangeDrop ? this.config.knockRange : undefined,
+      exemptServices: this.services.current,
+    };
   }
 
   static create(deps: DaemonDeps): Daemon {
@@ -75,9 +95,10 @@ export class Daemon {
   /** Runs until the signal aborts. The nftables table stays when it returns: the service stays gated. */
   async run(signal: AbortSignal): Promise<void> {
     const { log } = this.deps;
-    await this.firewall.install({ protectedPorts: this.config.protect, knockRange: this.config.knockRange });
+    this.services.refresh();
+    await this.firewall.install(this.gateSpec());
     log.info(
-      { protect: this.config.protect, knockRange: this.config.knockRange, clients: Object.keys(this.clients.clients).length, listener: this.listener.name, firewall: this.firewall.name },
+      { protect: this.config.protect, knockRange: this.config.knockRange, knockRangeDrop: this.config.knockRangeDrop, exemptServices: this.services.current, clients: Object.keys(this.clients.clients).length, listener: this.listener.name, firewall: this.firewall.name },
       "tknock-server running",
     );
     // Step boundaries are also checked lazily per packet; the timer keeps tables fresh when no packets come.
@@ -88,10 +109,15 @@ export class Daemon {
       this.matcher.tick(this.deps.clock.nowMs());
       if (statStamp(this.config.clientsFile) !== this.clientsStamp) this.reloadClients("clients file changed");
     }, 1000);
+    const stopServices = this.services.watch(this.deps.servicePollMs ?? SERVICE_POLL_MS, async () => {
+      await this.firewall.install(this.gateSpec());
+      log.info({ exemptServices: this.services.current }, "local services changed; gate updated");
+    });
     try {
       await this.listener.run((k) => this.onKnock(k), signal);
     } finally {
       clearInterval(tick);
+      stopServices();
       await this.firewall.close();
       log.info({ ...this.counters, listener: this.listener.stats() }, "tknock-server stopped; the gate stays in place");
     }
@@ -107,12 +133,13 @@ export class Daemon {
         (k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
       );
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
-      const protectChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect);
+      const gateChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect) || next.knockRangeDrop !== this.config.knockRangeDrop;
       matcherChanged = JSON.stringify(matcherOptionsFromConfig(next)) !== JSON.stringify(matcherOptionsFromConfig(this.config));
       this.config = { ...next, ...pick(this.config, restartNeeded) };
-      if (protectChanged) {
-        this.firewall.install({ protectedPorts: this.config.protect, knockRange: this.config.knockRange }).catch((err: unknown) => {
-          log.error({ err: String(err) }, "could not update the protected ports");
+      if (gateChanged) {
+        this.services.refresh(); // the protected ports are never exempted
+        this.firewall.install(this.gateSpec()).catch((err: unknown) => {
+          log.error({ err: String(err) }, "could not update the gate after the reload");
         });
       }
     } catch (err) {
