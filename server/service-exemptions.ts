@@ -8,8 +8,8 @@
  * Protected ports are never exempted: they stay gated.
  */
 import type { ServicePort } from "../src/ports.js";
-import { usablePortCount } from "../src/protocol/profile.js";
-import { compareServices, reachableServices, type ParsedProcNet } from "./local-services.js";
+import { PROFILE_LIMITS, usablePortCount } from "../src/protocol/profile.js";
+import { compareServices, reachableServices, readListeningSockets, type ParsedProcNet } from "./local-services.js";
 
 /** How often the daemon re-reads the listening sockets. */
 export const SERVICE_POLL_MS = 2000;
@@ -29,8 +29,9 @@ export function servicesInRange(services: readonly ServicePort[], range: Range, 
 
 /**
  * The `exclude` list of a new client: the protected ports, then the listening ports inside the range (any
- * protocol: a knock should never land on a port the host serves), as long as at least half of the range
- * stays usable and at most MAX_SERVICE_EXCLUSIONS are added. `leftOut` names the listening ports not excluded.
+ * protocol: a knock should never land on a port the host serves), as long as at least half of the range (and
+ * never fewer than the most knocks a profile may have) stays usable, and at most MAX_SERVICE_EXCLUSIONS are
+ * added. `leftOut` names the listening ports not excluded.
  */
 export function knockExclusions(input: {
   readonly protect: readonly number[];
@@ -41,11 +42,12 @@ export function knockExclusions(input: {
   const exclude = [...new Set(input.protect)];
   const listening = [...new Set(servicesInRange(input.services, { min: input.portMin, max: input.portMax }, input.protect).map((s) => s.port))].sort((a, b) => a - b);
   const size = input.portMax - input.portMin + 1;
+  const minUsable = Math.max(PROFILE_LIMITS.knocks.max, Math.ceil(size / 2));
   const leftOut: number[] = [];
   let added = 0;
   for (const port of listening) {
     const next = [...exclude, port];
-    if (added >= MAX_SERVICE_EXCLUSIONS || usablePortCount({ portMin: input.portMin, portMax: input.portMax, exclude: next }) * 2 < size) {
+    if (added >= MAX_SERVICE_EXCLUSIONS || usablePortCount({ portMin: input.portMin, portMax: input.portMax, exclude: next }) < minUsable) {
       leftOut.push(port);
       continue;
     }
@@ -53,6 +55,32 @@ export function knockExclusions(input: {
     added++;
   }
   return { exclude, leftOut };
+}
+
+/**
+ * `enroll`'s exclusions, read from this host, with the lines to show the operator. Reading /proc/net cannot
+ * fail on Linux short of a broken system; if it does, the client is still enrolled (excluding only the
+ * protected ports) and the note says so.
+ */
+export function enrollExclusions(
+  config: { readonly protect: readonly number[]; readonly knockRange: Range },
+  read: () => ParsedProcNet = () => readListeningSockets(),
+): { exclude: number[]; notes: string[] } {
+  let services: ServicePort[];
+  try {
+    services = reachableServices(read().sockets);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    return { exclude: [...new Set(config.protect)], notes: [`note: cannot read the listening sockets (${why}); only the protected ports are excluded from the knock ports`] };
+  }
+  const { exclude, leftOut } = knockExclusions({ protect: config.protect, services, portMin: config.knockRange.min, portMax: config.knockRange.max });
+  const notes: string[] = [];
+  const excluded = exclude.filter((p) => !config.protect.includes(p));
+  if (excluded.length > 0) notes.push(`local services listen on ${excluded.join(",")} inside the knock range: left out of this client's knock ports`);
+  if (leftOut.length > 0) {
+    notes.push(`note: local services also listen on ${leftOut.join(",")} inside the knock range; too many to exclude, so this client may knock them: move those services or the knock range`);
+  }
+  return { exclude, notes };
 }
 
 export type ServiceWatchLog = {

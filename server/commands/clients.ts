@@ -10,6 +10,7 @@ import { formatSequence } from "../../src/protocol/sequence-text.js";
 import { formatProfileUri, isValidClientName, newSecretBase32, parseProfileUri } from "../../src/protocol/profile-uri.js";
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
 import { readClients, writeClients } from "../clients-file.js";
+import { enrollExclusions } from "../service-exemptions.js";
 import { loadConfigOf } from "./context.js";
 import { parsePortArgs } from "./init.js";
 
@@ -42,13 +43,14 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       if (file.clients[name] !== undefined && opts.force !== true) {
         throw new TknockError("TKNOCK_EXISTS", `client ${name} already exists: revoke it first, or pass --force to give it a new secret`, 1);
       }
+      const exclusions = enrollExclusions(config);
       const record: ClientRecord = {
         secret: await newSecretBase32(PROFILE_LIMITS.defaultSecretBytes),
         periodSeconds: opts.period ?? PROFILE_LIMITS.periodSeconds.default,
         knocks: opts.knocks ?? PROFILE_LIMITS.knocks.default,
         portMin: config.knockRange.min,
         portMax: config.knockRange.max,
-        exclude: [...config.protect],
+        exclude: exclusions.exclude,
         proto: opts.proto ?? "tcp",
         open,
         host: opts.host ?? hostname(),
@@ -61,6 +63,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       writeClients(config.clientsFile, { version: 1, clients: { ...file.clients, [name]: record } });
       io.out(await QRCode.toString(uri, { type: "terminal", small: true }));
       io.out(uri);
+      for (const note of exclusions.notes) io.err(note);
       io.err(`enrolled ${name}: on the client run \`tknock add 'URI'\` or scan the QR code. The URI holds the secret: send it privately.`);
       if (opts.qrPng !== undefined) {
         const png = await QRCode.toBuffer(uri, { type: "png", margin: 2, scale: 6 });
