@@ -91,6 +91,7 @@ describeAsRoot("end to end: local services in the knock range stay reachable", (
   }, 30_000);
 
   it("when services start after the daemon then each is reachable from another host within 5 s, and warned about once", async () => {
+    expect((await t.probe("other", 46000)).state).toBe("filtered"); // the gate is in place: this cannot pass vacuously
     const mark = t.logCount;
     const tcp = t.startService(46000, "late\n");
     const udp = startUdpService(t, 46001);
