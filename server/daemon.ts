@@ -19,7 +19,7 @@ export type DaemonDeps = {
   readonly createListener: (config: ServerConfig, log: Logger) => Listener;
   readonly createFirewall: (config: ServerConfig, log: Logger) => Firewall;
   /** The host's listening sockets; default: /proc/net of this network namespace. */
-  readonly readListeningSockets?: () => ParsedProcNet;
+  readonly readListeningSockets?: () => Promise<ParsedProcNet>;
   readonly servicePollMs?: number;
 };
 
@@ -95,7 +95,7 @@ export class Daemon {
   /** Runs until the signal aborts. The nftables table stays when it returns: the service stays gated. */
   async run(signal: AbortSignal): Promise<void> {
     const { log } = this.deps;
-    this.services.refresh();
+    await this.services.refresh();
     await this.firewall.install(this.gateSpec());
     log.info(
       { protect: this.config.protect, knockRange: this.config.knockRange, knockRangeDrop: this.config.knockRangeDrop, exemptServices: this.services.current, clients: Object.keys(this.clients.clients).length, listener: this.listener.name, firewall: this.firewall.name },
@@ -137,7 +137,6 @@ export class Daemon {
       matcherChanged = JSON.stringify(matcherOptionsFromConfig(next)) !== JSON.stringify(matcherOptionsFromConfig(this.config));
       this.config = { ...next, ...pick(this.config, restartNeeded) };
       if (gateChanged) {
-        this.services.refresh(); // the protected ports are never exempted
         this.firewall.install(this.gateSpec()).catch((err: unknown) => {
           log.error({ err: String(err) }, "could not update the gate after the reload");
         });

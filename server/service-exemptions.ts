@@ -62,13 +62,13 @@ export function knockExclusions(input: {
  * fail on Linux short of a broken system; if it does, the client is still enrolled (excluding only the
  * protected ports) and the note says so.
  */
-export function enrollExclusions(
+export async function enrollExclusions(
   config: { readonly protect: readonly number[]; readonly knockRange: Range },
-  read: () => ParsedProcNet = () => readListeningSockets(),
-): { exclude: number[]; notes: string[] } {
+  read: () => Promise<ParsedProcNet> = () => readListeningSockets(),
+): Promise<{ exclude: number[]; notes: string[] }> {
   let services: ServicePort[];
   try {
-    services = reachableServices(read().sockets);
+    services = reachableServices((await read()).sockets);
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     return { exclude: [...new Set(config.protect)], notes: [`note: cannot read the listening sockets (${why}); only the protected ports are excluded from the knock ports`] };
@@ -90,15 +90,16 @@ export type ServiceWatchLog = {
 
 export type ServiceWatchOptions = {
   /** Reads the listening sockets (readListeningSockets, or a fake in tests). */
-  readonly read: () => ParsedProcNet;
+  readonly read: () => Promise<ParsedProcNet>;
   readonly log: ServiceWatchLog;
-  /** Read at every refresh, so a reloaded config is followed. */
+  /** Read at every use, so a reloaded config (protected ports, range) is followed at once. */
   readonly gate: () => { readonly knockRange: Range; readonly protect: readonly number[] };
 };
 
 /** The services the gate exempts now, kept up to date by polling. */
 export class ServiceWatch {
-  private exempt: ServicePort[] = [];
+  /** Every service other hosts can reach, as last read. */
+  private reachable: ServicePort[] = [];
   private readonly warned = new Set<string>();
   private readFailing = false;
 
@@ -106,25 +107,28 @@ export class ServiceWatch {
 
   /** The exempted services (inside the knock range, not protected), sorted. */
   get current(): readonly ServicePort[] {
-    return this.exempt;
+    const { knockRange, protect } = this.opts.gate();
+    return servicesInRange(this.reachable, knockRange, protect);
   }
 
   /**
    * Reads the sockets once; true when the exempted set changed. On a read error the last known set stays (a
    * failed read must not cut off a running service) and the error is logged once until reads work again.
    */
-  refresh(): boolean {
+  async refresh(): Promise<boolean> {
     let parsed: ParsedProcNet;
     try {
-      parsed = this.opts.read();
+      parsed = await this.opts.read();
     } catch (err) {
       if (!this.readFailing) this.opts.log.error({ err: err instanceof Error ? err.message : String(err) }, "cannot read the listening sockets (/proc/net); keeping the previous service exemptions");
       this.readFailing = true;
       return false;
     }
     this.readFailing = false;
-    const { knockRange, protect } = this.opts.gate();
-    const next = servicesInRange(reachableServices(parsed.sockets), knockRange, protect);
+    const before = this.current;
+    this.reachable = reachableServices(parsed.sockets);
+    const next = this.current;
+    const { knockRange } = this.opts.gate();
     for (const s of next) {
       const key = `${s.proto}/${s.port}`;
       if (this.warned.has(key)) continue;
@@ -134,33 +138,39 @@ export class ServiceWatch {
         `a local service listens on ${key} inside the knock range: it is left reachable (not dropped), and new clients do not knock it`,
       );
     }
-    const changed = next.length !== this.exempt.length || next.some((s, i) => compareServices(s, this.exempt[i] as ServicePort) !== 0);
-    this.exempt = next;
-    return changed;
+    return next.length !== before.length || next.some((s, i) => compareServices(s, before[i] as ServicePort) !== 0);
   }
 
   /**
-   * Polls every intervalMs and calls apply() after a change, one call at a time; a failed apply is logged and
-   * tried again at the next poll. Returns the function that stops polling.
+   * Polls every intervalMs and calls apply() after a change; one poll (read, then apply) at a time. A failed
+   * apply is logged and tried again at the next poll. Returns the function that stops polling.
    */
   watch(intervalMs: number, apply: () => Promise<void>): () => void {
     let busy = false;
     let pending = false;
-    const timer = setInterval(() => {
-      if (this.refresh()) pending = true;
-      if (!pending || busy) return;
-      busy = true;
+    let stopped = false;
+    const poll = async (): Promise<void> => {
+      if (await this.refresh()) pending = true;
+      if (!pending || stopped) return;
       pending = false;
-      apply()
-        .catch((err: unknown) => {
-          pending = true;
-          this.opts.log.error({ err: err instanceof Error ? err.message : String(err) }, "could not update the gate for local services; retrying");
-        })
-        .finally(() => {
-          busy = false;
-        });
+      try {
+        await apply();
+      } catch (err) {
+        pending = true;
+        this.opts.log.error({ err: err instanceof Error ? err.message : String(err) }, "could not update the gate for local services; retrying");
+      }
+    };
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void poll().finally(() => {
+        busy = false;
+      });
     }, intervalMs);
     timer.unref();
-    return () => clearInterval(timer);
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
   }
 }

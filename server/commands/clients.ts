@@ -43,7 +43,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       if (file.clients[name] !== undefined && opts.force !== true) {
         throw new TknockError("TKNOCK_EXISTS", `client ${name} already exists: revoke it first, or pass --force to give it a new secret`, 1);
       }
-      const exclusions = enrollExclusions(config);
+      const exclusions = await enrollExclusions(config);
       const record: ClientRecord = {
         secret: await newSecretBase32(PROFILE_LIMITS.defaultSecretBytes),
         periodSeconds: opts.period ?? PROFILE_LIMITS.periodSeconds.default,

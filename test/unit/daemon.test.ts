@@ -163,7 +163,7 @@ describe("daemon wiring", () => {
   async function start(
     firewall: Firewall = new MemoryFirewall(clock),
     beforeRun?: () => Promise<void>,
-    services: Pick<DaemonDeps, "readListeningSockets" | "servicePollMs"> = { readListeningSockets: () => ({ sockets: [], malformed: 0 }) },
+    services: Pick<DaemonDeps, "readListeningSockets" | "servicePollMs"> = { readListeningSockets: async () => ({ sockets: [], malformed: 0 }) },
   ): Promise<{ daemon: Daemon; listener: FakeListener }> {
     const listener = new FakeListener();
     const sink = new Writable({
@@ -488,7 +488,7 @@ describe("daemon wiring", () => {
     it("when services listen in the knock range at start then the gate leaves them reachable per protocol, warns once each, and protected ports stay gated", async () => {
       const fw = new MemoryFirewall(clock);
       const sockets = [listening("udp", 51820), listening("tcp", 40000), listening("tcp", 2222), listening("tcp", 41000, "127.0.0.1")];
-      await start(fw, undefined, { readListeningSockets: () => ({ sockets, malformed: 0 }) });
+      await start(fw, undefined, { readListeningSockets: async () => ({ sockets, malformed: 0 }) });
       expect(fw.installed?.exemptServices).toEqual([{ proto: "tcp", port: 40000 }, { proto: "udp", port: 51820 }]);
       expect(fw.isAllowed(OTHER, 51820, nowMs, "udp")).toBe(true);
       expect(fw.isAllowed(OTHER, 51820, nowMs, "tcp")).toBe(false);
@@ -502,7 +502,7 @@ describe("daemon wiring", () => {
     it("when a service starts after the daemon then the gate is updated at the next poll, and again when it stops", async () => {
       const fw = new MemoryFirewall(clock);
       let sockets: ListeningSocket[] = [];
-      await start(fw, undefined, { readListeningSockets: () => ({ sockets, malformed: 0 }), servicePollMs: 20 });
+      await start(fw, undefined, { readListeningSockets: async () => ({ sockets, malformed: 0 }), servicePollMs: 20 });
       expect(fw.isAllowed(OTHER, 45000, nowMs, "tcp")).toBe(false);
       sockets = [listening("tcp", 45000)];
       await waitFor("the gate to exempt tcp/45000", () => fw.isAllowed(OTHER, 45000, nowMs, "tcp"));

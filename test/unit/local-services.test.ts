@@ -43,13 +43,13 @@ describe("parseProcNet on real captures", () => {
     expect(summary(fixture("udp6"), "udp6")).toEqual([":: 40061", "::1 40062 lo", "::ffff:127.0.0.1 40063 lo"]);
   });
 
-  it("when every table is read then the services other hosts can reach are listed once per protocol and port, loopback ones left out", () => {
+  it("when every table is read then the services other hosts can reach are listed once per protocol and port, loopback ones left out", async () => {
     const dir = mkdtempSync(join(tmpdir(), "tknock-proc-net-"));
     try {
       for (const f of ["tcp", "tcp6", "udp", "udp6"]) writeFileSync(join(dir, f), fixture(f));
       // The same port on another protocol, and a second socket on a port already listed (SO_REUSEPORT).
       writeFileSync(join(dir, "tcp"), `${fixture("tcp")}   9: 00000000:CA6C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   10: 00000000:9C72 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n`);
-      const parsed = readListeningSockets(dir);
+      const parsed = await readListeningSockets(dir);
       expect(parsed.malformed).toBe(0);
       expect(reachableServices(parsed.sockets)).toEqual([
         { proto: "tcp", port: 40050 },
@@ -67,11 +67,11 @@ describe("parseProcNet on real captures", () => {
     }
   });
 
-  it("when a table file is missing (IPv6 disabled) then it counts as empty", () => {
+  it("when a table file is missing (IPv6 disabled) then it counts as empty", async () => {
     const dir = mkdtempSync(join(tmpdir(), "tknock-proc-net-"));
     try {
       writeFileSync(join(dir, "udp"), fixture("udp"));
-      expect(reachableServices(readListeningSockets(dir).sockets)).toEqual([{ proto: "udp", port: 40064 }, { proto: "udp", port: 51820 }]);
+      expect(reachableServices((await readListeningSockets(dir)).sockets)).toEqual([{ proto: "udp", port: 40064 }, { proto: "udp", port: 51820 }]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -83,7 +83,7 @@ describe("parseProcNet on real captures", () => {
     await new Promise<void>((r) => server.listen(0, "0.0.0.0", r));
     try {
       const port = (server.address() as { port: number }).port;
-      expect(reachableServices(readListeningSockets().sockets)).toContainEqual({ proto: "tcp", port });
+      expect(reachableServices((await readListeningSockets()).sockets)).toContainEqual({ proto: "tcp", port });
     } finally {
       server.close();
     }
@@ -104,6 +104,13 @@ describe("parseProcNet edge cases", () => {
     const parsed = parseProcNet(text, PROC_NET_TABLES.tcp, "LE");
     expect(parsed.malformed).toBe(3);
     expect(parsed.sockets.map((s) => s.port)).toEqual([40050]);
+  });
+
+  it("when the table has over 10000 lines (a wider line number) then listeners are still found and connections skipped", () => {
+    const listen = "10000: 00000000:9C72 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n";
+    const established = "123456: 010012C6:BA54 010012C6:9C72 01 00000000:00000000 00:00000000 00000000     0        0 2 2 0 20 0 0 10 -1\n";
+    const parsed = parseProcNet(HEADER + established + listen + established, PROC_NET_TABLES.tcp, "LE");
+    expect(parsed).toEqual({ sockets: [{ proto: "tcp", family: 4, address: "0.0.0.0", port: 40050, loopback: false }], malformed: 0 });
   });
 
   it("when a TCP socket is in another state than LISTEN then it is not a service", () => {

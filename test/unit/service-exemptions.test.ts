@@ -12,8 +12,10 @@ function sock(proto: "tcp" | "udp", port: number, address = "0.0.0.0"): Listenin
   return { proto, family: address.includes(":") ? 6 : 4, address, port, loopback };
 }
 
-function recordingLog(): { warn: ReturnType<typeof vi.fn>; error: ReturnType<typeof vi.fn> } {
-  return { warn: vi.fn(), error: vi.fn() };
+type LogFn = (fields: Record<string, unknown>, message: string) => void;
+
+function recordingLog() {
+  return { warn: vi.fn<LogFn>(), error: vi.fn<LogFn>() };
 }
 
 describe("servicesInRange", () => {
@@ -60,18 +62,16 @@ describe("knockExclusions", () => {
 });
 
 describe("enrollExclusions", () => {
-  it("when services listen in the range then the note names them; loopback-only ones are not excluded", () => {
+  it("when services listen in the range then the note names them; loopback-only ones are not excluded", async () => {
     const parsed: ParsedProcNet = { sockets: [sock("udp", 51820), sock("tcp", 40000, "127.0.0.1"), sock("tcp", 22)], malformed: 0 };
-    const r = enrollExclusions({ protect: [22], knockRange: RANGE }, () => parsed);
+    const r = await enrollExclusions({ protect: [22], knockRange: RANGE }, async () => parsed);
     expect(r.exclude).toEqual([22, 51820]);
     expect(r.notes.join("\n")).toContain("51820");
     expect(r.notes.join("\n")).not.toContain("40000");
   });
 
-  it("when the sockets cannot be read then only the protected ports are excluded and a note says why", () => {
-    const r = enrollExclusions({ protect: [22, 2222], knockRange: RANGE }, () => {
-      throw new Error("EACCES: /proc/net/tcp");
-    });
+  it("when the sockets cannot be read then only the protected ports are excluded and a note says why", async () => {
+    const r = await enrollExclusions({ protect: [22, 2222], knockRange: RANGE }, () => Promise.reject(new Error("EACCES: /proc/net/tcp")));
     expect(r.exclude).toEqual([22, 2222]);
     expect(r.notes).toHaveLength(1);
     expect(r.notes[0]).toContain("EACCES");
@@ -83,58 +83,67 @@ describe("ServiceWatch", () => {
     vi.useRealTimers();
   });
 
-  function watchOver(reads: (() => ParsedProcNet)[], protect: readonly number[] = [22]) {
+  function watchOver(reads: (() => ParsedProcNet)[], gate: { protect: readonly number[] } = { protect: [22] }) {
     const log = recordingLog();
     let i = 0;
     const watch = new ServiceWatch({
-      read: () => (reads[Math.min(i++, reads.length - 1)] as () => ParsedProcNet)(),
+      read: async () => (reads[Math.min(i++, reads.length - 1)] as () => ParsedProcNet)(),
       log,
-      gate: () => ({ knockRange: RANGE, protect }),
+      gate: () => ({ knockRange: RANGE, protect: gate.protect }),
     });
     return { watch, log };
   }
   const of = (...sockets: ListeningSocket[]) => (): ParsedProcNet => ({ sockets, malformed: 0 });
 
-  it("when a service in the range appears then refresh reports a change once and it is warned about once, naming port and protocol", () => {
+  it("when a service in the range appears then refresh reports a change once and it is warned about once, naming port and protocol", async () => {
     const { watch, log } = watchOver([of(), of(sock("udp", 51820)), of(sock("udp", 51820)), of(), of(sock("udp", 51820))]);
-    expect(watch.refresh()).toBe(false);
-    expect(watch.refresh()).toBe(true);
+    expect(await watch.refresh()).toBe(false);
+    expect(await watch.refresh()).toBe(true);
     expect(watch.current).toEqual([{ proto: "udp", port: 51820 }]);
-    expect(watch.refresh()).toBe(false);
-    expect(watch.refresh()).toBe(true);
+    expect(await watch.refresh()).toBe(false);
+    expect(await watch.refresh()).toBe(true);
     expect(watch.current).toEqual([]);
-    expect(watch.refresh()).toBe(true);
+    expect(await watch.refresh()).toBe(true);
     expect(log.warn).toHaveBeenCalledTimes(1);
     expect(log.warn.mock.calls[0]?.[0]).toMatchObject({ proto: "udp", port: 51820 });
     expect(log.warn.mock.calls[0]?.[1]).toMatch(/udp\/51820.*left reachable/);
   });
 
-  it("when a service listens on a protected port, outside the range or on loopback only then it is neither exempted nor warned about", () => {
-    const { watch, log } = watchOver([of(sock("tcp", 22), sock("tcp", 8080), sock("tcp", 40000, "::1"), sock("tcp", 30000))], [22, 30000]);
-    expect(watch.refresh()).toBe(false);
+  it("when a service listens on a protected port, outside the range or on loopback only then it is neither exempted nor warned about", async () => {
+    const { watch, log } = watchOver([of(sock("tcp", 22), sock("tcp", 8080), sock("tcp", 40000, "::1"), sock("tcp", 30000))], { protect: [22, 30000] });
+    expect(await watch.refresh()).toBe(false);
     expect(watch.current).toEqual([]);
     expect(log.warn).not.toHaveBeenCalled();
   });
 
-  it("when reading fails then the last known services stay and the error is logged once until reads work again", () => {
+  it("when a port becomes protected by a reload then it leaves the exempted set at once, without a new read", async () => {
+    const gate = { protect: [22] as readonly number[] };
+    const { watch } = watchOver([of(sock("tcp", 30000), sock("udp", 51820))], gate);
+    await watch.refresh();
+    expect(watch.current).toHaveLength(2);
+    gate.protect = [22, 30000];
+    expect(watch.current).toEqual([{ proto: "udp", port: 51820 }]);
+  });
+
+  it("when reading fails then the last known services stay and the error is logged once until reads work again", async () => {
     const fail = (): ParsedProcNet => {
       throw new Error("EMFILE");
     };
     const { watch, log } = watchOver([of(sock("tcp", 40000)), fail, fail, of(sock("tcp", 40000)), fail]);
-    watch.refresh();
-    expect(watch.refresh()).toBe(false);
-    expect(watch.refresh()).toBe(false);
+    await watch.refresh();
+    expect(await watch.refresh()).toBe(false);
+    expect(await watch.refresh()).toBe(false);
     expect(watch.current).toEqual([{ proto: "tcp", port: 40000 }]);
     expect(log.error).toHaveBeenCalledTimes(1);
-    watch.refresh();
-    watch.refresh();
+    await watch.refresh();
+    await watch.refresh();
     expect(log.error).toHaveBeenCalledTimes(2);
   });
 
   it("when watching then apply runs after a change only, one at a time, and a failed apply is retried at the next poll", async () => {
     vi.useFakeTimers();
     const { watch, log } = watchOver([of(), of(), of(sock("tcp", 40000)), of(sock("tcp", 40000))]);
-    watch.refresh();
+    await watch.refresh();
     let calls = 0;
     let release: (() => void) | undefined;
     let failNext = true;
