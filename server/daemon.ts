@@ -6,11 +6,13 @@ import type { Clock, Firewall, GateSpec, Grant, Listener, ObservedKnock } from "
 import { readClients } from "./clients-file.js";
 import { DaemonMonitor } from "./daemon-monitor.js";
 import { GateGuard, type GateHealth } from "./gate-guard.js";
+import { readListeningSockets, type ParsedProcNet } from "./local-services.js";
 import { LogLimiter } from "./log-limit.js";
 import type { Logger } from "./logger.js";
 import { Matcher, matcherOptionsFromConfig, type Decision, type MatcherClient } from "./matcher.js";
 import { ReplayLog, replayRecordOf } from "./replay-log.js";
 import { runtimeStatusPath } from "./runtime-status.js";
+import { SERVICE_POLL_MS, ServiceWatch } from "./service-exemptions.js";
 import { StepStore } from "./state.js";
 
 export type DaemonDeps = {
@@ -19,6 +21,9 @@ export type DaemonDeps = {
   readonly clock: Clock;
   readonly createListener: (config: ServerConfig, log: Logger) => Listener;
   readonly createFirewall: (config: ServerConfig, log: Logger) => Firewall;
+  /** The host's listening sockets; default: /proc/net of this network namespace. */
+  readonly readListeningSockets?: () => Promise<ParsedProcNet>;
+  readonly servicePollMs?: number;
 };
 
 /**
@@ -34,6 +39,7 @@ export class Daemon {
   private readonly firewall: Firewall;
   private readonly listener: Listener;
   private readonly guard: GateGuard;
+  private readonly services: ServiceWatch;
   /** The clients file's stat when it was last read; the 1 s poll reloads when it differs. */
   private clientsStamp: string | undefined;
   // Every refusal and report is still counted and recorded in replays.jsonl (which has its own cap).
@@ -61,10 +67,20 @@ export class Daemon {
     this.firewall = deps.createFirewall(this.config, log);
     this.listener = deps.createListener(this.config, log);
     this.guard = new GateGuard({ firewall: this.firewall, clock, log, gate: () => this.gateSpec() });
+    this.services = new ServiceWatch({
+      read: deps.readListeningSockets ?? (() => readListeningSockets()),
+      log,
+      gate: () => ({ knockRange: this.config.knockRange, protect: this.config.protect }),
+    });
   }
 
-  private gateSpec(): GateSpec {
-    return { protectedPorts: this.config.protect, knockRange: this.config.knockRange };
+  /** The whole gate as it should be now: config plus the local services found in the knock range. */
+  gateSpec(): GateSpec {
+    return {
+      protectedPorts: this.config.protect,
+      knockRange: this.config.knockRangeDrop ? this.config.knockRange : undefined,
+      exemptServices: this.services.current,
+    };
   }
 
   /** The gate's state for `status`: present or not, since when, re-installs so far, the last problem found. */
@@ -92,13 +108,14 @@ export class Daemon {
   /** Runs until the signal aborts. The nftables table stays when it returns: the service stays gated. */
   async run(signal: AbortSignal): Promise<void> {
     const { log } = this.deps;
+    await this.services.refresh();
     await this.firewall.install(this.gateSpec());
     this.guard.markInstalled();
     await this.guard.adoptExisting();
     const guarding = new AbortController();
     this.guard.start(guarding.signal);
     log.info(
-      { protect: this.config.protect, knockRange: this.config.knockRange, clients: Object.keys(this.clients.clients).length, listener: this.listener.name, firewall: this.firewall.name },
+      { protect: this.config.protect, knockRange: this.config.knockRange, knockRangeDrop: this.config.knockRangeDrop, exemptServices: this.services.current, clients: Object.keys(this.clients.clients).length, listener: this.listener.name, firewall: this.firewall.name },
       "tknock-server running",
     );
     // daemon.json for `status`, and a loud error while capture is down (see daemon-monitor.ts).
@@ -119,10 +136,16 @@ export class Daemon {
       this.matcher.tick(this.deps.clock.nowMs());
       if (statStamp(this.config.clientsFile) !== this.clientsStamp) this.reloadClients("clients file changed");
     }, 1000);
+    const stopServices = this.services.watch(this.deps.servicePollMs ?? SERVICE_POLL_MS, async () => {
+      // Through the guard: a deliberate change queued behind any check or repair, and not mistaken for one.
+      await this.guard.update("local services changed");
+      log.info({ exemptServices: this.services.current }, "local services changed; gate updated");
+    });
     try {
       await this.listener.run((k) => this.onKnock(k), signal);
     } finally {
       clearInterval(tick);
+      stopServices();
       monitor.stopped();
       guarding.abort();
       await this.guard.idle();
@@ -141,10 +164,10 @@ export class Daemon {
         (k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
       );
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
-      const protectChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect);
+      const gateChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect) || next.knockRangeDrop !== this.config.knockRangeDrop;
       matcherChanged = JSON.stringify(matcherOptionsFromConfig(next)) !== JSON.stringify(matcherOptionsFromConfig(this.config));
       this.config = { ...next, ...pick(this.config, restartNeeded) };
-      if (protectChanged) void this.guard.update("protected ports changed");
+      if (gateChanged) void this.guard.update("gate settings changed on reload");
     } catch (err) {
       log.error({ err: err instanceof Error ? err.message : String(err) }, "config reload failed; keeping the running config");
       void this.guard.verify("SIGHUP");

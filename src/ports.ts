@@ -67,10 +67,19 @@ export type Grant = {
   readonly expiresInSeconds?: number;
 };
 
+/** A port on which a local service takes packets from other hosts. */
+export type ServicePort = { readonly proto: KnockProto; readonly port: number };
+
 /** What the gate protects: these ports dropped unless granted, and the knock range dropped (invisible to scans). */
 export type GateSpec = {
   readonly protectedPorts: readonly number[];
+  /** Dropped for everyone; undefined: not dropped (config knockRangeDrop false), a scan then sees it closed. */
   readonly knockRange: { readonly min: number; readonly max: number } | undefined;
+  /**
+   * Local services inside the knock range: never dropped by the knock-range rule, per protocol (the protected
+   * ports stay gated: they are matched first). Absent: none.
+   */
+  readonly exemptServices?: readonly ServicePort[];
 };
 
 /** What check() found wrong with the gate; message is one short line for logs and `status`. */

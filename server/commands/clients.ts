@@ -12,6 +12,7 @@ import { formatSequence } from "../../src/protocol/sequence-text.js";
 import { formatProfileUri, isValidClientName, newSecretBase32, parseProfileUri } from "../../src/protocol/profile-uri.js";
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
 import { readClients, withClientsLock, writeClients } from "../clients-file.js";
+import { enrollExclusions } from "../service-exemptions.js";
 import { loadConfigOf } from "./context.js";
 import { parsePortArgs } from "./init.js";
 
@@ -41,6 +42,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
         throw new TknockError("TKNOCK_USAGE", `--open ${notProtected.join(",")} is not a protected port (protect: ${config.protect.join(",")}): add it to "protect" in the config first`, 1);
       }
       if (opts.qrPng !== undefined) checkCanWriteFile(opts.qrPng, "QR code file", { inPlace: true });
+      const exclusions = await enrollExclusions(config);
       const uri = await withClientsLock(config.clientsFile, async () => {
         const file = readClients(config.clientsFile);
         if (file.clients[name] !== undefined && opts.force !== true) {
@@ -52,7 +54,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
           knocks: opts.knocks ?? PROFILE_LIMITS.knocks.default,
           portMin: config.knockRange.min,
           portMax: config.knockRange.max,
-          exclude: [...config.protect],
+          exclude: exclusions.exclude,
           proto: opts.proto ?? "tcp",
           open,
           host: opts.host ?? hostname(),
@@ -67,6 +69,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       });
       io.out(await QRCode.toString(uri, { type: "terminal", small: true }));
       io.out(uri);
+      for (const note of exclusions.notes) io.err(note);
       io.err(`enrolled ${name}: on the client run \`tknock add 'URI'\` or scan the QR code. The URI holds the secret: send it privately.`);
       if (opts.qrPng !== undefined) {
         const png = await QRCode.toBuffer(uri, { type: "png", margin: 2, scale: 6 });

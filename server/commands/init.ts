@@ -12,8 +12,9 @@ import { clientsWriteTarget, withClientsLock, writeClients } from "../clients-fi
 import { checkInterface } from "../preflight.js";
 import { StepStore } from "../state.js";
 import { configPathOf } from "./context.js";
+import { parseKnockRangeArg } from "./knock-range-arg.js";
 
-type InitOptions = { interface?: string; protect?: string[]; stateDir?: string; clients?: string; force?: boolean };
+type InitOptions = { interface?: string; protect?: string[]; stateDir?: string; clients?: string; force?: boolean; knockRange?: string; knockRangeDrop?: boolean };
 
 export function parsePortArgs(values: readonly string[] | undefined, option: string): number[] | undefined {
   if (values === undefined) return undefined;
@@ -32,6 +33,8 @@ export function registerInit(program: Command, io: CliIo): void {
     .description("write a default config, an empty clients file and the state directory")
     .option("--interface <if>", 'interface to watch, or "any"', "any")
     .option("--protect <port...>", "ports to keep closed until a knock (default 22)")
+    .option("--knock-range <min-max>", "ports clients knock, e.g. 20000-29999 (default 10000-59999); keep your services out of it")
+    .option("--no-knock-range-drop", "do not drop the knock range: a scan sees it closed instead of filtered (see README)")
     .option("--state-dir <dir>", `state directory (default ${DEFAULT_STATE_DIR})`)
     .option("--clients <file>", "clients file (default: clients.json next to the config)")
     .option("--force", "overwrite an existing config and clients file")
@@ -51,6 +54,8 @@ export function registerInit(program: Command, io: CliIo): void {
         ...base,
         interface: opts.interface ?? base.interface,
         protect: parsePortArgs(opts.protect, "--protect") ?? base.protect,
+        knockRange: opts.knockRange === undefined ? base.knockRange : parseKnockRangeArg(opts.knockRange),
+        knockRangeDrop: opts.knockRangeDrop ?? base.knockRangeDrop,
       };
       parseServerConfig(config, configPath); // the written file must load
       checkInterface(config.interface, { fix: "pass --interface with one of this host's interfaces" });

@@ -4,7 +4,7 @@
  */
 import { isIP, SocketAddress } from "node:net";
 import { ExitCode, TknockError } from "../../src/errors.js";
-import type { GateSpec, Grant } from "../../src/ports.js";
+import type { GateSpec, Grant, ServicePort } from "../../src/ports.js";
 
 /** Same bound as the config's openSeconds. */
 export const MAX_OPEN_SECONDS = 86_400;
@@ -23,6 +23,8 @@ export type ValidGate = {
   /** Sorted, without duplicates. */
   readonly protectedPorts: readonly number[];
   readonly knockRange: { readonly min: number; readonly max: number } | undefined;
+  /** Sorted (tcp first, then by port), without duplicates. */
+  readonly exemptServices: readonly ServicePort[];
 };
 
 export function invalidGrant(message: string): TknockError {
@@ -92,7 +94,23 @@ export function validateGate(gate: GateSpec): ValidGate {
     }
   }
   const protectedPorts = [...new Set(gate.protectedPorts)].sort((a, b) => a - b);
-  return { protectedPorts, knockRange: range === undefined ? undefined : { min: range.min, max: range.max } };
+  return {
+    protectedPorts,
+    knockRange: range === undefined ? undefined : { min: range.min, max: range.max },
+    exemptServices: validateServices(gate.exemptServices ?? []),
+  };
+}
+
+function validateServices(services: readonly ServicePort[]): ServicePort[] {
+  if (!Array.isArray(services)) throw invalidGate("exemptServices must be a list of {proto, port}");
+  const byKey = new Map<string, ServicePort>();
+  for (const s of services as readonly unknown[]) {
+    const { proto, port } = (typeof s === "object" && s !== null ? s : {}) as { proto?: unknown; port?: unknown };
+    if (proto !== "tcp" && proto !== "udp") throw invalidGate(`exempt service protocol ${show(proto)} is not allowed: use "tcp" or "udp"`);
+    if (!isPort(port)) throw invalidGate(`exempt service port ${show(port)} is not allowed: use an integer from 1 to 65535`);
+    byKey.set(`${proto}/${port}`, { proto, port });
+  }
+  return [...byKey.values()].sort((a, b) => (a.proto === b.proto ? a.port - b.port : a.proto < b.proto ? -1 : 1));
 }
 
 /** nft identifiers we allow for our table: a plain word, so it can never change the meaning of a command. */

@@ -18,6 +18,11 @@ export type ServerConfig = {
   readonly stateDir: string;
   /** Knock range given to new clients and watched by the capture filter. */
   readonly knockRange: { readonly min: number; readonly max: number };
+  /**
+   * Drop the knock range for everyone (a scan sees it "filtered"). Off: knocks still work (the capture sees
+   * packets before netfilter), but a scan sees the range "closed".
+   */
+  readonly knockRangeDrop: boolean;
   readonly openSeconds: number;
   readonly skewWindows: number;
   readonly diagnosticWindows: number;
@@ -53,6 +58,7 @@ export function defaultServerConfig(paths: { clientsFile: string; stateDir?: str
     clientsFile: paths.clientsFile,
     stateDir: paths.stateDir ?? DEFAULT_STATE_DIR,
     knockRange: { min: PROFILE_LIMITS.portMin, max: PROFILE_LIMITS.portMax },
+    knockRangeDrop: true,
     openSeconds: 30,
     skewWindows: 1,
     diagnosticWindows: 10,
@@ -75,7 +81,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
   const d = defaultServerConfig({ clientsFile: "" });
   const o =
     c.object(raw, "config", [
-      "interface", "listener", "firewall", "protect", "clientsFile", "stateDir", "knockRange", "openSeconds",
+      "interface", "listener", "firewall", "protect", "clientsFile", "stateDir", "knockRange", "knockRangeDrop", "openSeconds",
       "skewWindows", "diagnosticWindows", "knockTimeoutMs", "retransmitMs", "maxSources", "bruteForce",
       "replayLog", "nftables", "tcpdump", "logLevel",
     ]) ?? {};
@@ -103,6 +109,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       min: or(kr["min"], d.knockRange.min, (v) => c.int(v, "knockRange.min", 1, 65535)),
       max: or(kr["max"], d.knockRange.max, (v) => c.int(v, "knockRange.max", 1, 65535)),
     },
+    knockRangeDrop: get("knockRangeDrop", d.knockRangeDrop, (v, p) => c.bool(v, p)),
     openSeconds: get("openSeconds", d.openSeconds, (v, p) => c.int(v, p, 1, 86_400)),
     skewWindows: get("skewWindows", d.skewWindows, (v, p) => c.int(v, p, 0, 5)),
     diagnosticWindows: get("diagnosticWindows", d.diagnosticWindows, (v, p) => c.int(v, p, 0, 1000)),

@@ -88,6 +88,16 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
       expect(find(grants, CLIENT6, 2222)).toBeDefined();
     });
 
+    it("when the gate is installed with exempt services, then without, then grants stay; a bad service is refused with TKNOCK_INVALID_GATE", async () => {
+      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+      await h.firewall.install({ ...GATE, exemptServices: [{ proto: "udp", port: 40060 }, { proto: "tcp", port: 40050 }] });
+      await h.firewall.install({ ...GATE, exemptServices: [] });
+      for (const bad of [[{ proto: "icmp", port: 40050 }], [{ proto: "tcp", port: 0 }], [{ proto: "tcp", port: "40050 }; flush ruleset" }]]) {
+        expect(await codeOf(h.firewall.install({ ...GATE, exemptServices: bad as unknown as [] }))).toBe("TKNOCK_INVALID_GATE");
+      }
+      expect(find(await h.firewall.list(), CLIENT4, 2222)).toBeDefined();
+    });
+
     it("when a grant's time is up then it disappears by itself", async () => {
       await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 2 }]);
       expect(find(await h.firewall.list(), CLIENT4, 2222)).toBeDefined();
@@ -197,6 +207,15 @@ describe("MemoryFirewall.isAllowed", () => {
     expect(fw.isAllowed(CLIENT4, 2222, clock.ms + 29_999)).toBe(true);
     expect(fw.isAllowed(CLIENT4, 2222, clock.ms + 30_000)).toBe(false);
     expect(fw.opened).toEqual([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+  });
+
+  it("when services are exempted then only their protocol and port pass the knock range, and a protected port stays gated", async () => {
+    const fw = new MemoryFirewall(new FakeClock(1_000_000));
+    await fw.install({ ...GATE, exemptServices: [{ proto: "udp", port: 40060 }, { proto: "tcp", port: 2222 }] });
+    expect(fw.isAllowed(CLIENT4, 40060, undefined, "udp")).toBe(true);
+    expect(fw.isAllowed(CLIENT4, 40060, undefined, "tcp")).toBe(false);
+    expect(fw.isAllowed(CLIENT4, 40061, undefined, "udp")).toBe(false);
+    expect(fw.isAllowed(CLIENT4, 2222, undefined, "tcp")).toBe(false);
   });
 });
 
@@ -333,6 +352,22 @@ s.on("timeout", () => done("timeout"));
 s.on("error", (e) => done(e.code === "ECONNREFUSED" ? "refused" : "error " + e.code));
 `;
 
+/** Sends one datagram and prints "reply" when one comes back within a second, else "timeout". */
+const UDP_PROBE_JS = `
+const [host, port] = process.argv.slice(1);
+const s = require("dgram").createSocket(host.includes(":") ? "udp6" : "udp4");
+const t = setTimeout(() => { console.log("timeout"); process.exit(0); }, 1000);
+s.on("message", () => { clearTimeout(t); console.log("reply"); process.exit(0); });
+s.send("ping", Number(port), host);
+`;
+
+/** A dual-stack UDP echo server. */
+const UDP_SERVER_JS = `
+const s = require("dgram").createSocket({ type: "udp6" });
+s.on("message", (m, r) => s.send(m, r.port, r.address));
+s.bind(Number(process.argv[1]), "::", () => console.log("listening"));
+`;
+
 /** A dual-stack echo server. */
 const SERVER_JS = `
 const port = Number(process.argv[1]);
@@ -409,6 +444,35 @@ describeAsRoot("NftablesFirewall gating real traffic between lab hosts", () => {
     expect(await probe("client", server6, 2222)).toBe("timeout");
     await fw.open([{ src: CLIENT6, port: 2222, openSeconds: 30 }]);
     expect(await probe("client", server6, 2222)).toBe("open");
+  });
+
+  it("when local services in the knock range are exempted then they answer per protocol, others stay filtered, and a protected port stays gated", async () => {
+    const tcp = lab.spawn("server", [process.execPath, "-e", SERVER_JS, "40050"]);
+    const udp = lab.spawn("server", [process.execPath, "-e", UDP_SERVER_JS, "40060"]);
+    const udpProbe = async (port: number, host = server4): Promise<string> =>
+      (await lab.exec("third", [process.execPath, "-e", UDP_PROBE_JS, host, String(port)], { timeoutMs: 10_000 })).stdout.trim();
+    try {
+      await waitForLine(tcp, "listening", 10_000);
+      await waitForLine(udp, "listening", 10_000);
+      expect(await probe("third", server4, 40050)).toBe("timeout");
+      expect(await udpProbe(40060)).toBe("timeout");
+
+      await fw.install({ ...GATE, exemptServices: [{ proto: "tcp", port: 40050 }, { proto: "udp", port: 40060 }, { proto: "tcp", port: 2222 }] });
+      expect(await probe("third", server4, 40050)).toBe("open");
+      expect(await probe("third", server6, 40050)).toBe("open");
+      expect(await udpProbe(40060)).toBe("reply");
+      expect(await udpProbe(40060, server6)).toBe("reply");
+      expect(await probe("third", server4, 40060)).toBe("timeout"); // tcp/40060 is not exempt
+      expect(await probe("third", server4, 2222)).toBe("timeout");
+
+      await fw.install(GATE);
+      expect(await probe("third", server4, 40050)).toBe("timeout");
+      expect(await udpProbe(40060)).toBe("timeout");
+    } finally {
+      tcp.kill("SIGKILL");
+      udp.kill("SIGKILL");
+      await fw.install(GATE);
+    }
   });
 
   it("when a grant expires then a connection made during it keeps working and a new one is filtered", async () => {

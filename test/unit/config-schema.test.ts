@@ -37,6 +37,7 @@ describe("parseServerConfig", () => {
       protect: [22],
       stateDir: "/var/lib/tknock",
       knockRange: { min: 10000, max: 59999 },
+      knockRangeDrop: true,
       skewWindows: 1,
       diagnosticWindows: 10,
       bruteForce: { ban: false },
@@ -93,6 +94,11 @@ describe("parseServerConfig", () => {
   it("when the knock range is moved away from a protected port then the config is valid", () => {
     const config = parseServerConfig({ clientsFile: CLIENTS_FILE, protect: [22, 20000], knockRange: { min: 30000, max: 40000 } }, "s");
     expect(config.protect).toEqual([22, 20000]);
+  });
+
+  it("when knockRangeDrop is false then the config says so; when it is not a boolean then it is rejected with its path", () => {
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE, knockRangeDrop: false }, "s").knockRangeDrop).toBe(false);
+    expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, knockRangeDrop: "no" }, "s")))).toEqual(["knockRangeDrop"]);
   });
 
   it("when the config is not an object then that is reported, not thrown as a TypeError", () => {

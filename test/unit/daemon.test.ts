@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createServerCli } from "../../server/cli.js";
-import { Daemon } from "../../server/daemon.js";
+import { Daemon, type DaemonDeps } from "../../server/daemon.js";
+import type { ListeningSocket } from "../../server/local-services.js";
 import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
 import { createLogger } from "../../server/logger.js";
 import { runCli } from "../../src/cli-io.js";
@@ -159,7 +160,11 @@ describe("daemon wiring", () => {
   }
 
   /** Starts Daemon.run with the fake listener; the daemon is stopped (and must resolve) after the test. */
-  async function start(firewall: Firewall = new MemoryFirewall(clock), beforeRun?: () => Promise<void>): Promise<{ daemon: Daemon; listener: FakeListener }> {
+  async function start(
+    firewall: Firewall = new MemoryFirewall(clock),
+    beforeRun?: () => Promise<void>,
+    services: Pick<DaemonDeps, "readListeningSockets" | "servicePollMs"> = { readListeningSockets: async () => ({ sockets: [], malformed: 0 }) },
+  ): Promise<{ daemon: Daemon; listener: FakeListener }> {
     const listener = new FakeListener();
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
@@ -173,6 +178,7 @@ describe("daemon wiring", () => {
       clock,
       createListener: () => listener,
       createFirewall: () => firewall,
+      ...services,
     });
     await beforeRun?.();
     const stop = new AbortController();
@@ -510,5 +516,59 @@ describe("daemon wiring", () => {
     expect(fw.isAllowed(ALICE, 2222)).toBe(true);
     expect(daemon.stats()).toMatchObject({ futureKnocks: 2 });
     expect(logs().filter((l) => l.level === 40 && l["atMs"] !== undefined)).toHaveLength(1); // warned once, then counted
+  });
+
+  describe("local services in the knock range", () => {
+    const listening = (proto: "tcp" | "udp", port: number, address = "0.0.0.0"): ListeningSocket => ({
+      proto,
+      family: 4,
+      address,
+      port,
+      loopback: address.startsWith("127."),
+    });
+
+    it("when services listen in the knock range at start then the gate leaves them reachable per protocol, warns once each, and protected ports stay gated", async () => {
+      const fw = new MemoryFirewall(clock);
+      const sockets = [listening("udp", 51820), listening("tcp", 40000), listening("tcp", 2222), listening("tcp", 41000, "127.0.0.1")];
+      await start(fw, undefined, { readListeningSockets: async () => ({ sockets, malformed: 0 }) });
+      expect(fw.installed?.exemptServices).toEqual([{ proto: "tcp", port: 40000 }, { proto: "udp", port: 51820 }]);
+      expect(fw.isAllowed(OTHER, 51820, nowMs, "udp")).toBe(true);
+      expect(fw.isAllowed(OTHER, 51820, nowMs, "tcp")).toBe(false);
+      expect(fw.isAllowed(OTHER, 40000, nowMs, "tcp")).toBe(true);
+      expect(fw.isAllowed(OTHER, 41000, nowMs, "tcp")).toBe(false);
+      expect(fw.isAllowed(OTHER, 2222, nowMs, "tcp")).toBe(false);
+      const warned = logs().filter((l) => l.level === 40 && typeof l["port"] === "number");
+      expect(warned.map((l) => `${String(l["proto"])}/${String(l["port"])}`).sort()).toEqual(["tcp/40000", "udp/51820"]);
+    });
+
+    it("when a service starts after the daemon then the gate is updated at the next poll, and again when it stops", async () => {
+      const fw = new MemoryFirewall(clock);
+      let sockets: ListeningSocket[] = [];
+      await start(fw, undefined, { readListeningSockets: async () => ({ sockets, malformed: 0 }), servicePollMs: 20 });
+      expect(fw.isAllowed(OTHER, 45000, nowMs, "tcp")).toBe(false);
+      sockets = [listening("tcp", 45000)];
+      await waitFor("the gate to exempt tcp/45000", () => fw.isAllowed(OTHER, 45000, nowMs, "tcp"));
+      expect(logs().some((l) => l.msg === "local services changed; gate updated")).toBe(true);
+      sockets = [];
+      await waitFor("the gate to drop tcp/45000 again", () => !fw.isAllowed(OTHER, 45000, nowMs, "tcp"));
+    });
+
+    it("when knockRangeDrop is false then the knock range is not dropped, and a reload that turns it on drops it again", async () => {
+      const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+      writeFileSync(configPath, JSON.stringify({ ...config, knockRangeDrop: false }));
+      const fw = new MemoryFirewall(clock);
+      const { daemon, listener } = await start(fw);
+      expect(fw.installed?.knockRange).toBeUndefined();
+      expect(fw.isAllowed(OTHER, 40001)).toBe(true);
+      expect(fw.isAllowed(OTHER, 2222)).toBe(false);
+      knock(listener, ALICE, portsOf("alice", T));
+      await settle();
+      expect(fw.isAllowed(ALICE, 2222)).toBe(true);
+
+      writeFileSync(configPath, JSON.stringify({ ...config, knockRangeDrop: true }));
+      daemon.reload();
+      await settle();
+      expect(fw.isAllowed(OTHER, 40001)).toBe(false);
+    });
   });
 });

@@ -15,15 +15,18 @@ const INSTALL_22_443 = `add table inet tknock
 add set inet tknock protected { type inet_service; }
 add set inet tknock grants4 { type ipv4_addr . inet_service; flags timeout; }
 add set inet tknock grants6 { type ipv6_addr . inet_service; flags timeout; }
+add set inet tknock services { type inet_proto . inet_service; }
 add chain inet tknock input { type filter hook input priority filter - 10; policy accept; }
 flush set inet tknock protected
 add element inet tknock protected { 22, 443 }
+flush set inet tknock services
 flush chain inet tknock input
 add rule inet tknock input iif "lo" accept
 add rule inet tknock input ct state established,related accept
 add rule inet tknock input meta l4proto { tcp, udp } th dport @protected ip saddr . th dport @grants4 accept
 add rule inet tknock input meta l4proto { tcp, udp } th dport @protected ip6 saddr . th dport @grants6 accept
 add rule inet tknock input meta l4proto { tcp, udp } th dport @protected drop
+add rule inet tknock input meta l4proto . th dport @services return
 add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop
 `;
 
@@ -46,6 +49,27 @@ describe("nft ruleset builders", () => {
     expect(script).not.toContain("add element");
     expect(script).not.toMatch(/th dport \d/);
     expect(script).toContain("add rule inet tk2 input meta l4proto { tcp, udp } th dport @protected drop\n");
+  });
+
+  it("when local services are exempted then they are written once each, sorted, into the services set, and their return comes after the protected drop and before the range drop", () => {
+    const script = buildInstallScript("tknock", {
+      protectedPorts: [22],
+      knockRange: { min: 40000, max: 49999 },
+      exemptServices: [{ proto: "udp", port: 45000 }, { proto: "tcp", port: 41000 }, { proto: "udp", port: 45000 }, { proto: "tcp", port: 40001 }],
+    });
+    expect(script).toContain("flush set inet tknock services\nadd element inet tknock services { tcp . 40001, tcp . 41000, udp . 45000 }\n");
+    const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
+    expect(rules.slice(-3)).toEqual([
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport @protected drop",
+      "add rule inet tknock input meta l4proto . th dport @services return",
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
+    ]);
+  });
+
+  it("when the services go away then the set is flushed and no empty element list is written", () => {
+    const script = buildInstallScript("tknock", { protectedPorts: [22], knockRange: { min: 40000, max: 49999 }, exemptServices: [] });
+    expect(script).toContain("flush set inet tknock services\n");
+    expect(script).not.toContain("add element inet tknock services");
   });
 
   it("when the knock range is one port then the rule names that port", () => {
@@ -128,6 +152,10 @@ describe("nft ruleset builders", () => {
     ["protected port 0", { protectedPorts: [0], knockRange: undefined }],
     ["an inverted knock range", { protectedPorts: [22], knockRange: { min: 5000, max: 4000 } }],
     ["a knock range end as text", { protectedPorts: [22], knockRange: { min: 4000, max: "5000 accept" as unknown as number } }],
+    ["an exempt service with another protocol", { protectedPorts: [22], knockRange: undefined, exemptServices: [{ proto: "sctp" as "tcp", port: 4000 }] }],
+    ["an exempt service port as text", { protectedPorts: [22], knockRange: undefined, exemptServices: [{ proto: "tcp" as const, port: "4000 }; flush ruleset" as unknown as number }] }],
+    ["an exempt service port 0", { protectedPorts: [22], knockRange: undefined, exemptServices: [{ proto: "udp" as const, port: 0 }] }],
+    ["exempt services that are not a list", { protectedPorts: [22], knockRange: undefined, exemptServices: "tcp . 4000" as unknown as [] }],
   ])("when the gate has %s then it is refused with TKNOCK_INVALID_GATE", (_what, gate) => {
     expect(codeOf(() => buildInstallScript("tknock", gate))).toBe("TKNOCK_INVALID_GATE");
   });

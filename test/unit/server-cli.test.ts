@@ -124,6 +124,42 @@ describe("tknock-server CLI", () => {
       expect(clientsFile().clients).toEqual({});
     });
 
+    it("when --knock-range and --no-knock-range-drop are given then the config holds them and enroll hands out that range", async () => {
+      await init(["--knock-range", "20000-29999", "--no-knock-range-drop"]);
+      const config = loadServerConfig(configPath);
+      expect(config.knockRange).toEqual({ min: 20000, max: 29999 });
+      expect(config.knockRangeDrop).toBe(false);
+      const p = parseProfileUri(await enroll("alice"));
+      expect([p.portMin, p.portMax]).toEqual([20000, 29999]);
+    });
+
+    it("when --knock-range is left out then the default range is dropped", async () => {
+      await init();
+      const config = loadServerConfig(configPath);
+      expect(config.knockRange).toEqual({ min: 10000, max: 59999 });
+      expect(config.knockRangeDrop).toBe(true);
+    });
+
+    it.each(["20000", "20000-", "a-b", "29999-20000", "0-1000", "60000-70000", "20000-20010", "20000-29999,30000-39999"])(
+      "when --knock-range is %j then init is a usage error with one line and writes nothing",
+      async (range) => {
+        const r = await server(["init", "--knock-range", range, "--state-dir", stateDir]);
+        expect(r.code).toBe(1);
+        expect(errorCode(r)).toBe("TKNOCK_USAGE");
+        expect(r.err).toHaveLength(1);
+        expect(r.err[0]).toContain("--knock-range");
+        expect(existsSync(configPath)).toBe(false);
+      },
+    );
+
+    it("when the knock range would hold a protected port then init fails naming the port and writes nothing", async () => {
+      const r = await server(["init", "--protect", "22", "--knock-range", "1-30000", "--state-dir", stateDir]);
+      expect(r.code).toBe(1);
+      expect(errorCode(r)).toBe("TKNOCK_INVALID_CONFIG");
+      expect(r.err.join("\n")).toContain("port 22 lies inside the knock range");
+      expect(existsSync(configPath)).toBe(false);
+    });
+
     it("when --protect is not a port then init is a usage error and writes nothing", async () => {
       const r = await server(["init", "--protect", "ssh", "--state-dir", stateDir]);
       expect(r.code).toBe(1);
@@ -156,7 +192,9 @@ describe("tknock-server CLI", () => {
       expect(p.client).toBe("alice");
       expect(p.host).toBe("server.example");
       expect(p.open).toEqual([2222]);
-      expect(p.exclude).toEqual([22, 2222]);
+      // Then any port a local service of this host listens on inside the range (test/e2e/services.test.ts).
+      expect(p.exclude.slice(0, 2)).toEqual([22, 2222]);
+      expect(p.exclude.slice(2).every((x) => x >= p.portMin && x <= p.portMax)).toBe(true);
       expect(p.periodSeconds).toBe(10);
       const record = clientsFile().clients["alice"];
       expect(record).toBeDefined();

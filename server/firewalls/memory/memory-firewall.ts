@@ -4,7 +4,7 @@
  * For the matcher and daemon tests; isAllowed() answers what the kernel would do with a packet.
  */
 import { ExitCode, TknockError } from "../../../src/errors.js";
-import { systemClock, type Clock, type Firewall, type GateProblem, type GateSpec, type Grant } from "../../../src/ports.js";
+import { systemClock, type Clock, type Firewall, type GateProblem, type GateSpec, type Grant, type KnockProto } from "../../../src/ports.js";
 import { canonicalAddress, show, validateGate, validateGrants, type ValidGate } from "../validate.js";
 
 type Entry = { readonly src: string; readonly port: number; readonly openSeconds: number; readonly expiresAtMs: number };
@@ -98,10 +98,10 @@ export class MemoryFirewall implements Firewall {
 
   /**
    * What the gate does with a new TCP/UDP connection from src to port at nowMs: a protected port needs a live
-   * grant, the knock range is dropped, anything else passes (the gate only rules its own ports). Established
-   * connections are not modelled.
+   * grant, the knock range is dropped unless a local service is exempted there for that protocol, anything else
+   * passes (the gate only rules its own ports). Established connections are not modelled.
    */
-  isAllowed(src: string, port: number, nowMs: number = this.clock.nowMs()): boolean {
+  isAllowed(src: string, port: number, nowMs: number = this.clock.nowMs(), proto: KnockProto = "tcp"): boolean {
     const canonical = canonicalAddress(src);
     if (!canonical) throw new TknockError("TKNOCK_INVALID_GRANT", `source ${show(src)} is not an IP address`, ExitCode.usage);
     const gate = this.gate;
@@ -110,6 +110,7 @@ export class MemoryFirewall implements Firewall {
       const entry = this.grants.get(key(canonical.address, port));
       return entry !== undefined && entry.expiresAtMs > nowMs;
     }
+    if (gate.exemptServices.some((s) => s.proto === proto && s.port === port)) return true;
     return !(gate.knockRange && port >= gate.knockRange.min && port <= gate.knockRange.max);
   }
 

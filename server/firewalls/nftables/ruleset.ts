@@ -11,6 +11,7 @@ export const NFT_FAMILY = "inet";
 export const SET_PROTECTED = "protected";
 export const SET_GRANTS4 = "grants4";
 export const SET_GRANTS6 = "grants6";
+export const SET_SERVICES = "services";
 export const CHAIN_INPUT = "input";
 
 /** Grants per command line: a line is one transaction; huge set literals are split. */
@@ -30,12 +31,17 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
     `add set ${t} ${SET_PROTECTED} { type inet_service; }`,
     `add set ${t} ${SET_GRANTS4} { type ipv4_addr . inet_service; flags timeout; }`,
     `add set ${t} ${SET_GRANTS6} { type ipv6_addr . inet_service; flags timeout; }`,
+    `add set ${t} ${SET_SERVICES} { type inet_proto . inet_service; }`,
     // Before the usual filter (priority 0). Our drop is final in every base chain; our accept is not, so
     // whatever else the host runs still applies to granted traffic.
     `add chain ${t} ${CHAIN_INPUT} { type filter hook input priority filter - 10; policy accept; }`,
     `flush set ${t} ${SET_PROTECTED}`,
   ];
   if (gate.protectedPorts.length > 0) lines.push(`add element ${t} ${SET_PROTECTED} { ${gate.protectedPorts.join(", ")} }`);
+  lines.push(`flush set ${t} ${SET_SERVICES}`);
+  if (gate.exemptServices.length > 0) {
+    lines.push(`add element ${t} ${SET_SERVICES} { ${gate.exemptServices.map((s) => `${s.proto} . ${s.port}`).join(", ")} }`);
+  }
   lines.push(
     `flush chain ${t} ${CHAIN_INPUT}`,
     // Local processes (health checks, a proxy on this host) keep their access; remote packets never arrive on lo.
@@ -46,6 +52,9 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
     `add rule ${t} ${CHAIN_INPUT} ${l4} th dport @${SET_PROTECTED} ip6 saddr . th dport @${SET_GRANTS6} accept`,
     // Drop, not reject: a scan sees "filtered", the same as for any unused port behind a firewall.
     `add rule ${t} ${CHAIN_INPUT} ${l4} th dport @${SET_PROTECTED} drop`,
+    // A local service in the knock range: we do not decide (return, not accept), so the host's own rules still
+    // apply to it, as they would without tknock. After the protected drop, so a protected port stays gated.
+    `add rule ${t} ${CHAIN_INPUT} meta l4proto . th dport @${SET_SERVICES} return`,
   );
   if (gate.knockRange) {
     const { min, max } = gate.knockRange;
