@@ -1,7 +1,7 @@
 /**
  * The pure half of the gate check: the expected gate read from buildInstallScript, the kernel's gate read from
  * `nft -j list table`, and their comparison. The fixture is real nft 1.0.6 output for the gate below with one
- * IPv4 and one IPv6 grant (test/fixtures/nft/gate-listing.json, written by `nft -j list table inet tknock`).
+ * IPv4 and one IPv6 grant and one exempted local service (test/fixtures/nft/gate-listing.json, written by `nft -j list table inet tknock`).
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
@@ -10,7 +10,7 @@ import { isGateEvent } from "../../server/firewalls/nftables/nft-monitor.js";
 import { buildInstallScript } from "../../server/firewalls/nftables/ruleset.js";
 import type { GateSpec } from "../../src/ports.js";
 
-const GATE: GateSpec = { protectedPorts: [2222, 22], knockRange: { min: 10000, max: 59999 } };
+const GATE: GateSpec = { protectedPorts: [2222, 22], knockRange: { min: 10000, max: 59999 }, exemptServices: [{ proto: "udp", port: 51820 }] };
 const LISTING = readFileSync(new URL("../fixtures/nft/gate-listing.json", import.meta.url), "utf8");
 
 type Doc = { nftables: Record<string, Record<string, unknown>>[] };
@@ -31,12 +31,12 @@ const snapshot = (): GateShape => actual() as GateShape;
 describe("gate shape", () => {
   it("when the script is read then its sets, chain, rule count and the protected ports are the expectation", () => {
     const o = outline();
-    expect([...o.sets.keys()].sort()).toEqual(["grants4", "grants6", "protected"]);
+    expect([...o.sets.keys()].sort()).toEqual(["grants4", "grants6", "protected", "services"]);
     expect(o.sets.get("protected")).toEqual({ dynamic: false, elements: ["22", "2222"] });
     expect(o.sets.get("grants4")).toEqual({ dynamic: true });
-    expect(o.chains.get("input")?.ruleCount).toBe(6);
+    expect(o.chains.get("input")?.ruleCount).toBe(7);
     const noRange = outlineOfInstallScript(buildInstallScript("tknock", { ...GATE, knockRange: undefined }));
-    expect(noRange.chains.get("input")?.ruleCount).toBe(5);
+    expect(noRange.chains.get("input")?.ruleCount).toBe(6);
   });
 
   it("when the kernel holds the installed gate with grants then it matches both the outline and itself", () => {
@@ -60,15 +60,15 @@ describe("gate shape", () => {
   });
 
   it("when a rule is deleted or one is added then the rule count differs", () => {
-    const fewer = edited((items) => items.filter((i) => i["rule"]?.["handle"] !== 14));
-    expect(findGateProblem(outline(), actual(fewer))).toMatchObject({ kind: "rules-differ", message: "rules differ in chain input: 5 rules, expected 6" });
+    const fewer = edited((items) => items.filter((i) => i["rule"]?.["handle"] !== 16));
+    expect(findGateProblem(outline(), actual(fewer))).toMatchObject({ kind: "rules-differ", message: "rules differ in chain input: 6 rules, expected 7" });
     const more = edited((items) => [...items, { rule: { family: "inet", table: "tknock", chain: "input", handle: 99, expr: [{ accept: null }] } }]);
     expect(findGateProblem(snapshot(), actual(more))).toMatchObject({ kind: "rules-differ" });
   });
 
   it("when a rule is replaced by another (same count) then the snapshot tells, though the outline cannot", () => {
     const json = edited((items) =>
-      items.map((i) => (i["rule"]?.["handle"] === 12 ? { rule: { ...i["rule"], expr: [{ accept: null }] } } : i)),
+      items.map((i) => (i["rule"]?.["handle"] === 13 ? { rule: { ...i["rule"], expr: [{ accept: null }] } } : i)),
     );
     expect(findGateProblem(outline(), actual(json))).toBeUndefined();
     expect(findGateProblem(snapshot(), actual(json))).toEqual({ kind: "rules-differ", message: "rules differ in chain input: rule 5 changed" });
@@ -88,12 +88,12 @@ describe("gate shape", () => {
     const json = edited((items) =>
       items.map((i) => {
         if (i["set"]?.["name"] === "grants4") return { set: { ...i["set"], elem: [] } };
-        if (i["rule"]?.["handle"] === 5) return { rule: { ...i["rule"], expr: [{ counter: { packets: 7, bytes: 420 } }, ...(i["rule"]["expr"] as unknown[])] } };
+        if (i["rule"]?.["handle"] === 6) return { rule: { ...i["rule"], expr: [{ counter: { packets: 7, bytes: 420 } }, ...(i["rule"]["expr"] as unknown[])] } };
         return i;
       }),
     );
     const withCounter = edited((items) =>
-      items.map((i) => (i["rule"]?.["handle"] === 5 ? { rule: { ...i["rule"], expr: [{ counter: { packets: 0, bytes: 0 } }, ...(i["rule"]["expr"] as unknown[])] } } : i)),
+      items.map((i) => (i["rule"]?.["handle"] === 6 ? { rule: { ...i["rule"], expr: [{ counter: { packets: 0, bytes: 0 } }, ...(i["rule"]["expr"] as unknown[])] } } : i)),
     );
     expect(findGateProblem(actual(withCounter) as GateShape, actual(json))).toBeUndefined();
   });
