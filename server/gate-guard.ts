@@ -200,9 +200,8 @@ export class GateGuard {
     let restored = await this.reopen();
     if (await firewall.check(gate)) {
       // install() adds and refills what it owns but leaves anything else someone put in the table (a chain, a
-      // set of another type): replace the whole table. The gate is absent for the few ms between the two.
-      await firewall.remove();
-      await firewall.install(gate);
+      // set of another type): replace the whole table, in one transaction.
+      await firewall.install(gate, { replace: true });
       restored = await this.reopen();
       const still = await firewall.check(gate);
       if (still) throw new TknockError("TKNOCK_FIREWALL", `the gate is still wrong after replacing the table: ${still.message}`, ExitCode.usage);

@@ -90,8 +90,11 @@ export type GateProblem = {
 
 export type Firewall = {
   readonly name: string;
-  /** Create or update the gate (idempotent). */
-  install(gate: GateSpec): Promise<void>;
+  /**
+   * Create or update the gate (idempotent). `replace` first drops everything in the firewall's own table (grants
+   * included) in the same transaction, for a table someone else added to: no packet sees the table absent.
+   */
+  install(gate: GateSpec, options?: { readonly replace?: boolean }): Promise<void>;
   /** Add grants; re-granting a present grant restarts its timeout. */
   open(grants: readonly Grant[]): Promise<void>;
   /** Current grants, read from the firewall itself. */

@@ -306,6 +306,17 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
       await lab.exec("fw", ["nft", "delete", "table", "inet", "other"]);
     });
 
+    it("when someone adds a chain to our table then install leaves it, and install with replace rebuilds the table in one transaction", async () => {
+      const added = await lab.exec("fw", ["nft", "add", "chain", "inet", "tknock", "extra"]);
+      expect(added.code).toBe(0);
+      await fw.install(GATE);
+      expect((await fw.check(GATE))?.message).toMatch(/extra/);
+      await fw.install(GATE, { replace: true });
+      expect(await fw.check(GATE)).toBeUndefined();
+      const chains = await lab.exec("fw", ["nft", "list", "chains", "inet"]);
+      expect(chains.stdout).not.toContain("extra");
+    });
+
     it("when the daemon restarts then the kernel's grants are kept and its install keeps them", async () => {
       await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
       await fw.close();

@@ -31,9 +31,10 @@ export class MemoryFirewall implements Firewall {
     return this.gate;
   }
 
-  async install(gate: GateSpec): Promise<void> {
+  async install(gate: GateSpec, options: { readonly replace?: boolean } = {}): Promise<void> {
     const valid = validateGate(gate);
     if (this.failure) throw this.failure;
+    if (options.replace === true) this.grants.clear();
     this.gate = valid;
     this.altered = false;
   }

@@ -44,9 +44,11 @@ export class NftablesFirewall implements Firewall {
   }
 
   /** Creates the table if missing and sets its ports and rules, in one transaction; existing grants stay. */
-  async install(gate: GateSpec): Promise<void> {
+  async install(gate: GateSpec, options: { readonly replace?: boolean } = {}): Promise<void> {
     const script = buildInstallScript(this.table, gate);
-    await runNftOnce(this.nftCommand, ["-f", "-"], { input: script, timeoutMs: this.timeoutMs });
+    // nft -f applies the whole input as one transaction, so a replace never leaves the table absent.
+    const input = options.replace === true ? buildRemoveScript(this.table) + script : script;
+    await runNftOnce(this.nftCommand, ["-f", "-"], { input, timeoutMs: this.timeoutMs });
     // Start the long-lived nft now (an idempotent no-op), so the first open does not pay for a process start.
     await this.session.run(`add table inet ${this.table}`);
     await this.snapshot(script);
