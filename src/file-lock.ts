@@ -11,6 +11,8 @@ export type FileLockOptions = {
   readonly waitMs?: number;
   /** A lock not refreshed for this long belongs to a dead process and is taken over (ms, at least 2000). Default 5000. */
   readonly staleMs?: number;
+  /** Called once when another process holds the lock, before waiting for it (e.g. to say so, or to note it). */
+  readonly onWait?: () => void;
 };
 
 /** Runs fn while holding the lock of `path` (the lock is `<path>.lock`; the file itself need not exist). */
@@ -18,13 +20,15 @@ export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, op
   const waitMs = options.waitMs ?? 10_000;
   const staleMs = Math.max(2000, options.staleMs ?? 5000);
   let release: () => Promise<void>;
+  const lockOptions = { realpath: false, lockfilePath: `${path}.lock`, stale: staleMs };
   try {
-    release = await lockfile.lock(path, {
-      realpath: false,
-      lockfilePath: `${path}.lock`,
-      stale: staleMs,
-      retries: { retries: Math.ceil(waitMs / 50), minTimeout: 5, maxTimeout: 50, factor: 1.3 },
-    });
+    try {
+      release = await lockfile.lock(path, { ...lockOptions, retries: 0 });
+    } catch (busy) {
+      if ((busy as NodeJS.ErrnoException).code !== "ELOCKED") throw busy;
+      options.onWait?.();
+      release = await lockfile.lock(path, { ...lockOptions, retries: { retries: Math.ceil(waitMs / 50), minTimeout: 5, maxTimeout: 50, factor: 1.3 } });
+    }
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
     if (code === "ELOCKED") {

@@ -72,6 +72,10 @@ class Harness {
         this.nowMs += timeoutMs;
         return { kind: "timeout" };
       },
+      probeUdp: async (_target, _port, _payload, timeoutMs) => {
+        this.nowMs += timeoutMs;
+        return { kind: "closed" };
+      },
       sleep: async (ms) => {
         this.sleeps.push(ms);
         this.nowMs += ms;
