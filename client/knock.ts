@@ -157,7 +157,8 @@ export async function knockFlow(ctx: KnockContext, entry: StoredProfile, opts: F
             const open = await alreadyOpen(" (another tknock knocked)");
             if (open) return { done: open };
           }
-          const step = await chooseAndRecord(ctx, entry, opts, check, target);
+          // The port was looked at just before (unless another knock ran meanwhile): no second look needed.
+          const step = await chooseAndRecord(ctx, entry, opts, check, target, opts.probeFirst && !waited ? "closed" : undefined);
           if (typeof step !== "number") return step;
           const knock = await send(ctx, entry, sender, target, step, opts.delayMs);
           if (opts.waitSeconds === undefined) return { done: { target, knock, state: "unchecked" } };
@@ -188,6 +189,7 @@ async function chooseAndRecord(
   opts: FlowOptions,
   check: PortCheck,
   target: KnockTarget,
+  known: "closed" | undefined,
 ): Promise<number | { waitMs: number } | { done: FlowResult }> {
   const { periodSeconds } = entry.profile;
   const fresh = ctx.store.get(entry.name) ?? entry; // another process may have knocked since the command started
@@ -198,8 +200,8 @@ async function chooseAndRecord(
   if (choice.kind === "wait") {
     const waitMs = Math.max(0, choice.untilMs - nowMs);
     const current = stepAt(nowMs, periodSeconds);
-    let portState = "";
-    if (check.probeMs > 0) {
+    let portState = known === "closed" ? ` and port ${check.port} is closed` : "";
+    if (known === undefined && check.probeMs > 0) {
       const r = await probePort(ctx, target, check, check.probeMs);
       if (r.kind === "open" || r.kind === "reachable") {
         r.kind === "open" && r.socket?.destroy();

@@ -56,30 +56,62 @@ function downscale(img: RgbaImage, factor: number): RgbaImage {
   return { width, height, data };
 }
 
+type Found = { readonly text: string; readonly version: number; readonly corners: readonly { x: number; y: number }[] };
+
+function crop(img: RgbaImage, x0: number, y0: number, width: number, height: number): RgbaImage {
+  const data = new Uint8ClampedArray(width * height * 4);
+  for (let y = 0; y < height; y++) data.set(img.data.subarray(((y0 + y) * img.width + x0) * 4, ((y0 + y) * img.width + x0 + width) * 4), y * width * 4);
+  return { width, height, data };
+}
+
 /**
- * Every QR code's text, in the order found: decode one, paint its area in the colour of its quiet zone (so the
- * next pass cannot see it), decode again. jsQR tries the inverted picture too, so dark-mode codes are read.
+ * One code somewhere in the picture. jsQR looks for three finder patterns; with two codes of the same size side by
+ * side it can pair patterns of different codes and find none, so halves and then quarters (overlapping, so a code
+ * on a border stays whole in one of them) are tried when the whole picture gives nothing.
+ */
+function findOne(img: RgbaImage): Found | undefined {
+  const regions: [number, number, number, number][] = [[0, 0, 1, 1]];
+  for (const [fx, fy, fw, fh] of [
+    [0, 0, 0.6, 1], [0.4, 0, 0.6, 1], [0, 0, 1, 0.6], [0, 0.4, 1, 0.6],
+    [0, 0, 0.6, 0.6], [0.4, 0, 0.6, 0.6], [0, 0.4, 0.6, 0.6], [0.4, 0.4, 0.6, 0.6],
+  ] as const) regions.push([fx, fy, fw, fh]);
+  for (const [fx, fy, fw, fh] of regions) {
+    const x0 = Math.floor(img.width * fx);
+    const y0 = Math.floor(img.height * fy);
+    const part = fw === 1 && fh === 1 ? img : crop(img, x0, y0, Math.floor(img.width * fw), Math.floor(img.height * fh));
+    const code = jsQR(part.data, part.width, part.height, { inversionAttempts: "attemptBoth" });
+    if (code === null) continue;
+    const l = code.location;
+    const corners = [l.topLeftCorner, l.topRightCorner, l.bottomLeftCorner, l.bottomRightCorner].map((p) => ({ x: p.x + x0, y: p.y + y0 }));
+    return { text: code.data, version: code.version, corners };
+  }
+  return undefined;
+}
+
+/**
+ * Every QR code's text, in the order found: find one, paint its area in the colour of its quiet zone (so the
+ * next pass cannot see it), look again. jsQR tries the inverted picture too, so dark-mode codes are read.
  */
 export function findQrCodes(input: RgbaImage): string[] {
   const pixels = input.width * input.height;
   const img = pixels > MAX_PIXELS ? downscale(input, Math.ceil(Math.sqrt(pixels / MAX_PIXELS))) : { ...input, data: new Uint8ClampedArray(input.data) };
   const found: string[] = [];
   for (let i = 0; i < MAX_CODES; i++) {
-    const code = jsQR(img.data, img.width, img.height, { inversionAttempts: "attemptBoth" });
-    if (code === null) break;
-    found.push(code.data);
-    const loc = code.location;
-    const corners = [loc.topLeftCorner, loc.topRightCorner, loc.bottomLeftCorner, loc.bottomRightCorner];
-    const side = Math.hypot(loc.topRightCorner.x - loc.topLeftCorner.x, loc.topRightCorner.y - loc.topLeftCorner.y);
-    const module = side / (code.version * 4 + 17);
+    const code = findOne(img);
+    if (code === undefined) break;
+    found.push(code.text);
+    const [tl, tr] = code.corners as [{ x: number; y: number }, { x: number; y: number }];
+    const module = Math.hypot(tr.x - tl.x, tr.y - tl.y) / (code.version * 4 + 17);
     const margin = Math.ceil(module * 2) + 1;
-    const x0 = Math.max(0, Math.floor(Math.min(...corners.map((p) => p.x))) - margin);
-    const y0 = Math.max(0, Math.floor(Math.min(...corners.map((p) => p.y))) - margin);
-    const x1 = Math.min(img.width - 1, Math.ceil(Math.max(...corners.map((p) => p.x))) + margin);
-    const y1 = Math.min(img.height - 1, Math.ceil(Math.max(...corners.map((p) => p.y))) + margin);
+    const xs = code.corners.map((p) => p.x);
+    const ys = code.corners.map((p) => p.y);
+    const x0 = Math.max(0, Math.floor(Math.min(...xs)) - margin);
+    const y0 = Math.max(0, Math.floor(Math.min(...ys)) - margin);
+    const x1 = Math.min(img.width - 1, Math.ceil(Math.max(...xs)) + margin);
+    const y1 = Math.min(img.height - 1, Math.ceil(Math.max(...ys)) + margin);
     // The quiet zone's colour, just outside the top-left corner (white, or dark for an inverted code).
-    const qx = Math.min(img.width - 1, Math.max(0, Math.round(loc.topLeftCorner.x - module)));
-    const qy = Math.min(img.height - 1, Math.max(0, Math.round(loc.topLeftCorner.y - module)));
+    const qx = Math.min(img.width - 1, Math.max(0, Math.round(tl.x - module)));
+    const qy = Math.min(img.height - 1, Math.max(0, Math.round(tl.y - module)));
     const q = (qy * img.width + qx) * 4;
     const fill = [img.data[q] ?? 255, img.data[q + 1] ?? 255, img.data[q + 2] ?? 255, 255];
     for (let y = y0; y <= y1; y++) {
