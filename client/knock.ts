@@ -1,4 +1,3 @@
-import { setTimeout as sleepMs } from "node:timers/promises";
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import { ExitCode, TknockError } from "../src/errors.js";
@@ -6,12 +5,9 @@ import { withFileLock } from "../src/file-lock.js";
 import type { Clock } from "../src/ports.js";
 import { deriveSequence } from "../src/protocol/derive.js";
 import { stepAt } from "../src/protocol/window.js";
-import { connectOnce, resolveTarget, type ConnectResult } from "./net.js";
-import { udpExchange, type ProbeResult, type ProbeSpec } from "./probe.js";
-import { runCommand } from "./run-command.js";
+import type { ConnectResult } from "./net.js";
+import type { ProbeResult, ProbeSpec } from "./probe.js";
 import { defaultTransport, transportProto, type KnockTarget, type Sender, type Transport } from "./senders/sender.js";
-import { createTcpSender } from "./senders/tcp.js";
-import { createUdpSender } from "./senders/udp.js";
 import { chooseStep, recordKind } from "./steps.js";
 import type { ProfileStore, StoredProfile } from "./store.js";
 
@@ -26,21 +22,21 @@ export type ClientDeps = {
 };
 
 export async function openSender(transport: Transport, target: KnockTarget, firstPort: number): Promise<Sender> {
-  if (transport === "raw") {
-    // A native module and its wrapper: loaded only when the raw transport is chosen.
-    const { createRawSender } = await import("./senders/raw.js");
-    return createRawSender(target, firstPort);
-  }
-  return transport === "udp" ? createUdpSender(target) : createTcpSender(target);
+  if (transport === "raw") return (await import("./senders/raw.js")).createRawSender(target, firstPort);
+  return transport === "udp" ? (await import("./senders/udp.js")).createUdpSender(target) : (await import("./senders/tcp.js")).createTcpSender(target);
 }
 
+/**
+ * The real network, process and timers. Each part is imported when first used: `tknock --help` or `sequence`
+ * must not pay for Node's net, dgram, dns and child_process modules (a few ms each at start).
+ */
 export const realDeps: ClientDeps = {
-  resolve: resolveTarget,
+  resolve: async (host) => (await import("./net.js")).resolveTarget(host),
   openSender,
-  connect: connectOnce,
-  probeUdp: udpExchange,
-  sleep: (ms) => sleepMs(ms),
-  runCommand,
+  connect: async (target, port, timeoutMs) => (await import("./net.js")).connectOnce(target, port, timeoutMs),
+  probeUdp: async (target, port, payload, timeoutMs) => (await import("./probe-udp.js")).udpExchange(target, port, payload, timeoutMs),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  runCommand: async (argv) => (await import("./run-command.js")).runCommand(argv),
 };
 
 export type KnockOptions = {

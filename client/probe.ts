@@ -1,6 +1,4 @@
-import { createSocket } from "node:dgram";
 import type { Socket } from "node:net";
-import type { KnockTarget } from "./senders/sender.js";
 
 /**
  * What one look at a protected port found. The gate drops until a knock opens it, so any answer means this
@@ -16,30 +14,6 @@ export type ProbeResult =
 
 /** How the port is checked: a TCP connect, or a UDP payload (`--probe-udp HEX`) and any reply. */
 export type ProbeSpec = { readonly kind: "tcp" } | { readonly kind: "udp"; readonly payload: Buffer };
-
-/** One UDP exchange: the payload to a connected socket, and the first reply or ICMP error within timeoutMs. */
-export function udpExchange(target: KnockTarget, port: number, payload: Buffer, timeoutMs: number): Promise<ProbeResult> {
-  return new Promise((resolve) => {
-    const socket = createSocket(target.family === 6 ? "udp6" : "udp4");
-    let settled = false;
-    const settle = (r: ProbeResult): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.close();
-      resolve(r);
-    };
-    const timer = setTimeout(() => settle({ kind: "closed" }), timeoutMs);
-    socket.on("message", () => settle({ kind: "open" }));
-    socket.on("error", (err: NodeJS.ErrnoException) => settle(err.code === "ECONNREFUSED" ? { kind: "reachable" } : { kind: "error", code: err.code ?? "error" }));
-    // Connected, so the kernel reports an ICMP port unreachable as ECONNREFUSED.
-    socket.connect(port, target.address, () => {
-      socket.send(payload, (err) => {
-        if (err) settle({ kind: "error", code: (err as NodeJS.ErrnoException).code ?? "error" });
-      });
-    });
-  });
-}
 
 /** Parses `--probe-udp HEX`: the payload bytes, 1 to 512 of them. */
 export function parseHexPayload(text: string): Buffer | undefined {

@@ -1,7 +1,6 @@
 import { chmodSync, mkdirSync, statSync, type Stats } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { isIP } from "node:net";
 import Conf from "conf";
 import { ExitCode, TknockError } from "../src/errors.js";
 import { withFileLock } from "../src/file-lock.js";
@@ -260,7 +259,8 @@ export class ProfileStore {
     const wanted = hostOrName.replace(/^\[(.*)\]$/, "$1").toLowerCase(); // ssh may pass [v6-address]
     const all = this.list();
     const names = (p: StoredProfile): string[] => [p.profile.host.toLowerCase(), p.addr.toLowerCase()];
-    const shortName = (n: string): string | undefined => (isIP(n) === 0 && n.includes(".") ? n.slice(0, n.indexOf(".")) : undefined);
+    // Host names only: an IPv4 address has no letters, an IPv6 address has colons.
+    const shortName = (n: string): string | undefined => (/[a-z]/.test(n) && !n.includes(":") && n.includes(".") ? n.slice(0, n.indexOf(".")) : undefined);
     const levels: ((p: StoredProfile) => boolean)[] = [
       (p) => names(p).includes(wanted),
       (p) => !wanted.includes(".") && names(p).some((n) => shortName(n) === wanted),

@@ -26,6 +26,52 @@ export const Ajv2020 = unused; export default unused;`,
   },
 };
 
+/**
+ * Node modules that a dependency imports at its top for a feature tknock never uses, each replaced by a small
+ * module: commander's executable subcommands (child_process; \`-- COMMAND\` loads it itself when run), and conf's
+ * one deepEqual on open (assert, whose load costs more than the comparison).
+ */
+const unusedBuiltins = {
+  name: "unused-builtins",
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?(child_process|assert)$/ }, (args) => {
+      const from = (pkg) => new RegExp(`[\\\\/]node_modules[\\\\/]${pkg}[\\\\/]`).test(args.importer);
+      if (args.path === "node:child_process" && from("commander")) return { path: "child_process", namespace: "unused-builtin" };
+      if (/assert$/.test(args.path) && (from("conf") || from("signal-exit") || from("graceful-fs"))) return { path: "assert", namespace: "unused-builtin" };
+      return undefined;
+    });
+    b.onLoad({ filter: /^child_process$/, namespace: "unused-builtin" }, () => ({
+      loader: "js",
+      contents: `const unused = () => { throw new Error("executable subcommands are not bundled"); };
+module.exports = { spawn: unused, execFileSync: unused };`,
+    }));
+    b.onLoad({ filter: /^assert$/, namespace: "unused-builtin" }, () => ({
+      loader: "js",
+      // conf compares the file's JSON with itself plus defaults (a null-prototype copy): JSON text compares that.
+      // signal-exit and graceful-fs only check arguments and debug counters with assert.equal.
+      contents: `const fail = (message) => { throw new Error(message || "assertion failed"); };
+const assert = (value, message) => { if (!value) fail(message); };
+assert.ok = assert;
+assert.equal = (a, b, message) => { if (a != b) fail(message); };
+assert.deepEqual = (a, b, message) => { if (JSON.stringify(a) !== JSON.stringify(b)) fail(message); };
+module.exports = assert;`,
+    }));
+  },
+};
+
+/**
+ * `import process from "node:process"` (conf, env-paths) makes Node build an ESM facade of the process object,
+ * which reads every property, process.stdin/stdout/stderr included: that loads net, tty and streams at start
+ * (several ms) for commands that never touch stdin. The global is the same object.
+ */
+const globalProcess = {
+  name: "global-process",
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?process$/ }, () => ({ path: "process", namespace: "global-process" }));
+    b.onLoad({ filter: /.*/, namespace: "global-process" }, () => ({ loader: "js", contents: "module.exports = globalThis.process;" }));
+  },
+};
+
 for (const cli of ["client", "server"]) {
   rmSync(`dist/${cli}/chunks`, { recursive: true, force: true });
   await build({
@@ -41,7 +87,7 @@ for (const cli of ["client", "server"]) {
     legalComments: "linked",
     logLevel: "warning",
     external: ["raw-socket"],
-    plugins: cli === "client" ? [confUnusedParts] : [],
+    plugins: cli === "client" ? [confUnusedParts, unusedBuiltins, globalProcess] : [globalProcess],
     // CommonJS dependencies call require() for Node's own modules; an ESM file has none of its own.
     banner: { js: "import { createRequire as __tknockRequire } from 'node:module'; const require = __tknockRequire(import.meta.url);" },
   });

@@ -3,7 +3,6 @@
  * commands never lose each other's change. proper-lockfile makes `<file>.lock` with mkdir (atomic on every local
  * filesystem) and keeps its mtime fresh while held; a lock whose holder was killed goes stale and is taken over.
  */
-import lockfile from "proper-lockfile";
 import { ExitCode, TknockError } from "./errors.js";
 
 export type FileLockOptions = {
@@ -19,6 +18,10 @@ export type FileLockOptions = {
 export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, options: FileLockOptions = {}): Promise<T> {
   const waitMs = options.waitMs ?? 10_000;
   const staleMs = Math.max(2000, options.staleMs ?? 5000);
+  // Loaded on first use: with graceful-fs and signal-exit it would add to the start of every command.
+  const imported = await import("proper-lockfile");
+  // A CommonJS module: Node puts module.exports on default, bundlers may not add the named exports.
+  const lockfile = (imported as { default?: typeof imported }).default ?? imported;
   let release: () => Promise<void>;
   const lockOptions = { realpath: false, lockfilePath: `${path}.lock`, stale: staleMs };
   try {

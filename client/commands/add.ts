@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { parseIntOption, type CliIo } from "../../src/cli-io.js";
 import { ExitCode, TknockError } from "../../src/errors.js";
@@ -27,7 +27,7 @@ async function uriFrom(io: CliIo, uri: string | undefined, qrFile: string | unde
   if (qrFile !== undefined) {
     let image: Buffer;
     try {
-      image = await readFile(qrFile);
+      image = readFileSync(qrFile);
     } catch (cause) {
       throw new TknockError("TKNOCK_FILE_UNREADABLE", `cannot read ${qrFile} (${(cause as NodeJS.ErrnoException).code ?? "error"})`, ExitCode.usage, { cause });
     }

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { formatTable } from "../../src/cli-io.js";
 import type { ClientContext } from "../context.js";
-import { writeFile } from "node:fs/promises";
+import { writeFileSync } from "node:fs";
 import { ExitCode, TknockError } from "../../src/errors.js";
 import type { StoredProfile } from "../store.js";
 
@@ -80,7 +80,7 @@ export function registerProfileCommands(program: Command, ctx: ClientContext): v
       if (flags.qr === true) io.out(await qr.renderQrTerminal(entry.uri));
       if (flags.qrPng !== undefined) {
         try {
-          await writeFile(flags.qrPng, await qr.renderQrPng(entry.uri), { mode: 0o600 });
+          writeFileSync(flags.qrPng, await qr.renderQrPng(entry.uri), { mode: 0o600 });
         } catch (cause) {
           throw new TknockError("TKNOCK_FILE_UNWRITABLE", `cannot write ${flags.qrPng} (${(cause as NodeJS.ErrnoException).code ?? "error"}): check the folder`, ExitCode.usage, { cause });
         }
