@@ -10,6 +10,7 @@ import type { MatcherResult } from "./matcher-bench.js";
 import type { MemoryResult } from "./memory-bench.js";
 import type { ParserResult } from "./parser-bench.js";
 import type { ProfileSummary } from "./profile-summary.js";
+import { START_RATIO_TARGET, type StartResult } from "./start-bench.js";
 import { mb, ms, ratio, si, type Summary } from "./stats.js";
 
 export type Machine = {
@@ -31,6 +32,7 @@ export type BenchResults = {
   machine: Machine;
   matcher?: MatcherResult;
   parser?: ParserResult;
+  start?: StartResult;
   latency?: LatencyResult;
   flood?: { tknock?: FloodResult; knockd?: FloodResult; knockdAimed?: FloodResult };
   memory?: MemoryResult;
@@ -97,6 +99,22 @@ export function buildRows(r: BenchResults): Row[] {
       ratio: p.ratioToTcpdump !== undefined ? `${p.ratioToTcpdump.toFixed(2)}x` : "",
     });
     push({ label: "parser + matcher (1000 clients): packets/s", tknock: si(p.pipeline.pps), knockd: "n/a" });
+  }
+  const st = r.start;
+  if (st) {
+    const node = st.wallMs.node;
+    const row = (label: string, c: "knock" | "sequence" | "help"): void =>
+      push({
+        label: `Client start, wall time median / p90 / max (N = ${st.n}), vs \`node -e 0\` side by side: ${label}`,
+        tknock: trio(st.wallMs[c]),
+        knockd: `node -e 0: ${trio(node)}`,
+        ratio: `${st.ratioToNode[c].toFixed(2)}x of node`,
+        target: `<= ${START_RATIO_TARGET}x of node`,
+        verdict: met(st.ratioToNode[c] <= START_RATIO_TARGET),
+      });
+    row("`tknock NAME --delay 0` (a real knock)", "knock");
+    row("`tknock sequence NAME`", "sequence");
+    row("`tknock --help`", "help");
   }
   const lat = r.latency;
   if (lat) {

@@ -5,7 +5,8 @@
  *   npm run bench -- --only matcher,parser          pure parts only (no root needed)
  *   npm run bench -- --n 20 --flood-seconds 5       shorter
  *
- * Parts: matcher, parser (pure); latency, flood, memory, knockd, heal (lab: network namespaces, needs root).
+ * Parts: matcher, parser (pure); start (client start time vs `node -e 0`, no root); latency, flood, memory, knockd,
+ * heal (lab: network namespaces, needs root).
  * --profile runs each daemon under node --cpu-prof, and the matcher's largest case under the inspector's
  * profiler, and prints where the CPU time went.
  * "knockd" adds knockd's side to latency and flood (whichever of those are selected; both when alone).
@@ -25,6 +26,7 @@ import { benchLatency, latencyClientNames } from "./latency-bench.js";
 import { benchMatcher } from "./matcher-bench.js";
 import { benchMemory } from "./memory-bench.js";
 import { benchParser } from "./parser-bench.js";
+import { benchStart } from "./start-bench.js";
 import { cpuBusyPercent, loadAverage } from "./proc.js";
 import { formatProfile, summarizeCpuProfile } from "./profile-summary.js";
 import { buildRows, formatTable, machineInfo, machineLine, updateDocs, type BenchResults } from "./report.js";
@@ -32,7 +34,7 @@ import { buildRows, formatTable, machineInfo, machineLine, updateDocs, type Benc
 /** A heap cap for the daemon's node (an operator's choice, e.g. in the systemd unit), tried in the memory part. */
 const HEAP_CAP_FLAGS = ["--max-old-space-size=128", "--max-semi-space-size=2"];
 
-const ALL_PARTS = ["matcher", "parser", "latency", "flood", "memory", "knockd", "heal"] as const;
+const ALL_PARTS = ["matcher", "parser", "start", "latency", "flood", "memory", "knockd", "heal"] as const;
 type Part = (typeof ALL_PARTS)[number];
 
 type Options = {
@@ -270,6 +272,7 @@ async function main(): Promise<number> {
   try {
     if (o.parts.has("matcher")) results.matcher = benchMatcher({ packets: o.packets, profile: o.profile, log });
     if (o.parts.has("parser")) results.parser = await benchParser({ packets: o.packets, tmpDir: tmpdir(), log });
+    if (o.parts.has("start")) results.start = await benchStart({ n: o.n, log });
     const lab = ["latency", "flood", "memory", "knockd"].filter((x) => o.parts.has(x as Part));
     if (lab.length > 0) {
       if (process.getuid?.() !== 0) {

@@ -5,6 +5,7 @@ import { registerKnock } from "./commands/knock.js";
 import { registerProfileCommands } from "./commands/profiles.js";
 import { registerProxy } from "./commands/proxy.js";
 import { registerSequence } from "./commands/sequence.js";
+import { registerSet } from "./commands/set.js";
 import { createContext } from "./context.js";
 import { realDeps, type ClientDeps } from "./knock.js";
 
@@ -16,7 +17,8 @@ Exit codes:
   0  ok
   1  usage, profile or store problem
   2  network error (could not send knocks or reach the host)
-  3  knocked, but the port did not open in time (--wait, proxy)
+  3  knocked, but the port did not open in time (--wait, proxy), or this window's steps are used
+     and --no-wait-window was given
   N  with -- COMMAND: the command's exit code (127: it could not be started)`;
 
 export function createClientCli(io: CliIo, deps: Partial<ClientDeps> = {}): Command {
@@ -30,6 +32,7 @@ export function createClientCli(io: CliIo, deps: Partial<ClientDeps> = {}): Comm
   registerKnock(program, ctx);
   registerAdd(program, ctx);
   registerProfileCommands(program, ctx);
+  registerSet(program, ctx);
   registerSequence(program, io, (cmd) => ctx.openStore(cmd));
   registerProxy(program, ctx);
   return program;

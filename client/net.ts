@@ -1,4 +1,3 @@
-import { lookup } from "node:dns/promises";
 import { isIP, Socket } from "node:net";
 import { ExitCode, TknockError } from "../src/errors.js";
 import type { KnockTarget } from "./senders/sender.js";
@@ -9,6 +8,8 @@ export async function resolveTarget(host: string): Promise<KnockTarget> {
   const literal = isIP(bare);
   if (literal === 4 || literal === 6) return { address: bare, family: literal };
   try {
+    // Only names need the resolver module; a profile's address is usually a literal.
+    const { lookup } = await import("node:dns/promises");
     const { address, family } = await lookup(bare);
     return { address, family: family === 6 ? 6 : 4 };
   } catch (cause) {

@@ -3,8 +3,9 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import Conf from "conf";
 import { ExitCode, TknockError } from "../src/errors.js";
+import { withFileLock } from "../src/file-lock.js";
 import { parseProfileUri, type EnrolledProfile } from "../src/protocol/profile-uri.js";
-import { storeAccessError } from "./store-errors.js";
+import { CLIENT_PERMISSION_FIX, storeAccessError } from "./store-errors.js";
 
 /** One profile as the store file holds it: the enrolment URI (it carries the secret) plus local state. */
 export type StoredEntry = {
@@ -13,6 +14,10 @@ export type StoredEntry = {
   readonly addr: string;
   /** The last step knocked with; recorded before the knocks leave, so a step is never sent twice. */
   readonly lastStepUsed?: number;
+  /** Steps sent too far ahead of this clock to be accepted (a one-off --time-offset): never sent again. */
+  readonly avoidSteps?: readonly number[];
+  /** Added to this host's clock for every knock of the profile (`tknock set NAME --time-offset`). */
+  readonly timeOffsetSeconds?: number;
 };
 
 export type StoreFile = { version: 1; profiles: Record<string, StoredEntry> };
@@ -24,6 +29,10 @@ export const STORE_FILE_NAME = "profiles.json";
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+const ENTRY_KEYS = new Set(["uri", "addr", "lastStepUsed", "avoidSteps", "timeOffsetSeconds"]);
+/** Steps of the avoid list older than this many windows before the newest are dropped: the server forgot them too. */
+const AVOID_KEEP = 8;
+export const MAX_TIME_OFFSET_SECONDS = 86_400;
 
 export function isValidProfileName(name: string): boolean {
   return NAME_RE.test(name);
@@ -49,7 +58,7 @@ function checkEntry(path: string, name: string, raw: unknown): StoredEntry {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw invalid(path, `profile ${JSON.stringify(name)} is not an object`);
   const e = raw as Record<string, unknown>;
   for (const key of Object.keys(e)) {
-    if (key !== "uri" && key !== "addr" && key !== "lastStepUsed") throw invalid(path, `profile ${JSON.stringify(name)} has an unknown key ${JSON.stringify(key)}`);
+    if (!ENTRY_KEYS.has(key)) throw invalid(path, `profile ${JSON.stringify(name)} has an unknown key ${JSON.stringify(key)}`);
   }
   if (typeof e["uri"] !== "string") throw invalid(path, `profile ${JSON.stringify(name)}: uri must be a string`);
   if (typeof e["addr"] !== "string" || e["addr"] === "") throw invalid(path, `profile ${JSON.stringify(name)}: addr must be a non-empty string`);
@@ -57,12 +66,27 @@ function checkEntry(path: string, name: string, raw: unknown): StoredEntry {
   if (last !== undefined && !(typeof last === "number" && Number.isSafeInteger(last) && last >= 0)) {
     throw invalid(path, `profile ${JSON.stringify(name)}: lastStepUsed must be a non-negative integer`);
   }
-  return { uri: e["uri"], addr: e["addr"], ...(typeof last === "number" ? { lastStepUsed: last } : {}) };
+  const avoid = e["avoidSteps"];
+  if (avoid !== undefined && !(Array.isArray(avoid) && avoid.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0))) {
+    throw invalid(path, `profile ${JSON.stringify(name)}: avoidSteps must be a list of non-negative integers`);
+  }
+  const offset = e["timeOffsetSeconds"];
+  if (offset !== undefined && !(typeof offset === "number" && Number.isInteger(offset) && Math.abs(offset) <= MAX_TIME_OFFSET_SECONDS)) {
+    throw invalid(path, `profile ${JSON.stringify(name)}: timeOffsetSeconds must be an integer from -${MAX_TIME_OFFSET_SECONDS} to ${MAX_TIME_OFFSET_SECONDS}`);
+  }
+  return {
+    uri: e["uri"],
+    addr: e["addr"],
+    ...(typeof last === "number" ? { lastStepUsed: last } : {}),
+    ...(avoid !== undefined ? { avoidSteps: avoid as number[] } : {}),
+    ...(typeof offset === "number" && offset !== 0 ? { timeOffsetSeconds: offset } : {}),
+  };
 }
 
 /**
  * The client's profiles, in a conf store (one JSON file). It holds secrets, so the file is kept 0600 and its folder
- * 0700: checked when opened (a warning naming the fix) and repaired on every write.
+ * 0700: checked when opened (a warning naming the fix) and repaired on every write. Every change is a
+ * read-modify-write under the store's lock (`profiles.json.lock`), so parallel commands never lose each other's.
  */
 export class ProfileStore {
   readonly path: string;
@@ -163,51 +187,95 @@ export class ProfileStore {
     return entry === undefined ? undefined : this.parse(name, entry);
   }
 
+  /** Runs a read-modify-write of the file under the store's lock; change returns false to write nothing. */
+  private async update(change: (file: StoreFile) => boolean | void): Promise<void> {
+    await withFileLock(
+      this.path,
+      () => {
+        const file = this.read();
+        if (change(file) !== false) this.write(file);
+      },
+      { permissionFix: CLIENT_PERMISSION_FIX },
+    );
+  }
+
   /** Adds a profile; a name in use is refused unless force (then it is replaced, its step history kept). */
-  add(name: string, entry: StoredEntry, force: boolean): void {
+  async add(name: string, entry: StoredEntry, force: boolean): Promise<void> {
     if (!isValidProfileName(name)) {
       throw new TknockError("TKNOCK_BAD_NAME", `profile name ${JSON.stringify(name.slice(0, 40))} is not allowed: use letters, digits and . _ : @ - (start with a letter or digit)`, ExitCode.usage);
     }
-    const file = this.read();
-    const old = file.profiles[name];
-    if (old !== undefined && !force) {
-      throw new TknockError("TKNOCK_DUPLICATE_NAME", `a profile named ${name} exists: choose another --name, or --force to replace it`, ExitCode.usage);
-    }
-    // Keeping the last step of a replaced profile with the same URI stops a re-import from reusing a step.
-    const keepStep = old !== undefined && old.uri === entry.uri && old.lastStepUsed !== undefined && entry.lastStepUsed === undefined;
-    file.profiles[name] = keepStep ? { ...entry, lastStepUsed: old.lastStepUsed as number } : entry;
-    this.write(file);
+    await this.update((file) => {
+      const old = file.profiles[name];
+      if (old !== undefined && !force) {
+        throw new TknockError("TKNOCK_DUPLICATE_NAME", `a profile named ${name} exists: choose another --name, or --force to replace it`, ExitCode.usage);
+      }
+      // Keeping the step record of a replaced profile with the same URI stops a re-import from reusing a step.
+      const keep = old !== undefined && old.uri === entry.uri && entry.lastStepUsed === undefined;
+      file.profiles[name] = keep
+        ? { ...entry, ...(old.lastStepUsed !== undefined ? { lastStepUsed: old.lastStepUsed } : {}), ...(old.avoidSteps !== undefined ? { avoidSteps: old.avoidSteps } : {}) }
+        : entry;
+    });
   }
 
-  remove(name: string): void {
-    const file = this.read();
-    if (file.profiles[name] === undefined) throw noProfile(name, Object.keys(file.profiles));
-    delete file.profiles[name];
-    this.write(file);
-  }
-
-  /** Persists the step about to be used; callers send nothing until this returned. */
-  recordStep(name: string, step: number): void {
-    const file = this.read();
-    const entry = file.profiles[name];
-    if (entry === undefined) throw noProfile(name, Object.keys(file.profiles));
-    file.profiles[name] = { ...entry, lastStepUsed: step };
-    this.write(file);
+  async remove(name: string): Promise<void> {
+    await this.update((file) => {
+      if (file.profiles[name] === undefined) throw noProfile(name, Object.keys(file.profiles));
+      delete file.profiles[name];
+    });
   }
 
   /**
-   * The profile for what the user typed: a profile name, else the one profile whose host or knock address
-   * matches (host names compare case-insensitively).
+   * Persists a step about to be used; callers send nothing until this returned. "last" raises the profile's
+   * last step (every step up to it is then spent); "reset" sets it (the clock went back: the record was ahead);
+   * "avoid" only marks that one step as spent.
+   */
+  async recordStep(name: string, step: number, kind: "last" | "reset" | "avoid" = "last"): Promise<void> {
+    await this.update((file) => {
+      const entry = file.profiles[name];
+      if (entry === undefined) throw noProfile(name, Object.keys(file.profiles));
+      if (kind !== "avoid") {
+        const last = kind === "last" && entry.lastStepUsed !== undefined ? Math.max(entry.lastStepUsed, step) : step;
+        file.profiles[name] = { ...entry, lastStepUsed: last };
+        return;
+      }
+      const avoid = [...(entry.avoidSteps ?? []), step].filter((s) => s >= step - AVOID_KEEP).sort((a, b) => a - b);
+      file.profiles[name] = { ...entry, avoidSteps: [...new Set(avoid)] };
+    });
+  }
+
+  /** Stores the clock offset used by every knock of the profile (0 removes it). */
+  async setTimeOffset(name: string, seconds: number): Promise<void> {
+    await this.update((file) => {
+      const entry = file.profiles[name];
+      if (entry === undefined) throw noProfile(name, Object.keys(file.profiles));
+      const { timeOffsetSeconds: _old, ...rest } = entry;
+      file.profiles[name] = seconds === 0 ? rest : { ...rest, timeOffsetSeconds: seconds };
+    });
+  }
+
+  /**
+   * The profile for what the user typed, in this order: a profile name; the one profile whose URI host or knock
+   * address matches (host names compare case-insensitively); the one profile whose host or address is a name
+   * starting with it as its first label (`gw` for gw.example.org). Two matches at one level are ambiguous.
    */
   find(hostOrName: string): StoredProfile {
     const direct = this.get(hostOrName);
     if (direct !== undefined) return direct;
     const wanted = hostOrName.replace(/^\[(.*)\]$/, "$1").toLowerCase(); // ssh may pass [v6-address]
     const all = this.list();
-    const matches = all.filter((p) => p.profile.host.toLowerCase() === wanted || p.addr.toLowerCase() === wanted);
-    if (matches.length === 1) return matches[0] as StoredProfile;
-    if (matches.length > 1) {
-      throw new TknockError("TKNOCK_AMBIGUOUS_PROFILE", `${hostOrName} matches profiles ${matches.map((m) => m.name).join(", ")}: give the profile name`, ExitCode.usage);
+    const names = (p: StoredProfile): string[] => [p.profile.host.toLowerCase(), p.addr.toLowerCase()];
+    // Host names only: an IPv4 address has no letters, an IPv6 address has colons.
+    const shortName = (n: string): string | undefined => (/[a-z]/.test(n) && !n.includes(":") && n.includes(".") ? n.slice(0, n.indexOf(".")) : undefined);
+    const levels: ((p: StoredProfile) => boolean)[] = [
+      (p) => names(p).includes(wanted),
+      (p) => !wanted.includes(".") && names(p).some((n) => shortName(n) === wanted),
+    ];
+    for (const matches of levels.map((level) => all.filter(level))) {
+      if (matches.length === 1) return matches[0] as StoredProfile;
+      if (matches.length > 1) {
+        const list = matches.map((m) => `${m.name} (${m.profile.host})`).join(", ");
+        throw new TknockError("TKNOCK_AMBIGUOUS_PROFILE", `${hostOrName} matches profiles ${list}: give the profile name`, ExitCode.usage);
+      }
     }
     throw noProfile(hostOrName, all.map((p) => p.name));
   }
@@ -215,7 +283,7 @@ export class ProfileStore {
 
 function noProfile(name: string, known: readonly string[]): TknockError {
   const hint = known.length === 0 ? "the store is empty: add one with `tknock add URI`" : `known: ${[...known].sort().join(", ")} (see \`tknock list\`)`;
-  return new TknockError("TKNOCK_NO_PROFILE", `no profile named ${name} and none for that host: ${hint}`, ExitCode.usage);
+  return new TknockError("TKNOCK_NO_PROFILE", `no profile named ${name}, and no profile's host, address or short host name is ${name}: ${hint}`, ExitCode.usage);
 }
 
 function storeError(path: string, cause: unknown): TknockError {

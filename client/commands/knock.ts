@@ -1,15 +1,31 @@
-import { Option, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
 import { ExitWith, parseIntOption } from "../../src/cli-io.js";
 import type { ClientContext } from "../context.js";
 import { parseSecondsOption, parseTransport } from "../context.js";
-import { knockProfile, waitForOpen, type KnockContext, type KnockOptions } from "../knock.js";
+import { DEFAULT_PROBE_MS, knockFlow, type KnockContext, type KnockOptions, type PortCheck } from "../knock.js";
+import { parseHexPayload } from "../probe.js";
 import type { Transport } from "../senders/sender.js";
-import type { ProfileStore } from "../store.js";
+import { MAX_TIME_OFFSET_SECONDS, type ProfileStore, type StoredProfile } from "../store.js";
 
 export const DEFAULT_WAIT_SECONDS = 10;
 export const MAX_WAIT_SECONDS = 600;
 
-export type KnockFlags = { transport?: Transport; delay: number; timeOffset: number };
+export type KnockFlags = {
+  transport?: Transport;
+  delay: number;
+  timeOffset?: number;
+  waitWindow: boolean;
+  probeTimeout: number;
+  probeUdp?: Buffer;
+};
+
+export const parseTimeOffset = parseIntOption("--time-offset", -MAX_TIME_OFFSET_SECONDS, MAX_TIME_OFFSET_SECONDS);
+
+function parseProbeUdp(value: string): Buffer {
+  const payload = parseHexPayload(value);
+  if (payload === undefined) throw new InvalidArgumentError("--probe-udp takes the payload as hex digits (1 to 512 bytes), e.g. 00 or 38000000");
+  return payload;
+}
 
 /** The options `tknock HOST` and `tknock proxy` share. */
 export function addKnockOptions(cmd: Command): Command {
@@ -20,11 +36,28 @@ export function addKnockOptions(cmd: Command): Command {
       ),
     )
     .option("--delay <ms>", "milliseconds between knocks", parseIntOption("--delay", 0, 10_000), 10)
-    .option("--time-offset <seconds>", "add this to the clock (may be negative): for a skewed clock", parseIntOption("--time-offset", -86_400, 86_400), 0);
+    .option("--time-offset <seconds>", "add this to the clock for this knock only (may be negative); `tknock set NAME --time-offset` stores it", parseTimeOffset)
+    .option("--no-wait-window", "when this window's steps are used, exit 3 at once instead of waiting for the next window")
+    .option("--probe-timeout <ms>", "how long the look at the port before knocking may take (0: always knock)", parseIntOption("--probe-timeout", 0, 10_000), DEFAULT_PROBE_MS)
+    .option("--probe-udp <hex>", "the protected port is a UDP service: check it by sending this payload and waiting for any reply", parseProbeUdp);
 }
 
 export function knockOptionsFrom(flags: KnockFlags): KnockOptions {
-  return { ...(flags.transport !== undefined ? { transport: flags.transport } : {}), delayMs: flags.delay, timeOffsetSeconds: flags.timeOffset };
+  return {
+    ...(flags.transport !== undefined ? { transport: flags.transport } : {}),
+    delayMs: flags.delay,
+    ...(flags.timeOffset !== undefined ? { timeOffsetSeconds: flags.timeOffset } : {}),
+    noWaitWindow: !flags.waitWindow,
+  };
+}
+
+export function portCheckFrom(flags: KnockFlags, port: number): PortCheck {
+  return { port, probe: flags.probeUdp !== undefined ? { kind: "udp", payload: flags.probeUdp } : { kind: "tcp" }, probeMs: flags.probeTimeout };
+}
+
+/** The port --wait and -- COMMAND look at: the profile's first open port. */
+export function protectedPort(entry: StoredProfile): number {
+  return entry.profile.open[0] ?? 22;
 }
 
 export function knockContext(ctx: ClientContext, store: ProfileStore, quiet: boolean): KnockContext {
@@ -47,7 +80,7 @@ export function registerKnock(program: Command, ctx: ClientContext): void {
     .argument("[command...]", "after --: a command to run once knocked; its exit code becomes tknock's");
   addKnockOptions(cmd)
     .addOption(
-      new Option("--wait [seconds]", `after knocking, wait until the first open port accepts a connection`)
+      new Option("--wait [seconds]", `look at the first open port first (no knock if it answers); after knocking, wait until it answers`)
         .preset(String(DEFAULT_WAIT_SECONDS))
         .argParser(parseSecondsOption("--wait", 0.1, MAX_WAIT_SECONDS)),
     )
@@ -58,7 +91,11 @@ export function registerKnock(program: Command, ctx: ClientContext): void {
 Examples:
   tknock myhost                      knock
   tknock myhost --wait -- ssh me@myhost
-  tknock knock list                  knock a profile named like a subcommand`,
+  tknock myhost --wait --probe-udp 00   a UDP service: it answers a one-byte datagram
+  tknock knock list                  knock a profile named like a subcommand
+
+With --wait or -- COMMAND, tknock first looks at the port (--probe-timeout, 150 ms) and knocks only when it
+does not answer. Knocks of one profile take turns (a lock in the store folder).`,
     )
     .action(async (host: string | undefined, command: string[], flags: KnockCommandFlags, self: Command) => {
       if (host === undefined) {
@@ -67,13 +104,13 @@ Examples:
       const store = ctx.openStore(self);
       const kctx = knockContext(ctx, store, flags.quiet === true);
       const entry = store.find(host);
-      const report = await knockProfile(kctx, entry, knockOptionsFrom(flags));
-      if (flags.wait !== undefined) {
-        const port = entry.profile.open[0] ?? 22;
-        const { socket, elapsedMs } = await waitForOpen(kctx, report.target, port, flags.wait);
-        socket.destroy();
-        kctx.info(`${report.target.address} port ${port} open after ${Math.round(elapsedMs)} ms`);
-      }
+      const result = await knockFlow(kctx, entry, {
+        ...knockOptionsFrom(flags),
+        probeFirst: flags.wait !== undefined || command.length > 0,
+        ...(flags.wait !== undefined ? { waitSeconds: flags.wait } : {}),
+        check: portCheckFrom(flags, protectedPort(entry)),
+      });
+      result.socket?.destroy();
       if (command.length > 0) {
         const code = await ctx.deps.runCommand(command);
         if (code !== 0) throw new ExitWith(code);

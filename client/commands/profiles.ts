@@ -1,7 +1,8 @@
 import type { Command } from "commander";
 import { formatTable } from "../../src/cli-io.js";
 import type { ClientContext } from "../context.js";
-import { renderQrTerminal } from "../qr.js";
+import { writeFileSync } from "node:fs";
+import { ExitCode, TknockError } from "../../src/errors.js";
 import type { StoredProfile } from "../store.js";
 
 /** What `list` shows of a profile: everything but the secret. */
@@ -18,6 +19,7 @@ export function publicView(p: StoredProfile): Record<string, unknown> {
     ports: `${profile.portMin}-${profile.portMax}`,
     open: [...profile.open],
     lastStepUsed: p.lastStepUsed ?? null,
+    timeOffsetSeconds: p.timeOffsetSeconds ?? 0,
   };
 }
 
@@ -57,8 +59,8 @@ export function registerProfileCommands(program: Command, ctx: ClientContext): v
     .command("remove")
     .description("delete a stored profile")
     .argument("<name>", "the profile name")
-    .action((name: string, _flags: unknown, self: Command) => {
-      ctx.openStore(self).remove(name);
+    .action(async (name: string, _flags: unknown, self: Command) => {
+      await ctx.openStore(self).remove(name);
       io.out(`removed ${name}`);
     });
 
@@ -66,11 +68,23 @@ export function registerProfileCommands(program: Command, ctx: ClientContext): v
     .command("export")
     .description("print a profile's URI (and a QR code) to move it to another device: it holds the secret")
     .argument("<name>", "the profile name")
-    .option("--qr", "also draw the URI as a QR code in the terminal")
-    .action(async (name: string, flags: { qr?: boolean }, self: Command) => {
+    .option("--qr", "also draw the URI as a QR code in the terminal (black on white)")
+    .option("--qr-png <file>", "also write the QR code as a PNG file (mode 600: it holds the secret)")
+    .action(async (name: string, flags: { qr?: boolean; qrPng?: string }, self: Command) => {
       const entry = ctx.openStore(self).find(name);
       io.err(`warning: this URI holds the secret of ${entry.name}: anyone who sees it can knock as you. Do not paste it into chats or tickets.`);
       io.out(entry.uri);
-      if (flags.qr === true) io.out(await renderQrTerminal(entry.uri));
+      if (flags.qr !== true && flags.qrPng === undefined) return;
+      // The QR encoder is loaded only here: it would cost every other command its start time.
+      const qr = await import("../qr.js");
+      if (flags.qr === true) io.out(await qr.renderQrTerminal(entry.uri));
+      if (flags.qrPng !== undefined) {
+        try {
+          writeFileSync(flags.qrPng, await qr.renderQrPng(entry.uri), { mode: 0o600 });
+        } catch (cause) {
+          throw new TknockError("TKNOCK_FILE_UNWRITABLE", `cannot write ${flags.qrPng} (${(cause as NodeJS.ErrnoException).code ?? "error"}): check the folder`, ExitCode.usage, { cause });
+        }
+        io.err(`wrote ${flags.qrPng} (mode 600)`);
+      }
     });
 }

@@ -1,9 +1,10 @@
 import type { Command } from "commander";
 import type { ClientContext } from "../context.js";
 import { parsePort, parseSecondsOption } from "../context.js";
-import { knockProfile, waitForOpen } from "../knock.js";
+import { ExitCode, TknockError } from "../../src/errors.js";
+import { knockFlow, waitForOpen } from "../knock.js";
 import { pipeBothWays } from "../pipe.js";
-import { addKnockOptions, DEFAULT_WAIT_SECONDS, knockContext, knockOptionsFrom, MAX_WAIT_SECONDS, type KnockFlags } from "./knock.js";
+import { addKnockOptions, DEFAULT_WAIT_SECONDS, knockContext, knockOptionsFrom, MAX_WAIT_SECONDS, portCheckFrom, type KnockFlags } from "./knock.js";
 
 type ProxyFlags = KnockFlags & { wait: number; verbose?: boolean };
 
@@ -20,9 +21,15 @@ export function registerProxy(program: Command, ctx: ClientContext): void {
       // stdout carries the connection's bytes and nothing else; every message goes to stderr.
       const store = ctx.openStore(self);
       const kctx = knockContext(ctx, store, flags.verbose !== true);
-      const report = await knockProfile(kctx, store.find(host), knockOptionsFrom(flags));
-      const { socket, elapsedMs } = await waitForOpen(kctx, report.target, port, flags.wait);
-      kctx.info(`${report.target.address} port ${port} open after ${Math.round(elapsedMs)} ms`);
+      if (flags.probeUdp !== undefined) throw new TknockError("TKNOCK_USAGE", "proxy joins a TCP connection: --probe-udp does not apply", ExitCode.usage);
+      const check = portCheckFrom(flags, port);
+      const result = await knockFlow(kctx, store.find(host), { ...knockOptionsFrom(flags), probeFirst: true, waitSeconds: flags.wait, check });
+      // Open: the look or the wait already holds the connection. Otherwise (the gate let us in but nothing
+      // accepted, or another tknock opened it) one more bounded wait gets a connection to join.
+      const socket = result.socket ?? (result.state === "reachable" ? undefined : (await waitForOpen(kctx, result.target, check, flags.wait)).socket);
+      if (socket === undefined) {
+        throw new TknockError("TKNOCK_NOT_OPENED", `${result.target.address} port ${port} lets this address in but refuses TCP connections: is the service running?`, ExitCode.notOpened);
+      }
       await pipeBothWays(socket, ctx.io.stdin, ctx.io.stdout);
     });
 }

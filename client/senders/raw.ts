@@ -6,7 +6,7 @@ import type { KnockTarget, Sender } from "./sender.js";
 import { buildSynSegment } from "./tcp-syn.js";
 
 const PERMISSION_HINT =
-  "the raw transport needs root or CAP_NET_RAW: run as root, or `sudo setcap cap_net_raw+ep $(readlink -f $(which node))`, or use --transport tcp";
+  "the raw transport needs root (it crafts its own packets): run it with sudo, or use the default tcp transport (drop --transport raw; it needs no privilege)";
 
 /**
  * The source address the kernel will pick for this target: a connected UDP socket runs the route lookup and

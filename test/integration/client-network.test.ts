@@ -182,7 +182,8 @@ describeAsRoot("tknock client on the wire (namespace lab)", () => {
       await addProfile(p);
       const packets = await capture(c.family, async () => {
         // The command keeps tknock alive past the 1 s initial RTO: an aborted connect must not be retransmitted.
-        const r = await tknock(p.home, [p.name, "--transport", c.transport, "--", "sleep", "1.2"]);
+        // --probe-timeout 0: knock although the port answers (it is not gated here).
+        const r = await tknock(p.home, [p.name, "--transport", c.transport, "--probe-timeout", "0", "--", "sleep", "1.2"]);
         expect(r.code, r.stderr).toBe(0);
       });
       const ports = expectedPorts(p);
@@ -213,18 +214,23 @@ describeAsRoot("tknock client on the wire (namespace lab)", () => {
     const packets = await capture(4, async () => {
       const r = await lab.exec("client", ["env", `TKNOCK_HOME=${p.home}`, "setpriv", "--bounding-set", "-net_raw", process.execPath, bin, p.name, "--transport", "raw"]);
       expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/sudo/);
+      expect(r.stderr).not.toMatch(/setcap/);
     });
     expect(packets).toEqual([]);
     const store = JSON.parse(readFileSync(join(p.home, "profiles.json"), "utf8")) as { profiles: Record<string, { lastStepUsed?: number }> };
     expect(store.profiles[p.name]?.lastStepUsed).toBeUndefined();
   });
 
-  it("when the open port accepts connections then --wait reports it and the command runs with its exit code", async () => {
+  it("when the open port already accepts connections then --wait sends no knock and the command runs with its exit code", async () => {
     const p = newProfile({ open: [ECHO_PORT] });
     await addProfile(p);
-    const r = await tknock(p.home, [p.name, "--wait", "3", "--", "sh", "-c", "exit 7"]);
-    expect(r.code, r.stderr).toBe(7);
-    expect(r.stderr).toMatch(/open after \d+ ms/);
+    const packets = await capture(4, async () => {
+      const r = await tknock(p.home, [p.name, "--wait", "3", "--", "sh", "-c", "exit 7"]);
+      expect(r.code, r.stderr).toBe(7);
+      expect(r.stderr).toMatch(/already open.*no knock sent/);
+    });
+    expect(packets.filter((k) => k.dstPort >= 10000)).toEqual([]);
   });
 
   it("when the open port stays dropped then --wait gives up with exit code 3 and runs no command", async () => {

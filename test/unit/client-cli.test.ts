@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync } from "node:fs";
 import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,6 +29,10 @@ class Harness {
   readonly commands: string[][] = [];
   commandExit = 0;
   portOpensAfterMs: number | undefined = undefined;
+  /** The gate lets this address in from then on but nothing listens on TCP (a UDP service): connects are refused. */
+  refusedAfterMs: number | undefined = undefined;
+  udpRepliesAfterMs: number | undefined = undefined;
+  readonly udpProbes: Buffer[] = [];
   connectError: string | undefined;
   openSenderError: TknockError | undefined;
   stdin = new PassThrough();
@@ -69,8 +73,15 @@ class Harness {
           return { kind: "error", code: this.connectError };
         }
         if (this.portOpensAfterMs !== undefined && this.nowMs - knockStartMs >= this.portOpensAfterMs) return { kind: "open", socket: new Socket() };
+        if (this.refusedAfterMs !== undefined && this.nowMs - knockStartMs >= this.refusedAfterMs) return { kind: "refused" };
         this.nowMs += timeoutMs;
         return { kind: "timeout" };
+      },
+      probeUdp: async (_target, _port, payload, timeoutMs) => {
+        this.udpProbes.push(payload);
+        if (this.udpRepliesAfterMs !== undefined && this.nowMs - knockStartMs >= this.udpRepliesAfterMs) return { kind: "open" };
+        this.nowMs += timeoutMs;
+        return { kind: "closed" };
       },
       sleep: async (ms) => {
         this.sleeps.push(ms);
@@ -248,5 +259,122 @@ describe("tknock client CLI (in memory)", () => {
     expect(h.err).toHaveLength(1);
     expect(h.err[0]).toContain("knocks");
     expect(h.err[0]).not.toContain(SECRET.slice(0, 12));
+  });
+
+  it("when --wait finds the port already open then no knock is sent and no step is spent", async () => {
+    h.portOpensAfterMs = 0;
+    expect(await h.run("srv", "--wait", "2", "--", "true")).toBe(0);
+    expect(h.sent).toEqual([]);
+    expect(h.stepOnDisk("srv")).toBeUndefined();
+    expect(h.commands).toEqual([["true"]]);
+    expect(h.err.join("\n")).toMatch(/already open.*no knock sent/);
+  });
+
+  it("when a command follows and the port is already open then it runs without a knock", async () => {
+    h.portOpensAfterMs = 0;
+    expect(await h.run("srv", "--", "ssh", "me@srv")).toBe(0);
+    expect(h.sent).toEqual([]);
+    expect(h.commands).toEqual([["ssh", "me@srv"]]);
+  });
+
+  it("when --probe-timeout 0 is given then --wait knocks without looking first", async () => {
+    h.portOpensAfterMs = 0;
+    expect(await h.run("srv", "--wait", "2", "--probe-timeout", "0")).toBe(0);
+    expect(h.sent).toHaveLength(4);
+  });
+
+  it("when this window's steps are used and the port is closed then one line gives the seconds, and --no-wait-window exits 3 at once", async () => {
+    await h.run("srv", "--delay", "0");
+    await h.run("srv", "--delay", "0");
+    const sleepsBefore = h.sleeps.length;
+    expect(await h.run("srv", "--no-wait-window", "--wait", "2")).toBe(ExitCode.notOpened);
+    expect(h.sleeps.slice(sleepsBefore).filter((ms) => ms > 1000)).toEqual([]);
+    expect(h.err).toHaveLength(1);
+    expect(h.err[0]).toMatch(new RegExp(`steps ${T} and ${T + 1} .* are used and port 22 is closed: the next window starts in 2\\d\\.\\d s`));
+    expect(h.sent).toHaveLength(8);
+  });
+
+  it("when a one-off --time-offset sent a step two windows ahead then the next knock without it uses the current step at once", async () => {
+    expect(await h.run("srv", "--delay", "0", "--time-offset", "60")).toBe(0);
+    expect(h.sent.map((s) => s.port)).toEqual(deriveSequence(PROFILE, T + 2));
+    expect(await h.run("srv", "--delay", "0")).toBe(0);
+    expect(h.sent.slice(4).map((s) => s.port)).toEqual(deriveSequence(PROFILE, T));
+    expect(h.sleeps).toEqual([]);
+    // The far step is never sent again, even when its window comes.
+    h.nowMs += 60_000;
+    expect(await h.run("srv", "--delay", "0")).toBe(0);
+    expect(h.sent.slice(8).map((s) => s.port)).toEqual(deriveSequence(PROFILE, T + 3));
+  });
+
+  it("when a one-off --time-offset sent the next window's step then a knock without it goes on from there (the server spent the steps below)", async () => {
+    expect(await h.run("srv", "--delay", "0", "--time-offset", "30")).toBe(0);
+    expect(h.stepOnDisk("srv")).toBe(T + 1);
+    h.portOpensAfterMs = 0; // the offset knock opened the port
+    expect(await h.run("srv", "--wait", "2")).toBe(0);
+    expect(h.sent).toHaveLength(4);
+    expect(h.sleeps).toEqual([]);
+  });
+
+  it("when a time offset is stored with `set` then every knock uses it, and `list --json` shows it", async () => {
+    expect(await h.run("set", "srv.example", "--time-offset", "30")).toBe(0);
+    expect(await h.run("srv", "--delay", "0")).toBe(0);
+    expect(h.sent.map((s) => s.port)).toEqual(deriveSequence(PROFILE, T + 1));
+    expect(await h.run("srv", "--delay", "0")).toBe(0);
+    expect(h.sent.slice(4).map((s) => s.port)).toEqual(deriveSequence(PROFILE, T + 2));
+    expect(await h.run("list", "--json")).toBe(0);
+    expect((JSON.parse(h.out.join("")) as { timeOffsetSeconds: number }[])[0]?.timeOffsetSeconds).toBe(30);
+    expect(await h.run("add", URI, "--name", "skewed", "--time-offset", "-30")).toBe(0);
+    expect(await h.run("skewed", "--delay", "0")).toBe(0);
+    expect(h.sent.slice(8).map((s) => s.port)).toEqual(deriveSequence(PROFILE, T - 1));
+  });
+
+  it("when the gate lets the address in but no TCP service answers (a UDP service) then --wait exits 0 with one line saying it cannot be probed", async () => {
+    h.refusedAfterMs = 200;
+    expect(await h.run("srv", "--wait", "3", "--quiet")).toBe(0);
+    expect(h.sent).toHaveLength(4);
+    expect(h.err).toHaveLength(1);
+    expect(h.err[0]).toMatch(/no TCP service answers.*--probe-udp/);
+  });
+
+  it("when --probe-udp HEX is given then the port is checked with that payload, and a reply means open", async () => {
+    h.udpRepliesAfterMs = 200;
+    expect(await h.run("srv", "--wait", "3", "--probe-udp", "38000000")).toBe(0);
+    expect(h.sent).toHaveLength(4);
+    expect(h.udpProbes.at(-1)).toEqual(Buffer.from("38000000", "hex"));
+    expect(h.err.join("\n")).toMatch(/open after \d+ ms/);
+    expect(await h.run("srv", "--probe-udp", "xyz")).toBe(1);
+  });
+
+  it("when another tknock holds the profile's knock lock then this one waits, looks at the port again, and sends nothing if it opened", async () => {
+    const lock = join(h.home, "srv.knock.lock");
+    mkdirSync(lock, { recursive: true });
+    setTimeout(() => {
+      h.portOpensAfterMs = 0;
+      rmSync(lock, { recursive: true, force: true });
+    }, 300);
+    expect(await h.run("srv", "--wait", "2")).toBe(0);
+    expect(h.sent).toEqual([]);
+    expect(h.err.join("\n")).toMatch(/another tknock is knocking this profile/);
+  });
+
+  it("when a killed tknock left the profile's knock lock behind then it is taken over at once", async () => {
+    const lock = join(h.home, "srv.knock.lock");
+    mkdirSync(lock, { recursive: true });
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(lock, old, old);
+    const started = Date.now();
+    expect(await h.run("srv", "--delay", "0")).toBe(0);
+    expect(h.sent).toHaveLength(4);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it("when export --qr runs then the QR is drawn black on white, and --qr-png writes a PNG of mode 600", async () => {
+    const png = join(dir, "srv.png");
+    expect(await h.run("export", "srv", "--qr", "--qr-png", png)).toBe(0);
+    const text = h.out.slice(1).join("\n");
+    expect(text).toContain("\x1b[47m"); // white background
+    expect(text).toContain("\x1b[30m"); // black foreground
+    expect(statSync(png).mode & 0o777).toBe(0o600);
+    expect(readFileSync(png).subarray(0, 4)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47]));
   });
 });
