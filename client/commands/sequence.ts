@@ -21,7 +21,7 @@ export function registerSequence(program: Command, io: CliIo, openStore?: (cmd: 
     .description("print the knock sequence of a profile for the current (or a given) time")
     .argument("[name]", "a stored profile (name or host)")
     .option("--uri <uri>", "an otpauth:// enrolment URI")
-    .option("--at <unixSeconds>", "the time, in Unix seconds (default: now)", parseIntOption("--at", 0, 2 ** 40))
+    .option("--at <unixSeconds>", "the time, in Unix seconds, 0 to 2^40 (default: now)", parseIntOption("--at", 0, 2 ** 40))
     .option("--json", 'print {"step":N,"ports":[...],"proto":"tcp"}')
     .action((name: string | undefined, opts: SequenceOptions, self: Command) => {
       if (name !== undefined && opts.uri !== undefined) {

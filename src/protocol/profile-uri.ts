@@ -1,9 +1,11 @@
-import { generateTOTP, parse as parseOtpauth, URIParseError } from "@otplib/uri";
+import { generateTOTP } from "@otplib/uri";
 // The base32 plugin alone, not all of otplib: the client loads this module on every knock, and otplib's
 // crypto plugins would add tens of ms to its start. newSecretBase32 loads otplib when a secret is made.
 import { ScureBase32Plugin } from "@otplib/plugin-base32-scure";
 import { InvalidProfileError, InvalidUriError } from "../errors.js";
 import type { KnockProto } from "../ports.js";
+import { decodeBase32 } from "./base32.js";
+import { percentDecode, quoteShort, splitOtpauthUri, type KnownParameter } from "./otpauth-uri.js";
 import { isPort, PROFILE_LIMITS, validateProfile, type KnockProfile } from "./profile.js";
 
 /** A profile as enrolled: the protocol parameters plus who it is for and where to knock. */
@@ -24,17 +26,14 @@ export function encodeSecret(secret: Uint8Array): string {
   return base32.encode(secret, { padding: false });
 }
 
-/** Decodes a base32 secret; throws InvalidUriError("secret") with no secret text in the message. */
+/**
+ * Decodes a base32 secret by the grammar's rule (docs/protocol.md section 7); throws InvalidUriError("secret")
+ * with no secret text in the message.
+ */
 export function decodeSecret(text: string): Uint8Array {
-  const cleaned = text.replace(/[\s=]/g, "").toUpperCase();
-  if (cleaned.length === 0 || !/^[A-Z2-7]+$/.test(cleaned)) {
-    throw new InvalidUriError("secret", "parameter secret is not base32 (letters A-Z and digits 2-7)");
-  }
-  try {
-    return base32.decode(cleaned);
-  } catch (cause) {
-    throw new InvalidUriError("secret", "parameter secret is not valid base32", { cause });
-  }
+  const r = decodeBase32(text);
+  if (!r.ok) throw new InvalidUriError("secret", `parameter secret ${r.why}`);
+  return r.bytes;
 }
 
 /** A fresh random secret (otplib's CSPRNG), base32 without padding. */
@@ -94,124 +93,126 @@ function bad(param: string, why: string): InvalidUriError {
   return new InvalidUriError(param, `parameter ${param} ${why}`);
 }
 
-function parseIntParam(q: URLSearchParams, name: string, fallback: number): number {
-  const raw = q.get(name);
-  if (raw === null) return fallback;
-  if (!/^\d{1,6}$/.test(raw)) throw bad(name, `must be a whole number, got ${JSON.stringify(raw.slice(0, 20))}`);
-  return Number(raw);
+/** docs/protocol.md section 7, rule 8: no sign, no leading zero, no space; then the value's range. */
+function uintIn(name: KnownParameter, value: string, min: number, max: number): number {
+  const n = /^(0|[1-9][0-9]*)$/.test(value) ? Number(value) : NaN;
+  if (!(n >= min && n <= max)) {
+    throw bad(name, `must be a whole number from ${min} to ${max} (digits only, no leading zero), got ${quoteShort(value)}`);
+  }
+  return n;
 }
 
-function parsePortList(q: URLSearchParams, name: string, fallback: readonly number[] | undefined, allowEmpty: boolean): number[] {
-  const raw = q.get(name);
-  if (raw === null) {
-    if (fallback === undefined) throw bad(name, "is missing");
-    return [...fallback];
+function portList(name: "exclude" | "open", value: string): number[] {
+  const ports: number[] = [];
+  for (const item of value.split(",")) {
+    const n = /^(0|[1-9][0-9]*)$/.test(item) ? Number(item) : NaN;
+    if (!isPort(n)) throw bad(name, `must be comma-separated port numbers 1..65535 (digits only), got ${quoteShort(value)}`);
+    if (!ports.includes(n)) ports.push(n);
   }
-  if (raw.trim() === "") {
-    if (allowEmpty) return [];
-    throw bad(name, "is empty: give at least one port");
-  }
-  const ports = raw.split(",").map((s) => (/^\d{1,5}$/.test(s.trim()) ? Number(s.trim()) : NaN));
-  if (!ports.every(isPort)) throw bad(name, `must be comma-separated port numbers (1..65535), got ${JSON.stringify(raw.slice(0, 40))}`);
-  return [...new Set(ports)];
+  return ports;
 }
 
 const URI_SHAPE = "expected otpauth://totp/tknock:CLIENT@HOST?secret=...";
 
 /**
- * Maps an otplib parse error to the parameter it names. otplib's messages can quote the whole URI or a raw value
- * (secret included), so none of its text is echoed.
- */
-function otplibParseError(cause: unknown): InvalidUriError {
-  const text = cause instanceof URIParseError ? cause.message : "";
-  const missing = /^Missing required parameter: (\w+)$/.exec(text)?.[1];
-  if (missing !== undefined) return new InvalidUriError(missing, `parameter ${missing} is missing`, { cause });
-  const invalid = /^Invalid value for parameter '([^']{1,64})'/.exec(text)?.[1];
-  if (invalid === "type") return new InvalidUriError("type", `URI type must be totp: ${URI_SHAPE}`, { cause });
-  if (invalid !== undefined) return new InvalidUriError(invalid, `parameter ${invalid} has an invalid value`, { cause });
-  const where = /^Invalid otpauth URI: (?:Invalid URI encoding in (label|parameter '[^']{1,64}')|(label|parameter '[^']{1,64}') exceeds maximum length)/.exec(text);
-  if (where) {
-    const name = (where[1] ?? where[2] ?? "uri").replace(/^parameter '|'$/g, "");
-    const why = where[1] !== undefined ? "has a bad %-encoding" : "is too long";
-    return new InvalidUriError(name, `${name === "label" ? "label" : `parameter ${name}`} ${why}`, { cause });
-  }
-  if (/^Invalid otpauth URI: URI exceeds maximum length/.test(text)) {
-    return new InvalidUriError("uri", "URI is too long (at most 2048 characters)", { cause });
-  }
-  return new InvalidUriError("uri", `URI cannot be parsed: ${URI_SHAPE}`, { cause });
-}
-
-/**
- * Parses an enrolment URI. Every missing or bad parameter is reported by name (InvalidUriError.parameter);
- * unknown parameters are ignored so URIs of later versions stay readable.
+ * Parses an enrolment URI by the grammar of docs/protocol.md section 7. The first rule broken, in the
+ * documented order (never the order of the URI), is reported by name (InvalidUriError.parameter); unknown
+ * parameters are ignored so URIs of later versions stay readable. No message quotes the secret.
  */
 export function parseProfileUri(uri: string): EnrolledProfile {
-  const text = uri.trim();
-  if (!text.toLowerCase().startsWith("otpauth://")) {
-    throw new InvalidUriError("scheme", "not an otpauth:// URI: expected otpauth://totp/tknock:CLIENT@HOST?secret=...");
-  }
-  let parsed: ReturnType<typeof parseOtpauth>;
-  try {
-    parsed = parseOtpauth(text);
-  } catch (cause) {
-    throw otplibParseError(cause);
-  }
-  if (parsed.type !== "totp") throw bad("type", `must be totp, got ${parsed.type}`);
-  let q: URLSearchParams;
-  try {
-    q = new URL(text).searchParams;
-  } catch (cause) {
-    throw new InvalidUriError("uri", "URI cannot be parsed", { cause });
-  }
-  const v = q.get("v");
-  if (v !== null && v !== PROTOCOL_VERSION) throw bad("v", `is ${JSON.stringify(v)}: this tknock speaks protocol version 1`);
-  if (parsed.params.algorithm !== undefined && parsed.params.algorithm !== "sha256") {
-    throw bad("algorithm", `must be SHA256, got ${String(parsed.params.algorithm).toUpperCase()}`);
-  }
-  const issuer = parsed.params.issuer;
-  if (issuer !== undefined && issuer !== ISSUER) throw bad("issuer", `must be ${ISSUER}, got ${JSON.stringify(issuer)}`);
+  const { rawLabel, rawValues } = splitOtpauthUri(uri);
 
-  // Label: "tknock:CLIENT@HOST" (issuer prefix optional); the host is after the last '@'.
-  const label = parsed.label.startsWith(`${ISSUER}:`) ? parsed.label.slice(ISSUER.length + 1) : parsed.label;
-  const at = label.lastIndexOf("@");
-  const client = at > 0 ? label.slice(0, at) : "";
-  const host = at > 0 ? label.slice(at + 1) : "";
-  if (!isValidClientName(client)) throw bad("label", `must be tknock:CLIENT@HOST with a client name of letters, digits, . _ -`);
-  if (!HOST_RE.test(host)) throw bad("label", `must be tknock:CLIENT@HOST with a host name or address after '@'`);
+  /** The decoded first value of a known parameter, undefined when absent; empty only where `allowEmpty`. */
+  const value = (name: KnownParameter, allowEmpty = false): string | undefined => {
+    const raw = rawValues.get(name);
+    if (raw === undefined) return undefined;
+    const decoded = percentDecode(raw);
+    if (decoded === undefined) throw bad(name, "has a bad %-escape (% must be followed by two hex digits of UTF-8)");
+    if (decoded === "" && !allowEmpty) throw bad(name, "is empty: give a value or leave the parameter out");
+    return decoded;
+  };
 
-  const secret = decodeSecret(parsed.params.secret);
-  const periodSeconds = parseIntParam(q, "period", PROFILE_LIMITS.periodSeconds.default);
-  const knocks = parseIntParam(q, "knocks", PROFILE_LIMITS.knocks.default);
-  const range = q.get("ports");
-  let portMin: number = PROFILE_LIMITS.portMin;
-  let portMax: number = PROFILE_LIMITS.portMax;
-  if (range !== null) {
-    const m = /^(\d{1,5})-(\d{1,5})$/.exec(range);
-    if (!m) throw bad("ports", `must be MIN-MAX, got ${JSON.stringify(range.slice(0, 20))}`);
-    portMin = Number(m[1]);
-    portMax = Number(m[2]);
+  // v first: a later version may redefine any other part, and "unsupported version" is then the useful message.
+  const v = value("v");
+  if (v !== undefined && v !== PROTOCOL_VERSION) throw bad("v", `is ${quoteShort(v)}: this tknock speaks protocol version 1`);
+
+  const label = percentDecode(rawLabel);
+  if (label === undefined) throw new InvalidUriError("label", "label has a bad %-escape (% must be followed by two hex digits of UTF-8)");
+  const body = label.startsWith(`${ISSUER}:`) ? label.slice(ISSUER.length + 1) : label;
+  const at = body.indexOf("@");
+  const client = at < 0 ? "" : body.slice(0, at);
+  const host = at < 0 ? "" : body.slice(at + 1);
+  if (!isValidClientName(client)) {
+    throw new InvalidUriError("label", `label must be tknock:CLIENT@HOST with a client name of letters, digits, . _ - (up to 63): ${URI_SHAPE}`);
   }
-  const open = parsePortList(q, "open", undefined, false);
-  const exclude = parsePortList(q, "exclude", open, true);
-  const protoRaw = q.get("proto") ?? "tcp";
-  if (protoRaw !== "tcp" && protoRaw !== "udp") throw bad("proto", `must be tcp or udp, got ${JSON.stringify(protoRaw.slice(0, 10))}`);
-  const proto: KnockProto = protoRaw;
-  const addr = q.get("addr");
-  if (addr !== null && !HOST_RE.test(addr)) throw bad("addr", "must be a host name or an IP address");
+  if (!HOST_RE.test(host)) {
+    throw new InvalidUriError("label", `label must be tknock:CLIENT@HOST with a host name or address after '@' (letters, digits, . : [ ] _ -)`);
+  }
+
+  const secretText = value("secret");
+  if (secretText === undefined) throw bad("secret", "is missing");
+  const secret = decodeSecret(secretText);
+  if (secret.length < PROFILE_LIMITS.minSecretBytes) {
+    throw bad("secret", `is ${secret.length} bytes; at least ${PROFILE_LIMITS.minSecretBytes} are required`);
+  }
+
+  const issuer = value("issuer");
+  if (issuer !== undefined && issuer !== ISSUER) throw bad("issuer", `must be ${ISSUER}, got ${quoteShort(issuer)}`);
+  const algorithm = value("algorithm");
+  if (algorithm !== undefined && algorithm.toUpperCase() !== "SHA256") {
+    throw bad("algorithm", `must be SHA256, got ${quoteShort(algorithm)}`);
+  }
+  const digits = value("digits");
+  if (digits !== undefined) uintIn("digits", digits, 6, 8);
+
+  const L = PROFILE_LIMITS;
+  const periodText = value("period");
+  const periodSeconds = periodText === undefined ? L.periodSeconds.default : uintIn("period", periodText, L.periodSeconds.min, L.periodSeconds.max);
+  const knocksText = value("knocks");
+  const knocks = knocksText === undefined ? L.knocks.default : uintIn("knocks", knocksText, L.knocks.min, L.knocks.max);
+
+  let portMin: number = L.portMin;
+  let portMax: number = L.portMax;
+  const range = value("ports");
+  if (range !== undefined) {
+    const m = /^(0|[1-9][0-9]*)-(0|[1-9][0-9]*)$/.exec(range);
+    portMin = Number(m?.[1]);
+    portMax = Number(m?.[2]);
+    if (!isPort(portMin) || !isPort(portMax) || portMin > portMax) {
+      throw bad("ports", `must be MIN-MAX with 1 <= MIN <= MAX <= 65535 (digits only), got ${quoteShort(range)}`);
+    }
+  }
+
+  const excludeText = value("exclude", true);
+  const excludeGiven = excludeText === undefined ? undefined : excludeText === "" ? [] : portList("exclude", excludeText);
+
+  const protoText = value("proto");
+  if (protoText !== undefined && protoText !== "tcp" && protoText !== "udp") {
+    throw bad("proto", `must be tcp or udp, got ${quoteShort(protoText)}`);
+  }
+  const proto: KnockProto = protoText ?? "tcp";
+
+  const openText = value("open");
+  if (openText === undefined) throw bad("open", "is missing: give the ports the server opens, e.g. open=22");
+  const open = portList("open", openText);
+
+  const addr = value("addr");
+  if (addr !== undefined && !HOST_RE.test(addr)) throw bad("addr", "must be a host name or an IP address (letters, digits, . : [ ] _ -)");
 
   const profile: EnrolledProfile = {
     client,
     host,
-    ...(addr !== null ? { addr } : {}),
+    ...(addr !== undefined ? { addr } : {}),
     open,
     secret,
     periodSeconds,
     knocks,
     portMin,
     portMax,
-    exclude,
+    exclude: excludeGiven ?? [...open],
     proto,
   };
+  // The last rule (U >= k, named "ports") is the profile's own; validateProfile also re-checks the rest.
   try {
     validateProfile(profile);
   } catch (err) {

@@ -70,6 +70,19 @@ describe("tknock sequence --uri", () => {
     });
   }
 
+  it("when --at is 2^40 (the documented bound) then it prints that time's step", async () => {
+    const r = await tknock(["sequence", "--uri", URI, "--at", String(2 ** 40), "--json"]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out.join("\n")).step).toBe(Math.floor(2 ** 40 / 30));
+  });
+
+  it("when --at is 2^40 + 1 then it exits 1 naming --at without printing a sequence", async () => {
+    const r = await tknock(["sequence", "--uri", URI, "--at", String(2 ** 40 + 1), "--json"]);
+    expect(r.code).toBe(1);
+    expect(r.out).toEqual([]);
+    expect(r.err.join("\n")).toContain("--at");
+  });
+
   it("when --at is not a number then it exits 1 without printing a sequence", async () => {
     const r = await tknock(["sequence", "--uri", URI, "--at", "soon", "--json"]);
     expect(r.code).toBe(1);
