@@ -7,10 +7,13 @@
  * 100k packets/s here), which is why this is C.
  *
  * Usage:
- *   tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,PORT,...] [-s MODE] [-S SEED]
+ *   tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,PORT,...] [-s MODE] [-a SRC] [-S SEED]
  *   -s random4   (default) random IPv4 sources in 198.18.0.0/15, skipping 198.18.0.0/24 (the lab's real hosts)
  *   -s seq6      distinct IPv6 sources fd18:18::1:0:0:0 + i (i = packet number): one packet per source
  *   -s seq4      distinct IPv4 sources 198.18.1.0 + i (at most 130816 of them)
+ *   -s fixed4 -a SRC   every packet from SRC (inside 198.18.0.0/15): spoofing one lab host, e.g. a client
+ * With -r the packets are paced one by one (a batch holds only the packets already due), as hping3 -i sends them,
+ * so a low rate is not a burst of 64 every 64 / PPS seconds.
  * Prints one JSON line: {"sent":N,"errors":N,"seconds":S}.
  */
 #define _GNU_SOURCE
@@ -82,7 +85,7 @@ static void fill_tcp(uint8_t *tcp, uint16_t sport, uint16_t dport, uint32_t seq)
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,...] [-s random4|seq4|seq6] [-S SEED]\n");
+  fprintf(stderr, "usage: tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,...] [-s random4|seq4|seq6|fixed4] [-a SRC] [-S SEED]\n");
   exit(2);
 }
 
@@ -94,8 +97,9 @@ int main(int argc, char **argv) {
   static uint16_t port_list[MAX_PORTS];
   unsigned port_count = 0;
   const char *mode = "random4";
+  const char *fixed_src_text = NULL;
   int opt;
-  while ((opt = getopt(argc, argv, "d:c:t:r:p:P:s:S:")) != -1) {
+  while ((opt = getopt(argc, argv, "d:c:t:r:p:P:s:a:S:")) != -1) {
     switch (opt) {
       case 'd': dst_text = optarg; break;
       case 'c': max_packets = strtoull(optarg, NULL, 10); break;
@@ -115,6 +119,7 @@ int main(int argc, char **argv) {
         break;
       }
       case 's': mode = optarg; break;
+      case 'a': fixed_src_text = optarg; break;
       case 'S': rng_state ^= strtoull(optarg, NULL, 10) * 0x9e3779b97f4a7c15ull + 1; break;
       default: usage();
     }
@@ -122,7 +127,17 @@ int main(int argc, char **argv) {
   /* Both bounds are mandatory: a flood that could run forever is a bug. */
   if (!dst_text || max_packets == 0 || max_seconds <= 0 || max_seconds > 120) usage();
   int v6 = strcmp(mode, "seq6") == 0;
-  if (!v6 && strcmp(mode, "random4") != 0 && strcmp(mode, "seq4") != 0) usage();
+  int fixed4 = strcmp(mode, "fixed4") == 0;
+  if (!v6 && !fixed4 && strcmp(mode, "random4") != 0 && strcmp(mode, "seq4") != 0) usage();
+  uint32_t fixed_src = 0;
+  if (fixed4) {
+    struct in_addr a;
+    if (!fixed_src_text || inet_pton(AF_INET, fixed_src_text, &a) != 1 || (ntohl(a.s_addr) & 0xfffe0000u) != 0xc6120000u) {
+      fprintf(stderr, "tknock-flood: -s fixed4 needs -a SRC inside 198.18.0.0/15 (the lab)\n");
+      return 2;
+    }
+    fixed_src = ntohl(a.s_addr);
+  }
   if (strcmp(mode, "seq4") == 0 && max_packets > SEQ4_MAX) {
     fprintf(stderr, "tknock-flood: seq4 has only %u distinct sources\n", SEQ4_MAX);
     return 2;
@@ -187,6 +202,10 @@ int main(int argc, char **argv) {
       }
     }
     unsigned n = BATCH;
+    if (rate > 0) {
+      double due = (t - start) * rate + 1 - (double)sent; /* packets whose time has come */
+      if (due < n) n = due < 1 ? 1 : (unsigned)due;
+    }
     if (max_packets - sent < n) n = (unsigned)(max_packets - sent);
     for (unsigned i = 0; i < n; i++, index++) {
       uint8_t *p = packets[i];
@@ -212,7 +231,8 @@ int main(int argc, char **argv) {
         sum += TCP_LEN + IPPROTO_TCP;
       } else {
         uint32_t src;
-        if (strcmp(mode, "seq4") == 0) src = 0xc6120100u + (uint32_t)index;
+        if (fixed4) src = fixed_src;
+        else if (strcmp(mode, "seq4") == 0) src = 0xc6120100u + (uint32_t)index;
         else src = 0xc6120100u + (uint32_t)((r >> 20) % SEQ4_MAX);
         memset(p, 0, IP4_LEN);
         p[0] = 0x45;

@@ -13,7 +13,8 @@ export type TrackedClient = {
   lastAccepted: number | undefined;
   /**
    * Future steps already seen in a skew refusal. They are spent: an eavesdropper who saw a clock-ahead client's
-   * knock must not be able to replay it once that step becomes current. Kept in memory only (small, bounded).
+   * knock must not be able to replay it once that step becomes current. Small and bounded; the daemon persists
+   * it in the state file and passes it back at start (MatcherClient.spentSteps).
    */
   burned: number[];
   /** The client's own current step T (its period may differ from other clients'); -1 before the first build. */
