@@ -36,6 +36,9 @@ export class Daemon {
   private readonly refusalLines = new LogLimiter(LOG_LINES_PER_SECOND);
   private readonly bruteForceLines = new LogLimiter(LOG_LINES_PER_SECOND);
   private readonly counters = { opened: 0, refused: 0, bruteforce: 0, openErrors: 0, reloads: 0, futureKnocks: 0 };
+  /** Aborts the listener when the daemon cannot go on safely; run() then throws `fatal`. */
+  private readonly halt = new AbortController();
+  private fatal: unknown;
 
   private constructor(private readonly deps: DaemonDeps) {
     const { log, clock } = deps;
@@ -47,6 +50,7 @@ export class Daemon {
       nowMs,
       clients: this.clientPeriods(),
       skewWindows: this.config.skewWindows,
+      diagnosticWindows: this.config.diagnosticWindows,
       log: (msg: string) => log.warn(msg),
     });
     this.replays = new ReplayLog(join(this.config.stateDir, "replays.jsonl"), this.config.replayLog);
@@ -69,6 +73,7 @@ export class Daemon {
       profile: clientProfile(name, r),
       open: r.open,
       lastAcceptedStep: this.steps.get(name),
+      spentSteps: this.steps.spent(name),
     }));
   }
 
@@ -88,12 +93,37 @@ export class Daemon {
       this.matcher.tick(this.deps.clock.nowMs());
       if (statStamp(this.config.clientsFile) !== this.clientsStamp) this.reloadClients("clients file changed");
     }, 1000);
+    const stopListener = (): void => this.halt.abort();
+    signal.addEventListener("abort", stopListener, { once: true });
+    if (signal.aborted) stopListener();
     try {
-      await this.listener.run((k) => this.onKnock(k), signal);
+      await this.listener.run((k) => this.onKnock(k), this.halt.signal);
     } finally {
+      signal.removeEventListener("abort", stopListener);
       clearInterval(tick);
       await this.firewall.close();
       log.info({ ...this.counters, listener: this.listener.stats() }, "tknock-server stopped; the gate stays in place");
+    }
+    if (this.fatal !== undefined) throw this.fatal;
+  }
+
+  /** Stops the daemon with an error (exit 1); the gate stays, so the protected ports stay closed. */
+  private stop(err: unknown): void {
+    if (this.fatal !== undefined) return;
+    this.fatal = err;
+    this.deps.log.error({ err: err instanceof Error ? err.message : String(err) }, "stopping: cannot keep replay protection across a restart");
+    this.halt.abort();
+  }
+
+  /** Persists a state change; false when it failed (logged; fatal when the state file could not even be moved aside). */
+  private persisted(write: () => void, what: string, client: string): boolean {
+    try {
+      write();
+      return true;
+    } catch (err) {
+      this.deps.log.error({ err: err instanceof Error ? err.message : String(err), client }, what);
+      if ((err as { code?: unknown }).code === "TKNOCK_STATE_UNPROTECTED") this.stop(err);
+      return false;
     }
   }
 
@@ -171,12 +201,9 @@ export class Daemon {
     const { log } = this.deps;
     switch (d.kind) {
       case "open": {
-        try {
-          this.steps.record(d.client, d.step); // durable before the port opens
-        } catch (err) {
-          log.error({ err: String(err), client: d.client }, "could not persist the accepted step; not opening");
-          return;
-        }
+        // Durable before the port opens. A step that could not be stored stays spent: the matcher refuses it
+        // from now on, and the state file was moved aside so a restart fails closed (StepStore.persist).
+        if (!this.persisted(() => this.steps.record(d.client, d.step), "could not persist the accepted step; not opening", d.client)) return;
         const grants: Grant[] = d.open.map((port) => ({ src: d.src, port, openSeconds: this.config.openSeconds }));
         const t0 = performance.now();
         let opening: Promise<void>;
@@ -200,6 +227,10 @@ export class Daemon {
       }
       case "refuse": {
         this.counters.refused++;
+        if (d.reason === "skew" && (d.offsetWindows ?? 0) > 0) {
+          // The matcher spent this future step; it must stay spent after a restart too.
+          this.persisted(() => this.steps.setSpent(d.client, this.matcher.spentSteps(d.client)), "could not persist the step spent by a skew refusal", d.client);
+        }
         this.record(d, knock);
         const hint = d.reason === "skew" ? `client clock is off by about ${d.offsetWindows ?? "?"} windows: fix its time (NTP)` : undefined;
         const admitted = this.refusalLines.admit(knock.atMs);
