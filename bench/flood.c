@@ -12,6 +12,8 @@
  *   -s seq6      distinct IPv6 sources fd18:18::1:0:0:0 + i (i = packet number): one packet per source
  *   -s seq4      distinct IPv4 sources 198.18.1.0 + i (at most 130816 of them)
  *   -s fixed4 -a SRC   every packet from SRC (inside 198.18.0.0/15): spoofing one lab host, e.g. a client
+ *   -o           ports in ascending order (MIN, MIN+1, ..., MAX, MIN, ...): a sweep of the range instead of random
+ * SIGTERM or SIGINT ends the run early, still printing the report.
  * With -r the packets are paced one by one (a batch holds only the packets already due), as hping3 -i sends them,
  * so a low rate is not a burst of 64 every 64 / PPS seconds.
  * Prints one JSON line: {"sent":N,"errors":N,"seconds":S}.
@@ -19,6 +21,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +37,12 @@
 #define TCP_LEN 20
 #define MAX_PORTS 65536
 #define SEQ4_MAX 130816u /* 198.18.1.0 .. 198.19.255.255 */
+
+static volatile sig_atomic_t stop_requested = 0;
+static void request_stop(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t next_random(void) {
@@ -85,7 +94,7 @@ static void fill_tcp(uint8_t *tcp, uint16_t sport, uint16_t dport, uint32_t seq)
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,...] [-s random4|seq4|seq6|fixed4] [-a SRC] [-S SEED]\n");
+  fprintf(stderr, "usage: tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,...] [-s random4|seq4|seq6|fixed4] [-a SRC] [-o] [-S SEED]\n");
   exit(2);
 }
 
@@ -98,8 +107,9 @@ int main(int argc, char **argv) {
   unsigned port_count = 0;
   const char *mode = "random4";
   const char *fixed_src_text = NULL;
+  int ordered = 0;
   int opt;
-  while ((opt = getopt(argc, argv, "d:c:t:r:p:P:s:a:S:")) != -1) {
+  while ((opt = getopt(argc, argv, "d:c:t:r:p:P:s:a:oS:")) != -1) {
     switch (opt) {
       case 'd': dst_text = optarg; break;
       case 'c': max_packets = strtoull(optarg, NULL, 10); break;
@@ -120,6 +130,7 @@ int main(int argc, char **argv) {
       }
       case 's': mode = optarg; break;
       case 'a': fixed_src_text = optarg; break;
+      case 'o': ordered = 1; break;
       case 'S': rng_state ^= strtoull(optarg, NULL, 10) * 0x9e3779b97f4a7c15ull + 1; break;
       default: usage();
     }
@@ -162,6 +173,12 @@ int main(int argc, char **argv) {
     }
   }
 
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = request_stop;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+
   int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_RAW, IPPROTO_RAW); /* IPPROTO_RAW: we write the IP header */
   if (fd < 0) {
     perror("tknock-flood: socket");
@@ -189,7 +206,7 @@ int main(int argc, char **argv) {
   unsigned long long sent = 0, errors = 0, index = 0;
   double start = now_seconds(), deadline = start + max_seconds;
   unsigned port_span = port_max - port_min + 1;
-  while (sent < max_packets) {
+  while (sent < max_packets && !stop_requested) {
     double t = now_seconds();
     if (t >= deadline) break;
     if (rate > 0) {
@@ -210,7 +227,9 @@ int main(int argc, char **argv) {
     for (unsigned i = 0; i < n; i++, index++) {
       uint8_t *p = packets[i];
       uint64_t r = next_random();
-      uint16_t dport = port_count > 0 ? port_list[r % port_count] : (uint16_t)(port_min + (r >> 16) % port_span);
+      uint16_t dport = port_count > 0 ? port_list[r % port_count]
+                       : ordered       ? (uint16_t)(port_min + (sent + i) % port_span)
+                                       : (uint16_t)(port_min + (r >> 16) % port_span);
       uint16_t sport = (uint16_t)(1024 + (r >> 40) % 64000);
       uint8_t *tcp = p + (v6 ? IP6_LEN : IP4_LEN);
       fill_tcp(tcp, sport, dport, (uint32_t)(r >> 8));
