@@ -179,7 +179,12 @@ export class Matcher {
     checkOptions(options);
     // Pick the fields: the daemon may pass its whole ServerConfig.
     this.options = pickOptions(options);
-    this.table = new SequenceTable(Math.max(options.diagnosticWindows, options.skewWindows), tuning.incrementalTables ?? true);
+    this.table = new SequenceTable(
+      Math.max(options.diagnosticWindows, options.skewWindows),
+      tuning.incrementalTables ?? true,
+      options.skewWindows,
+      options.toleratedWrongKnocks * MISS_UNIT,
+    );
     this.maxProgress = tuning.maxProgressPerSource ?? DEFAULT_MAX_PROGRESS;
     this.sources = new SourceTable(options.maxSources, this.maxProgress);
     this.retransmitMs = options.retransmitMs;
@@ -334,7 +339,7 @@ export class Matcher {
           continue;
         }
         prog[w] = seq.id;
-        prog[w + 1] = seq.ports[n + 1]!;
+        prog[w + 1] = seq.ports[n + 1]! + this.table.missesAt(seq.client, seq.step);
         w += 2;
       }
       i32[slot * RECORD_WORDS + I_ACTIVE] = (w - base) / 2;

@@ -208,6 +208,20 @@ describe("matcher: progress per source", () => {
     expect(last(knockAll(m, "198.18.0.1", [a, b, c, d], T0_MS + 2000)).kind).toBe("open");
   });
 
+  it("when a sequence of a step that cannot open (only logged as skew) gets a wrong knock then it is dropped, as the window moves too", () => {
+    const p = profile(17);
+    const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
+    const [wrong] = unusedPorts(m, p, 1) as [number];
+    const ahead = deriveSequence(p, T + 2) as [number, number, number, number];
+    const withWrong = (ports: readonly number[]): number[] => [ports[0]!, ports[1]!, wrong, ports[2]!, ports[3]!];
+    expect(knockAll(m, "198.18.0.1", withWrong(ahead), T0_MS).some((d) => d.kind === "refuse")).toBe(false);
+    // One window later T+2 is a candidate: the same knocks open it.
+    const later = stepStartMs(T + 1, 30) + 1000;
+    expect(last(knockAll(m, "198.18.0.1", withWrong(ahead), later))).toMatchObject({ kind: "open", step: T + 2 });
+    // And T-1, a candidate then, is no longer one now that T+1 is current.
+    expect(knockAll(m, "198.18.0.2", withWrong(deriveSequence(p, T - 1)), later + 1000).some((d) => d.kind === "refuse")).toBe(false);
+  });
+
   it("when toleratedWrongKnocks is 0 then a single wrong knock resets progress", () => {
     const p = profile(10);
     const m = new Matcher([client("alice", p)], opts({ toleratedWrongKnocks: 0 }), T0_MS);
