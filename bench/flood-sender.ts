@@ -30,17 +30,24 @@ export type FloodOptions = {
   readonly portRange?: { readonly min: number; readonly max: number };
   /** Destination ports to pick from (instead of a range). */
   readonly ports?: readonly number[];
-  readonly sources: "random4" | "seq4" | "seq6";
+  /** fixed4: every packet from `source` (spoofing one lab host). */
+  readonly sources: "random4" | "seq4" | "seq6" | "fixed4";
+  readonly source?: string;
+  /** Ports in ascending order through portRange (a sweep), instead of random ones. */
+  readonly ascending?: boolean;
   readonly seed?: number;
 };
 
 export type FloodReport = { sent: number; errors: number; seconds: number };
 
-export type RunningFlood = { readonly child: ChildProcess; readonly done: Promise<FloodReport> };
+/** stop(): ends the run early (SIGTERM); `done` still resolves with the report. */
+export type RunningFlood = { readonly child: ChildProcess; readonly done: Promise<FloodReport>; stop(): Promise<FloodReport> };
 
 export function startFlood(lab: Lab, host: string, o: FloodOptions): RunningFlood {
   const argv = [FLOOD_BINARY, "-d", o.dst, "-c", String(o.maxPackets), "-t", String(o.maxSeconds), "-s", o.sources, "-S", String(o.seed ?? 1)];
   if (o.rate !== undefined && o.rate > 0) argv.push("-r", String(o.rate));
+  if (o.source !== undefined) argv.push("-a", o.source);
+  if (o.ascending === true) argv.push("-o");
   if (o.ports !== undefined) argv.push("-P", o.ports.join(","));
   else if (o.portRange !== undefined) argv.push("-p", `${o.portRange.min}-${o.portRange.max}`);
   const child = lab.spawn(host, argv);
@@ -59,5 +66,12 @@ export function startFlood(lab: Lab, host: string, o: FloodOptions): RunningFloo
     });
   });
   done.catch(() => undefined);
-  return { child, done };
+  return {
+    child,
+    done,
+    stop: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      return done;
+    },
+  };
 }

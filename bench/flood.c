@@ -7,15 +7,21 @@
  * 100k packets/s here), which is why this is C.
  *
  * Usage:
- *   tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,PORT,...] [-s MODE] [-S SEED]
+ *   tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,PORT,...] [-s MODE] [-a SRC] [-S SEED]
  *   -s random4   (default) random IPv4 sources in 198.18.0.0/15, skipping 198.18.0.0/24 (the lab's real hosts)
  *   -s seq6      distinct IPv6 sources fd18:18::1:0:0:0 + i (i = packet number): one packet per source
  *   -s seq4      distinct IPv4 sources 198.18.1.0 + i (at most 130816 of them)
+ *   -s fixed4 -a SRC   every packet from SRC (inside 198.18.0.0/15): spoofing one lab host, e.g. a client
+ *   -o           ports in ascending order (MIN, MIN+1, ..., MAX, MIN, ...): a sweep of the range instead of random
+ * SIGTERM or SIGINT ends the run early, still printing the report.
+ * With -r the packets are paced one by one (a batch holds only the packets already due), as hping3 -i sends them,
+ * so a low rate is not a burst of 64 every 64 / PPS seconds.
  * Prints one JSON line: {"sent":N,"errors":N,"seconds":S}.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +37,12 @@
 #define TCP_LEN 20
 #define MAX_PORTS 65536
 #define SEQ4_MAX 130816u /* 198.18.1.0 .. 198.19.255.255 */
+
+static volatile sig_atomic_t stop_requested = 0;
+static void request_stop(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t next_random(void) {
@@ -82,7 +94,7 @@ static void fill_tcp(uint8_t *tcp, uint16_t sport, uint16_t dport, uint32_t seq)
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,...] [-s random4|seq4|seq6] [-S SEED]\n");
+  fprintf(stderr, "usage: tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,...] [-s random4|seq4|seq6|fixed4] [-a SRC] [-o] [-S SEED]\n");
   exit(2);
 }
 
@@ -94,8 +106,10 @@ int main(int argc, char **argv) {
   static uint16_t port_list[MAX_PORTS];
   unsigned port_count = 0;
   const char *mode = "random4";
+  const char *fixed_src_text = NULL;
+  int ordered = 0;
   int opt;
-  while ((opt = getopt(argc, argv, "d:c:t:r:p:P:s:S:")) != -1) {
+  while ((opt = getopt(argc, argv, "d:c:t:r:p:P:s:a:oS:")) != -1) {
     switch (opt) {
       case 'd': dst_text = optarg; break;
       case 'c': max_packets = strtoull(optarg, NULL, 10); break;
@@ -115,6 +129,8 @@ int main(int argc, char **argv) {
         break;
       }
       case 's': mode = optarg; break;
+      case 'a': fixed_src_text = optarg; break;
+      case 'o': ordered = 1; break;
       case 'S': rng_state ^= strtoull(optarg, NULL, 10) * 0x9e3779b97f4a7c15ull + 1; break;
       default: usage();
     }
@@ -122,7 +138,17 @@ int main(int argc, char **argv) {
   /* Both bounds are mandatory: a flood that could run forever is a bug. */
   if (!dst_text || max_packets == 0 || max_seconds <= 0 || max_seconds > 120) usage();
   int v6 = strcmp(mode, "seq6") == 0;
-  if (!v6 && strcmp(mode, "random4") != 0 && strcmp(mode, "seq4") != 0) usage();
+  int fixed4 = strcmp(mode, "fixed4") == 0;
+  if (!v6 && !fixed4 && strcmp(mode, "random4") != 0 && strcmp(mode, "seq4") != 0) usage();
+  uint32_t fixed_src = 0;
+  if (fixed4) {
+    struct in_addr a;
+    if (!fixed_src_text || inet_pton(AF_INET, fixed_src_text, &a) != 1 || (ntohl(a.s_addr) & 0xfffe0000u) != 0xc6120000u) {
+      fprintf(stderr, "tknock-flood: -s fixed4 needs -a SRC inside 198.18.0.0/15 (the lab)\n");
+      return 2;
+    }
+    fixed_src = ntohl(a.s_addr);
+  }
   if (strcmp(mode, "seq4") == 0 && max_packets > SEQ4_MAX) {
     fprintf(stderr, "tknock-flood: seq4 has only %u distinct sources\n", SEQ4_MAX);
     return 2;
@@ -146,6 +172,12 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = request_stop;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
 
   int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_RAW, IPPROTO_RAW); /* IPPROTO_RAW: we write the IP header */
   if (fd < 0) {
@@ -174,7 +206,7 @@ int main(int argc, char **argv) {
   unsigned long long sent = 0, errors = 0, index = 0;
   double start = now_seconds(), deadline = start + max_seconds;
   unsigned port_span = port_max - port_min + 1;
-  while (sent < max_packets) {
+  while (sent < max_packets && !stop_requested) {
     double t = now_seconds();
     if (t >= deadline) break;
     if (rate > 0) {
@@ -187,11 +219,17 @@ int main(int argc, char **argv) {
       }
     }
     unsigned n = BATCH;
+    if (rate > 0) {
+      double due = (t - start) * rate + 1 - (double)sent; /* packets whose time has come */
+      if (due < n) n = due < 1 ? 1 : (unsigned)due;
+    }
     if (max_packets - sent < n) n = (unsigned)(max_packets - sent);
     for (unsigned i = 0; i < n; i++, index++) {
       uint8_t *p = packets[i];
       uint64_t r = next_random();
-      uint16_t dport = port_count > 0 ? port_list[r % port_count] : (uint16_t)(port_min + (r >> 16) % port_span);
+      uint16_t dport = port_count > 0 ? port_list[r % port_count]
+                       : ordered       ? (uint16_t)(port_min + (sent + i) % port_span)
+                                       : (uint16_t)(port_min + (r >> 16) % port_span);
       uint16_t sport = (uint16_t)(1024 + (r >> 40) % 64000);
       uint8_t *tcp = p + (v6 ? IP6_LEN : IP4_LEN);
       fill_tcp(tcp, sport, dport, (uint32_t)(r >> 8));
@@ -212,7 +250,8 @@ int main(int argc, char **argv) {
         sum += TCP_LEN + IPPROTO_TCP;
       } else {
         uint32_t src;
-        if (strcmp(mode, "seq4") == 0) src = 0xc6120100u + (uint32_t)index;
+        if (fixed4) src = fixed_src;
+        else if (strcmp(mode, "seq4") == 0) src = 0xc6120100u + (uint32_t)index;
         else src = 0xc6120100u + (uint32_t)((r >> 20) % SEQ4_MAX);
         memset(p, 0, IP4_LEN);
         p[0] = 0x45;

@@ -46,6 +46,9 @@ export class Daemon {
   private readonly refusalLines = new LogLimiter(LOG_LINES_PER_SECOND);
   private readonly bruteForceLines = new LogLimiter(LOG_LINES_PER_SECOND);
   private readonly counters = { opened: 0, refused: 0, bruteforce: 0, openErrors: 0, reloads: 0, futureKnocks: 0 };
+  /** Aborts the listener when the daemon cannot go on safely; run() then throws `fatal`. */
+  private readonly halt = new AbortController();
+  private fatal: unknown;
 
   private constructor(private readonly deps: DaemonDeps) {
     const { log, clock } = deps;
@@ -57,6 +60,7 @@ export class Daemon {
       nowMs,
       clients: this.clientPeriods(),
       skewWindows: this.config.skewWindows,
+      diagnosticWindows: this.config.diagnosticWindows,
       log: (msg: string) => log.warn(msg),
     });
     this.replays = new ReplayLog(join(this.config.stateDir, "replays.jsonl"), {
@@ -102,6 +106,7 @@ export class Daemon {
       profile: clientProfile(name, r),
       open: r.open,
       lastAcceptedStep: this.steps.get(name),
+      spentSteps: this.steps.spent(name),
     }));
   }
 
@@ -141,9 +146,13 @@ export class Daemon {
       await this.guard.update("local services changed");
       log.info({ exemptServices: this.services.current }, "local services changed; gate updated");
     });
+    const stopListener = (): void => this.halt.abort();
+    signal.addEventListener("abort", stopListener, { once: true });
+    if (signal.aborted) stopListener();
     try {
-      await this.listener.run((k) => this.onKnock(k), signal);
+      await this.listener.run((k) => this.onKnock(k), this.halt.signal);
     } finally {
+      signal.removeEventListener("abort", stopListener);
       clearInterval(tick);
       stopServices();
       monitor.stopped();
@@ -151,6 +160,27 @@ export class Daemon {
       await this.guard.idle();
       await this.firewall.close();
       log.info({ ...this.counters, listener: this.listener.stats() }, "tknock-server stopped; the gate stays in place");
+    }
+    if (this.fatal !== undefined) throw this.fatal;
+  }
+
+  /** Stops the daemon with an error (exit 1); the gate stays, so the protected ports stay closed. */
+  private stop(err: unknown): void {
+    if (this.fatal !== undefined) return;
+    this.fatal = err;
+    this.deps.log.error({ err: err instanceof Error ? err.message : String(err) }, "stopping: cannot keep replay protection across a restart");
+    this.halt.abort();
+  }
+
+  /** Persists a state change; false when it failed (logged; fatal when the state file could not even be moved aside). */
+  private persisted(write: () => void, what: string, client: string): boolean {
+    try {
+      write();
+      return true;
+    } catch (err) {
+      this.deps.log.error({ err: err instanceof Error ? err.message : String(err), client }, what);
+      if ((err as { code?: unknown }).code === "TKNOCK_STATE_UNPROTECTED") this.stop(err);
+      return false;
     }
   }
 
@@ -196,7 +226,11 @@ export class Daemon {
       return;
     }
     const names = new Set(Object.keys(this.clients.clients));
-    for (const [name] of this.steps.all()) if (!names.has(name)) this.steps.forget(name);
+    // A failed write must not escape the 1 s timer; the stale step only makes a same-named new client's first
+    // window stricter.
+    for (const [name] of this.steps.all()) {
+      if (!names.has(name)) this.persisted(() => this.steps.forget(name), "could not drop a revoked client's step from the state file", name);
+    }
     this.matcher.setClients(this.matcherClients(), this.deps.clock.nowMs());
     this.counters.reloads++;
     log.info({ why, clients: names.size }, "clients reloaded");
@@ -227,12 +261,9 @@ export class Daemon {
     const { log } = this.deps;
     switch (d.kind) {
       case "open": {
-        try {
-          this.steps.record(d.client, d.step); // durable before the port opens
-        } catch (err) {
-          log.error({ err: String(err), client: d.client }, "could not persist the accepted step; not opening");
-          return;
-        }
+        // Durable before the port opens. A step that could not be stored stays spent: the matcher refuses it
+        // from now on, and the state file was moved aside so a restart fails closed (StepStore.persist).
+        if (!this.persisted(() => this.steps.record(d.client, d.step), "could not persist the accepted step; not opening", d.client)) return;
         const grants: Grant[] = d.open.map((port) => ({ src: d.src, port, openSeconds: this.config.openSeconds }));
         this.guard.track(grants, this.deps.clock.nowMs());
         const t0 = performance.now();
@@ -259,6 +290,10 @@ export class Daemon {
       }
       case "refuse": {
         this.counters.refused++;
+        if (d.reason === "skew" && (d.offsetWindows ?? 0) > 0) {
+          // The matcher spent this future step; it must stay spent after a restart too.
+          this.persisted(() => this.steps.setSpent(d.client, this.matcher.spentSteps(d.client)), "could not persist the step spent by a skew refusal", d.client);
+        }
         this.record(d, knock);
         const hint = d.reason === "skew" ? `client clock is off by about ${d.offsetWindows ?? "?"} windows: fix its time (NTP)` : undefined;
         const admitted = this.refusalLines.admit(knock.atMs);

@@ -5,10 +5,12 @@
  * Rules (docs/protocol.md "Acceptance rule", issue 3 "Matcher"):
  * - Per client, steps T-D..T+D (D = max(diagnosticWindows, skewWindows), T = the client's own step) are derived
  *   ahead of time and indexed by first port (SequenceTable); window moves derive one new step per client.
- * - Per source, progress through candidate sequences in order. A knock on a watched port (some client's range,
- *   not excluded by that client) that continues none of the source's sequences resets it, which is what stops a
- *   source sweeping the range in ascending order from completing any ascending sequence. A knock that is the
- *   first port of a sequence starts it, even on the knock that resets the others.
+ * - Per source, progress through candidate sequences in order. Each sequence in progress survives up to
+ *   W = toleratedWrongKnocks knocks on watched ports (some client's range, not excluded by that client) that are
+ *   not its next port, counted since it last advanced; the next one drops it. So a few spoofed knocks landing
+ *   between a client's knocks do not undo them, while a source sweeping the range lands thousands of wrong knocks
+ *   between two ports of any sequence and completes none (docs/protocol.md 6.2 and 9). A knock that is the first
+ *   port of a sequence starts it, whatever it does to the others.
  * - A repeat of the source's previous port within retransmitMs is a retransmission (TCP SYN retry, duplicated
  *   UDP datagram) and is ignored. A gap over knockTimeoutMs abandons progress (not counted as a failure).
  * - A completed step x of client c: replay if x <= lastAccepted(c) (RFC 6238 section 5.2: a step is accepted
@@ -34,9 +36,11 @@ import {
   I_LAST_PORT,
   I_PROGRESS,
   INLINE_PAIRS,
+  MISS_UNIT,
   RECORD_DOUBLES,
   RECORD_WORDS,
   SourceTable,
+  WANTED_PORT_MASK,
 } from "./matcher/source-table.js";
 
 export type MatcherOptions = {
@@ -44,6 +48,8 @@ export type MatcherOptions = {
   readonly diagnosticWindows: number;
   readonly knockTimeoutMs: number;
   readonly retransmitMs: number;
+  /** W: wrong knocks a sequence in progress survives between two of its ports (0: the first one drops it). */
+  readonly toleratedWrongKnocks: number;
   readonly maxSources: number;
   readonly bruteForce: { readonly maxFailuresPerMinute: number; readonly ban: boolean; readonly banSeconds: number };
 };
@@ -62,6 +68,8 @@ export type MatcherClient = {
   /** Ports to open on an accepted knock. */
   readonly open: readonly number[];
   readonly lastAcceptedStep: number | undefined;
+  /** Future steps spent by earlier skew refusals (from the state file), refused as replays. */
+  readonly spentSteps?: readonly number[];
 };
 
 export type RefuseReason = "replay" | "skew" | "lockout";
@@ -77,7 +85,11 @@ export type Decision =
   | { readonly kind: "ignored" }
   /** Started or continued at least one sequence. */
   | { readonly kind: "progress"; readonly src: string }
-  /** The source was part-way through sequences and this knock continued none (a failed attempt). */
+  /**
+   * The source was part-way through sequences, this knock continued none, and it was one wrong knock too many for
+   * every one of them: nothing is left in progress (a failed attempt). A wrong knock that some sequence survives
+   * (toleratedWrongKnocks) is "ignored", or "progress" if it starts one; it counts as a failure all the same.
+   */
   | { readonly kind: "reset"; readonly src: string }
   /** Accepted: the matcher has already set the client's last accepted step; persist it, then open. */
   | {
@@ -125,6 +137,8 @@ const MINUTE_MS = 60_000;
 const Verdict = { open: 0, lockout: 1, skew: 2, replay: 3, none: 4 } as const;
 type Verdict = (typeof Verdict)[keyof typeof Verdict];
 const DEFAULT_MAX_PROGRESS = 64;
+/** The miss count shares a word with the wanted port (MISS_UNIT); PURGED_WANTED must stay above any limit. */
+const MAX_TOLERATED_WRONG_KNOCKS = 1000;
 
 /** The matcher options of a server config (same field names). */
 export function matcherOptionsFromConfig(c: ServerConfig): MatcherOptions {
@@ -137,6 +151,7 @@ function pickOptions(c: MatcherOptions): MatcherOptions {
     diagnosticWindows: c.diagnosticWindows,
     knockTimeoutMs: c.knockTimeoutMs,
     retransmitMs: c.retransmitMs,
+    toleratedWrongKnocks: c.toleratedWrongKnocks,
     maxSources: c.maxSources,
     bruteForce: { maxFailuresPerMinute: c.bruteForce.maxFailuresPerMinute, ban: c.bruteForce.ban, banSeconds: c.bruteForce.banSeconds },
   };
@@ -150,6 +165,8 @@ export class Matcher {
   // Hot-path copies of options (one field load instead of two per packet).
   private readonly retransmitMs: number;
   private readonly knockTimeoutMs: number;
+  /** A wanted word below it has missed fewer than W knocks, so it survives one more (W * MISS_UNIT). */
+  private readonly missLimit: number;
   private readonly watched: Uint8Array;
   private readonly startsTcp: StartTable;
   private readonly startsUdp: StartTable;
@@ -162,11 +179,17 @@ export class Matcher {
     checkOptions(options);
     // Pick the fields: the daemon may pass its whole ServerConfig.
     this.options = pickOptions(options);
-    this.table = new SequenceTable(Math.max(options.diagnosticWindows, options.skewWindows), tuning.incrementalTables ?? true);
+    this.table = new SequenceTable(
+      Math.max(options.diagnosticWindows, options.skewWindows),
+      tuning.incrementalTables ?? true,
+      options.skewWindows,
+      options.toleratedWrongKnocks * MISS_UNIT,
+    );
     this.maxProgress = tuning.maxProgressPerSource ?? DEFAULT_MAX_PROGRESS;
     this.sources = new SourceTable(options.maxSources, this.maxProgress);
     this.retransmitMs = options.retransmitMs;
     this.knockTimeoutMs = options.knockTimeoutMs;
+    this.missLimit = options.toleratedWrongKnocks * MISS_UNIT;
     this.watched = this.table.watched;
     this.startsTcp = this.table.startsTcp;
     this.startsUdp = this.table.startsUdp;
@@ -194,9 +217,12 @@ export class Matcher {
         if (c.lastAcceptedStep !== undefined && (known.lastAccepted === undefined || c.lastAcceptedStep > known.lastAccepted)) {
           known.lastAccepted = c.lastAcceptedStep;
         }
+        for (const x of c.spentSteps ?? []) if (!known.burned.includes(x)) known.burned.push(x);
         next.set(c.name, known);
       } else {
-        next.set(c.name, this.table.newClient(c.name, c.profile, [...c.open], c.lastAcceptedStep));
+        const tracked = this.table.newClient(c.name, c.profile, [...c.open], c.lastAcceptedStep);
+        tracked.burned = [...(c.spentSteps ?? [])];
+        next.set(c.name, tracked);
       }
     }
     for (const old of this.clients.values()) if (next.get(old.name) !== old) this.table.removeClient(old);
@@ -214,6 +240,11 @@ export class Matcher {
 
   lastAcceptedStep(client: string): number | undefined {
     return this.clients.get(client)?.lastAccepted;
+  }
+
+  /** Future steps of the client spent by skew refusals (persist them: they must stay refused after a restart). */
+  spentSteps(client: string): readonly number[] {
+    return [...(this.clients.get(client)?.burned ?? [])];
   }
 
   /** The client's current step T as the matcher sees it (undefined for an unknown client). */
@@ -271,8 +302,10 @@ export class Matcher {
       }
     }
 
-    // Continue: keep the sequences whose next port this is, compacting in place.
+    // Continue: advance the sequences whose next port this is, keep the others that may miss one more knock,
+    // compacting in place.
     let continued = 0;
+    let tolerated = 0;
     let best: Sequence | undefined;
     let bestVerdict: Verdict = Verdict.none;
     if (had > 0) {
@@ -280,9 +313,19 @@ export class Matcher {
       const prog = sp ?? i32;
       const base = sp === undefined ? slot * RECORD_WORDS + I_PROGRESS : 0;
       const byId = this.table.byId;
+      const missLimit = this.missLimit;
       let w = base;
       for (let i = base; i < base + 2 * had; i += 2) {
-        if (prog[i + 1] !== port) continue;
+        const wanted = prog[i + 1]!;
+        if ((wanted & WANTED_PORT_MASK) !== port) {
+          if (wanted < missLimit) {
+            prog[w] = prog[i]!;
+            prog[w + 1] = wanted + MISS_UNIT;
+            w += 2;
+            tolerated++;
+          }
+          continue;
+        }
         const seq = byId[prog[i]!];
         if (seq === undefined || seq.client.proto !== k.proto || !this.table.isLive(seq)) continue;
         continued++;
@@ -296,7 +339,7 @@ export class Matcher {
           continue;
         }
         prog[w] = seq.id;
-        prog[w + 1] = seq.ports[n + 1]!;
+        prog[w + 1] = seq.ports[n + 1]! + this.table.missesAt(seq.client, seq.step);
         w += 2;
       }
       i32[slot * RECORD_WORDS + I_ACTIVE] = (w - base) / 2;
@@ -360,12 +403,20 @@ export class Matcher {
     const b = slot * RECORD_WORDS;
     i32[b + I_LAST_PORT] = port;
     st.f64[slot * RECORD_DOUBLES + F_LAST_AT_MS] = at;
+    // Every wrong knock counts, also one that the source's sequences survive: a sweep is reported all the same.
     if (continued === 0 && (had > 0 || started === 0)) {
       this.fail(slot, at);
       if ((i32[b + I_FLAGS]! & FLAG_REPORT_PENDING) !== 0) return this.lesser(slot, src, undefined);
       if (had === 0) return this.ignored();
-      this.counts.reset++;
-      return { kind: "reset", src };
+      if (tolerated === 0) {
+        this.counts.reset++;
+        return { kind: "reset", src };
+      }
+      if (started > 0) {
+        this.counts.progress++;
+        return { kind: "progress", src };
+      }
+      return this.ignored();
     }
     if ((i32[b + I_FLAGS]! & FLAG_REPORT_PENDING) !== 0) return this.lesser(slot, src, undefined);
     if (continued > 0 || started > 0) {
@@ -494,6 +545,8 @@ function checkOptions(o: MatcherOptions): void {
   int(o.diagnosticWindows, "diagnosticWindows", 0);
   int(o.knockTimeoutMs, "knockTimeoutMs", 0);
   int(o.retransmitMs, "retransmitMs", 0);
+  int(o.toleratedWrongKnocks, "toleratedWrongKnocks", 0);
+  if (o.toleratedWrongKnocks > MAX_TOLERATED_WRONG_KNOCKS) bad.push(`toleratedWrongKnocks ${o.toleratedWrongKnocks} must be at most ${MAX_TOLERATED_WRONG_KNOCKS}`);
   int(o.maxSources, "maxSources", 1);
   int(o.bruteForce.maxFailuresPerMinute, "bruteForce.maxFailuresPerMinute", 0);
   int(o.bruteForce.banSeconds, "bruteForce.banSeconds", 0);

@@ -10,6 +10,13 @@ import { MAX_TIME_OFFSET_SECONDS, type ProfileStore, type StoredProfile } from "
 export const DEFAULT_WAIT_SECONDS = 10;
 export const MAX_WAIT_SECONDS = 600;
 
+/**
+ * Knocks go back to back: each is its own connect() one event-loop turn after the last (about 0.3 ms apart in the
+ * lab), in order on the wire. The shorter the sequence, the fewer spoofed knocks can land inside it (the server
+ * tolerates a few: docs/protocol.md section 6); a 10 ms default let 30 spoofed packets a second lock a client out.
+ */
+export const DEFAULT_DELAY_MS = 0;
+
 export type KnockFlags = {
   transport?: Transport;
   delay: number;
@@ -35,7 +42,7 @@ export function addKnockOptions(cmd: Command): Command {
         parseTransport,
       ),
     )
-    .option("--delay <ms>", "milliseconds between knocks", parseIntOption("--delay", 0, 10_000), 10)
+    .option("--delay <ms>", "milliseconds between knocks (default 0: back to back, still in order; raise it on a path that reorders packets)", parseIntOption("--delay", 0, 10_000), DEFAULT_DELAY_MS)
     .option("--time-offset <seconds>", "add this to the clock for this knock only (may be negative); `tknock set NAME --time-offset` stores it", parseTimeOffset)
     .option("--no-wait-window", "when this window's steps are used, exit 3 at once instead of waiting for the next window")
     .option("--probe-timeout <ms>", "how long the look at the port before knocking may take (0: always knock)", parseIntOption("--probe-timeout", 0, 10_000), DEFAULT_PROBE_MS)

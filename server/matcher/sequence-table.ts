@@ -13,7 +13,8 @@ export type TrackedClient = {
   lastAccepted: number | undefined;
   /**
    * Future steps already seen in a skew refusal. They are spent: an eavesdropper who saw a clock-ahead client's
-   * knock must not be able to replay it once that step becomes current. Kept in memory only (small, bounded).
+   * knock must not be able to replay it once that step becomes current. Small and bounded; the daemon persists
+   * it in the state file and passes it back at start (MatcherClient.spentSteps).
    */
   burned: number[];
   /** The client's own current step T (its period may differ from other clients'); -1 before the first build. */
@@ -72,7 +73,26 @@ export class SequenceTable {
     /** D: steps T-D..T+D are kept. */
     readonly spanWindows: number,
     private readonly incremental: boolean,
+    /** s: steps T-s..T+s are candidates (they can open). */
+    private readonly skewWindows: number = spanWindows,
+    /**
+     * Miss count (in MISS_UNIT) a sequence of a step that cannot open starts with: the matcher's whole tolerance,
+     * so the first wrong knock drops it. Tolerance is for knocks that can open; a diagnostic sequence (skew
+     * logging) is not worth a source's progress room, and with it most sources' progress fits their record.
+     */
+    private readonly diagnosticMisses = 0,
   ) {}
+
+  /** The wanted word of a sequence's progress entry once its first port is knocked. */
+  firstWanted(c: TrackedClient, step: number, ports: readonly number[]): number {
+    return ports[1]! + this.missesAt(c, step);
+  }
+
+  /** The miss count a progress entry of this step starts with (0 for a candidate step). */
+  missesAt(c: TrackedClient, step: number): number {
+    const off = step - c.step;
+    return off <= this.skewWindows && off >= -this.skewWindows ? 0 : this.diagnosticMisses;
+  }
 
   get ringLength(): number {
     return 2 * this.spanWindows + 1;
@@ -197,9 +217,15 @@ export class SequenceTable {
     } else if (newStep > c.step) {
       // Drop first: the leaving step and the arriving one share a ring slot.
       for (let x = c.step - d; x < newStep - d; x++) this.dropSlot(c, slotOf(x, len));
+      const old = c.step;
       const firstNew = c.step + d + 1;
       c.step = newStep;
       for (let x = firstNew; x <= newStep + d; x++) this.addStep(c, x, undefined);
+      // Steps that became candidates, or stopped being ones, start progress with another miss count now.
+      for (let x = Math.max(old - this.skewWindows, newStep - d); x < firstNew && x <= newStep + this.skewWindows; x++) {
+        const seq = c.ring[slotOf(x, len)];
+        if (seq !== undefined && seq.step === x) (c.proto === "tcp" ? this.startsTcp : this.startsUdp).setSecond(seq.ports[0]!, seq.id, this.firstWanted(c, x, seq.ports));
+      }
     }
     // A clock that steps back never moves a window back: steps already passed stay passed.
     c.nextBoundaryMs = stepStartMs(c.step + 1, c.profile.periodSeconds);
@@ -224,7 +250,7 @@ export class SequenceTable {
     const seq: Sequence = { id, client: c, step, ports };
     this.byId[id] = seq;
     c.ring[slotOf(step, c.ring.length)] = seq;
-    (c.proto === "tcp" ? this.startsTcp : this.startsUdp).add(ports[0]!, id, ports[1]!);
+    (c.proto === "tcp" ? this.startsTcp : this.startsUdp).add(ports[0]!, id, this.firstWanted(c, step, ports));
     this.size++;
   }
 

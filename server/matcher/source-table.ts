@@ -35,12 +35,18 @@ export const I_FLAGS = 11;
 /** Words 12..15: the numeric key of a source keyed by address (KEY_V4: the address, then zeros; KEY_V6: 128 bits). */
 export const I_KEY = 12;
 /**
- * Sequences in progress, interleaved [id, wantedPort, id, wantedPort, ...]: the wanted port sits inline, so the
- * common case (a knock that continues nothing) reads the record and touches no sequence. Up to INLINE_PAIRS live
- * in the record; a source with more moves its progress to a spill buffer (SourceTable.spill) until it has fewer.
- * A wanted port of -1 never matches: it marks an entry whose sequence id was purged (see purgeProgress).
+ * Sequences in progress, interleaved [id, wanted, id, wanted, ...]: the wanted word sits inline, so the common
+ * case (a knock that continues nothing) reads the record and touches no sequence. Up to INLINE_PAIRS live in the
+ * record; a source with more moves its progress to a spill buffer (SourceTable.spill) until it has fewer.
+ * wanted = next port (low 16 bits, WANTED_PORT_MASK) + wrong knocks since the entry last advanced (high bits,
+ * MISS_UNIT each), so the per-entry tolerance of wrong knocks costs no extra word. PURGED_WANTED never matches
+ * and dies at the next wrong knock: it marks an entry whose sequence id was purged (see purgeProgress).
  */
 export const I_PROGRESS = 16;
+export const WANTED_PORT_MASK = 0xffff;
+export const MISS_UNIT = 0x1_0000;
+/** Port 0 (never watched: ranges start at 1) with the highest miss count any tolerance allows. */
+export const PURGED_WANTED = 0x7fff_0000;
 export const INLINE_PAIRS = (RECORD_WORDS - I_PROGRESS) / 2;
 
 /** Seen again since the eviction hand last passed (CLOCK's reference bit). */
@@ -232,7 +238,7 @@ export class SourceTable {
       const sp = this.spill[slot];
       const arr = sp ?? i32;
       const base = sp === undefined ? slot * RECORD_WORDS + I_PROGRESS : 0;
-      for (let i = base; i < base + 2 * active; i += 2) if (isDead(arr[i]!)) arr[i + 1] = -1;
+      for (let i = base; i < base + 2 * active; i += 2) if (isDead(arr[i]!)) arr[i + 1] = PURGED_WANTED;
     }
   }
 

@@ -62,6 +62,18 @@ export class StartTable {
     this.counts[port] = n + 1;
   }
 
+  /** Replaces the second word of sequence `id`'s pair (its wanted word, see SequenceTable.firstWanted). */
+  setSecond(port: number, id: number, second: number): void {
+    const n = this.count(port);
+    const [arr, base] = this.pairsOf(port);
+    for (let i = base; i < base + 2 * n; i += 2) {
+      if (arr[i] === id) {
+        arr[i + 1] = second;
+        return;
+      }
+    }
+  }
+
   /** Removes the pair of sequence `id`; false if the port has none. */
   remove(port: number, id: number): boolean {
     const n = this.count(port);

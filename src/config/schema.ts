@@ -28,6 +28,11 @@ export type ServerConfig = {
   readonly diagnosticWindows: number;
   readonly knockTimeoutMs: number;
   readonly retransmitMs: number;
+  /**
+   * Wrong knocks a source's sequence in progress survives between two of its ports, so spoofed knocks cannot
+   * cheaply undo a client's; each one multiplies a blind guesser's odds (docs/protocol.md section 9).
+   */
+  readonly toleratedWrongKnocks: number;
   readonly maxSources: number;
   readonly bruteForce: {
     readonly maxFailuresPerMinute: number;
@@ -64,6 +69,7 @@ export function defaultServerConfig(paths: { clientsFile: string; stateDir?: str
     diagnosticWindows: 10,
     knockTimeoutMs: 5000,
     retransmitMs: 3000,
+    toleratedWrongKnocks: 4,
     maxSources: 100_000,
     bruteForce: { maxFailuresPerMinute: 10, ban: false, banSeconds: 600 },
     replayLog: { maxBytes: 10 * 1024 * 1024, keepFiles: 3 },
@@ -82,7 +88,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
   const o =
     c.object(raw, "config", [
       "interface", "listener", "firewall", "protect", "clientsFile", "stateDir", "knockRange", "knockRangeDrop", "openSeconds",
-      "skewWindows", "diagnosticWindows", "knockTimeoutMs", "retransmitMs", "maxSources", "bruteForce",
+      "skewWindows", "diagnosticWindows", "knockTimeoutMs", "retransmitMs", "toleratedWrongKnocks", "maxSources", "bruteForce",
       "replayLog", "nftables", "tcpdump", "logLevel",
     ]) ?? {};
   const get = <T>(key: string, fallback: T, check: (v: unknown, path: string) => T): T =>
@@ -115,6 +121,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
     diagnosticWindows: get("diagnosticWindows", d.diagnosticWindows, (v, p) => c.int(v, p, 0, 1000)),
     knockTimeoutMs: get("knockTimeoutMs", d.knockTimeoutMs, (v, p) => c.int(v, p, 100, 60_000)),
     retransmitMs: get("retransmitMs", d.retransmitMs, (v, p) => c.int(v, p, 0, 60_000)),
+    toleratedWrongKnocks: get("toleratedWrongKnocks", d.toleratedWrongKnocks, (v, p) => c.int(v, p, 0, 16)),
     maxSources: get("maxSources", d.maxSources, (v, p) => c.int(v, p, 100, 10_000_000)),
     bruteForce: {
       maxFailuresPerMinute: or(bf["maxFailuresPerMinute"], d.bruteForce.maxFailuresPerMinute, (v) => c.int(v, "bruteForce.maxFailuresPerMinute", 1, 1_000_000)),

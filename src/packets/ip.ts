@@ -25,8 +25,15 @@ export function createIpScratch(): IpScratch {
 
 const PROTO_TCP = 6;
 const PROTO_UDP = 17;
+const TCP_FIN = 0x01;
 const TCP_SYN = 0x02;
+const TCP_RST = 0x04;
 const TCP_ACK = 0x10;
+/**
+ * A knock is a connection request: SYN without ACK, FIN or RST. SYN+FIN and SYN+RST open no connection on any
+ * stack (scanners send them to probe firewalls); ECE/CWR (ECN set-up), PSH and URG do not matter.
+ */
+const KNOCK_FLAGS_MASK = TCP_SYN | TCP_ACK | TCP_FIN | TCP_RST;
 /** More IPv6 extension headers than any real packet carries: beyond this the packet is treated as garbage. */
 const MAX_IPV6_EXTENSIONS = 8;
 
@@ -104,7 +111,7 @@ function parseTransport(b: Uint8Array, proto: number, p: number, ipEnd: number, 
   if (proto === PROTO_TCP) {
     // Ports and flags sit in the first 14 bytes of the TCP header (RFC 9293 §3.1).
     if (p + 14 > ipEnd) return IP_MALFORMED;
-    if ((b[p + 13]! & (TCP_SYN | TCP_ACK)) !== TCP_SYN) return IP_NOT_KNOCK;
+    if ((b[p + 13]! & KNOCK_FLAGS_MASK) !== TCP_SYN) return IP_NOT_KNOCK;
     out.proto = "tcp";
     out.dstPort = u16(b, p + 2);
     return IP_KNOCK;

@@ -147,7 +147,7 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
     expect(skew.at(-1)?.offsetWindows).toBe(3);
   }, 60_000);
 
-  it("when a wrong knock comes in the middle then nothing opens; when another host sweeps the range then nothing opens and it is recorded as brute force", async () => {
+  it("when more wrong knocks than tolerated come in the middle then nothing opens; when another host sweeps the range then nothing opens and it is recorded as brute force", async () => {
     // A client of its own: the test knocks by hand, which the client store of "alice" would not know about.
     const mark = t.logCount;
     await t.enrollClient("dave", ["--period", String(PERIOD)]);
@@ -156,11 +156,12 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
     await awayFromWindowEdge();
     const seq = JSON.parse(await t.serverOk(["sequence", "dave", "--json"])) as { ports: number[] };
     const [p1, p2, p3, p4] = seq.ports as [number, number, number, number];
-    const wrong = [10000, 10001, 10002].find((p) => !seq.ports.includes(p)) as number;
-    await t.sendSyns("client", [p1, p2, wrong, p3, p4]);
+    // toleratedWrongKnocks is 4 by default: five distinct wrong ports between p2 and p3 end the attempt.
+    const wrong = Array.from({ length: 10 }, (_, i) => 10000 + i).filter((p) => !seq.ports.includes(p)).slice(0, 5);
+    await t.sendSyns("client", [p1, p2, ...wrong, p3, p4]);
     await sleep(500);
     expect((await t.probe("client", t.protectPort)).state).toBe("filtered");
-    // The same window's sequence, sent cleanly, does open: it was the wrong knock that reset the progress.
+    // The same window's sequence, sent cleanly, does open: it was the wrong knocks that reset the progress.
     await t.sendSyns("client", [p1, p2, p3, p4]);
     await sleep(300);
     expect((await t.probe("client", t.protectPort)).state).toBe("open");

@@ -130,6 +130,27 @@ describeAsRoot("pcap listener with tcpdump in a namespace lab", () => {
     });
   }
 
+  it("when crafted SYN+FIN and SYN+RST segments reach the range then none is a knock (the kernel filter drops them) and a plain SYN still is", async () => {
+    const server = lab.host("server");
+    const { listener, knocks, stop } = startListener("eth0");
+    try {
+      await waitFor("tcpdump capturing", () => listener.captureState().capturing);
+      for (const flags of ["SYNFIN", "SYNRST"]) {
+        for (const [family, address] of [["-4", server.ipv4], ["-6", server.ipv6]] as const) {
+          const r = await lab.exec("client", ["nmap", family, "-Pn", "-n", "-sS", "--scanflags", flags, "--max-retries", "0", "-p", "40010", address], { timeoutMs: 30_000 });
+          expect(r.code, r.stderr).toBe(0);
+        }
+      }
+      await tcp(server.ipv4, 40011);
+      await waitFor("the plain SYN", () => knocks.length >= 1);
+      await sleep(300);
+      expect(brief(knocks)).toEqual(["tcp 198.18.0.1 40011"]);
+      expect(await listener.requestCaptureStats()).toMatchObject({ receivedByFilter: 1 });
+    } finally {
+      await stop();
+    }
+  });
+
   for (const ifname of ["any", "lo"]) {
     it(`when the server knocks itself over loopback (${ifname}) then the knock arrives once, not once per direction`, async () => {
       const server = lab.host("server");

@@ -18,8 +18,8 @@ const BASE = {
 
 const EXPECTED_FILTER =
   "(dst host 198.18.0.2 or dst host fd18:18::2) and (" +
-  "(ip and tcp dst portrange 40000-49999 and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)" +
-  " or (ip6 and ip6[6] == 6 and tcp dst portrange 40000-49999 and ip6[53] & 0x12 == 0x02)" +
+  "(ip and tcp dst portrange 40000-49999 and tcp[tcpflags] & (tcp-syn|tcp-ack|tcp-fin|tcp-rst) == tcp-syn)" +
+  " or (ip6 and ip6[6] == 6 and tcp dst portrange 40000-49999 and ip6[53] & 0x17 == 0x02)" +
   " or udp dst portrange 40000-49999)";
 
 function codeOf(fn: () => unknown): unknown {
@@ -68,8 +68,8 @@ describe("capture filter", () => {
     expect(normalizeLocalAddresses(["FE80::1%eth0", "fe80::1", " 10.0.0.1 ", "10.0.0.1"])).toEqual(["fe80::1", "10.0.0.1"]);
     expect(buildCaptureFilter({ localAddresses: ["10.0.0.1"], knockRange: { min: 5, max: 5 } })).toBe(
       "(dst host 10.0.0.1) and (" +
-        "(ip and tcp dst portrange 5-5 and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)" +
-        " or (ip6 and ip6[6] == 6 and tcp dst portrange 5-5 and ip6[53] & 0x12 == 0x02)" +
+        "(ip and tcp dst portrange 5-5 and tcp[tcpflags] & (tcp-syn|tcp-ack|tcp-fin|tcp-rst) == tcp-syn)" +
+        " or (ip6 and ip6[6] == 6 and tcp dst portrange 5-5 and ip6[53] & 0x17 == 0x02)" +
         " or udp dst portrange 5-5)",
     );
   });

@@ -82,6 +82,15 @@ describe("parseServerConfig", () => {
     expect(err.message.startsWith("server.json: ")).toBe(true);
   });
 
+  it("when toleratedWrongKnocks is set then 0..16 are accepted and anything else is rejected with its path", () => {
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE }, "s").toleratedWrongKnocks).toBe(4);
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE, toleratedWrongKnocks: 0 }, "s").toleratedWrongKnocks).toBe(0);
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE, toleratedWrongKnocks: 16 }, "s").toleratedWrongKnocks).toBe(16);
+    for (const bad of [17, -1, 2.5, "4"]) {
+      expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, toleratedWrongKnocks: bad }, "s")))).toEqual(["toleratedWrongKnocks"]);
+    }
+  });
+
   it("when clientsFile is missing then that is reported", () => {
     expect(issuePaths(configError(() => parseServerConfig({}, "s")))).toEqual(["clientsFile"]);
   });

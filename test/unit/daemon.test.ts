@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createServerCli } from "../../server/cli.js";
 import { Daemon, type DaemonDeps } from "../../server/daemon.js";
 import type { ListeningSocket } from "../../server/local-services.js";
@@ -21,7 +21,24 @@ import { deriveSequence } from "../../src/protocol/derive.js";
 import { decodeSecret } from "../../src/protocol/profile-uri.js";
 import { stepStartMs } from "../../src/protocol/window.js";
 
+// The state directory "fills up": writes of state.json fail with ENOSPC; with `moves`, renaming or removing it
+// fails too (EROFS), so the store cannot even move it aside.
+const diskFull = vi.hoisted(() => ({ writes: false, moves: false }));
+vi.mock("node:fs", async (importOriginal) => {
+  const fs = await importOriginal<typeof import("node:fs")>();
+  const fail = (code: string): never => {
+    throw Object.assign(new Error(`${code}: simulated`), { code });
+  };
+  const writeSync = ((...a: unknown[]) => (diskFull.writes && typeof a[1] === "string" ? fail("ENOSPC") : (fs.writeSync as (...x: unknown[]) => number)(...a))) as typeof fs.writeSync;
+  const renameSync = ((...a: Parameters<typeof fs.renameSync>) => (diskFull.moves && String(a[0]).endsWith("state.json") ? fail("EROFS") : fs.renameSync(...a))) as typeof fs.renameSync;
+  const unlinkSync = ((...a: Parameters<typeof fs.unlinkSync>) => (diskFull.moves && String(a[0]).endsWith("state.json") ? fail("EROFS") : fs.unlinkSync(...a))) as typeof fs.unlinkSync;
+  const over = { writeSync, renameSync, unlinkSync };
+  return { ...fs, ...over, default: { ...fs, ...over } };
+});
+
 const PERIOD = 30;
+/** diagnosticWindows by default: a start without a valid state file refuses up to T + this. */
+const FAIL_CLOSED_AHEAD = 10;
 const T = 56_666_666;
 /** A few seconds into step T, so T-1..T+1 stay put while a test knocks. */
 const T0_MS = stepStartMs(T, PERIOD) + 2000;
@@ -105,6 +122,8 @@ describe("daemon wiring", () => {
   });
 
   afterEach(async () => {
+    diskFull.writes = false;
+    diskFull.moves = false;
     for (const stop of stops) await stop();
     // No secret, in base32 or hex, in anything the daemon logged.
     const all = logText.join("");
@@ -163,8 +182,8 @@ describe("daemon wiring", () => {
   async function start(
     firewall: Firewall = new MemoryFirewall(clock),
     beforeRun?: () => Promise<void>,
-    services: Pick<DaemonDeps, "readListeningSockets" | "servicePollMs"> = { readListeningSockets: async () => ({ sockets: [], malformed: 0 }) },
-  ): Promise<{ daemon: Daemon; listener: FakeListener }> {
+    opts: { mayFail?: boolean } & Pick<DaemonDeps, "readListeningSockets" | "servicePollMs"> = {},
+  ): Promise<{ daemon: Daemon; listener: FakeListener; stopped: Promise<unknown> }> {
     const listener = new FakeListener();
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
@@ -178,7 +197,8 @@ describe("daemon wiring", () => {
       clock,
       createListener: () => listener,
       createFirewall: () => firewall,
-      ...services,
+      readListeningSockets: opts.readListeningSockets ?? (async () => ({ sockets: [], malformed: 0 })),
+      ...(opts.servicePollMs !== undefined ? { servicePollMs: opts.servicePollMs } : {}),
     });
     await beforeRun?.();
     const stop = new AbortController();
@@ -189,11 +209,16 @@ describe("daemon wiring", () => {
     stops.push(async () => {
       stop.abort();
       await running;
-      expect(failed).toBeUndefined();
+      if (opts.mayFail !== true) expect(failed).toBeUndefined();
     });
     await waitFor("the daemon to run", () => listener.running || failed !== undefined);
     if (failed !== undefined) throw failed;
-    return { daemon, listener };
+    return { daemon, listener, stopped: running.then(() => failed) };
+  }
+
+  /** Stops every daemon started so far (as a restart would), checking each stopped cleanly. */
+  async function stopAll(): Promise<void> {
+    for (const stop of stops.splice(0)) await stop();
   }
 
   /** One knock per port, 100 ms apart on the knock clock (the daemon's clock moves along). */
@@ -453,7 +478,7 @@ describe("daemon wiring", () => {
     const { listener } = await start(fw);
     const warning = logs().find((l) => l.level === 40 && l.msg.includes(statePath));
     expect(warning).toBeDefined();
-    expect(lastAcceptedSteps()).toEqual({ alice: T + 1 }); // current step + skewWindows, written back
+    expect(lastAcceptedSteps()).toEqual({ alice: T + FAIL_CLOSED_AHEAD }); // current step + max(skew, diagnostic), written back
 
     knock(listener, ALICE, portsOf("alice", T));
     nowMs = stepStartMs(T + 1, PERIOD) + 1000;
@@ -462,8 +487,64 @@ describe("daemon wiring", () => {
     expect(fw.opened).toEqual([]);
     expect(replays().map((r) => `${r["kind"]} ${r["step"]}`)).toEqual([`replay ${T}`, `replay ${T + 1}`]);
 
-    nowMs = stepStartMs(T + 2, PERIOD) + 1000;
-    knock(listener, ALICE, portsOf("alice", T + 2));
+    nowMs = stepStartMs(T + FAIL_CLOSED_AHEAD + 1, PERIOD) + 1000;
+    knock(listener, ALICE, portsOf("alice", T + FAIL_CLOSED_AHEAD + 1));
+    await settle();
+    expect(fw.isAllowed(ALICE, 2222)).toBe(true);
+  });
+
+  it("when an accepted step cannot be persisted then nothing opens, and after a restart the same sequence from another host is still refused", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { listener } = await start(fw);
+    const ports = portsOf("alice", T);
+    diskFull.writes = true;
+    knock(listener, ALICE, ports);
+    await settle();
+    expect(fw.opened).toEqual([]);
+    expect(logs().find((l) => l.msg === "could not persist the accepted step; not opening")).toMatchObject({ level: 50, client: "alice" });
+    expect(existsSync(statePath)).toBe(false); // moved aside: a restart fails closed
+    // While it runs the daemon refuses the step too (replays.jsonl cannot be written either: see the log).
+    knock(listener, OTHER, ports, nowMs + 500);
+    expect(logs().filter((l) => l.msg === "knock refused")).toMatchObject([{ reason: "replay", src: OTHER, step: T }]);
+
+    await stopAll();
+    diskFull.writes = false; // the admin frees space and restarts
+    const fw2 = new MemoryFirewall(clock);
+    const restarted = await start(fw2);
+    knock(restarted.listener, OTHER, ports, nowMs + 500);
+    await settle();
+    expect(fw2.opened).toEqual([]);
+    expect(replays().filter((r) => r["source"] === OTHER).map((r) => `${r["kind"]} ${r["step"]}`)).toEqual([`replay ${T}`]);
+  });
+
+  it("when the state file can be neither written nor moved aside then the daemon stops with TKNOCK_STATE_UNPROTECTED and nothing opens", async () => {
+    const fw = new MemoryFirewall(clock);
+    const { listener, stopped } = await start(fw, undefined, { mayFail: true });
+    diskFull.writes = true;
+    diskFull.moves = true;
+    knock(listener, ALICE, portsOf("alice", T));
+    expect(await stopped).toMatchObject({ code: "TKNOCK_STATE_UNPROTECTED" });
+    expect(fw.opened).toEqual([]);
+    expect(logs().filter((l) => l.level === 50).map((l) => l.msg)).toContain("stopping: cannot keep replay protection across a restart");
+  });
+
+  it("when a future step is spent by a skew refusal then state.json keeps it and after a restart its knock is refused as a replay once current", async () => {
+    const { listener } = await start();
+    const ahead = portsOf("alice", T + 3);
+    knock(listener, ALICE, ahead);
+    expect(replays()).toMatchObject([{ kind: "skew", step: T + 3, offsetWindows: 3 }]);
+    expect((JSON.parse(readFileSync(statePath, "utf8")) as { spentSteps?: unknown }).spentSteps).toEqual({ alice: [T + 3] });
+
+    await stopAll();
+    const fw = new MemoryFirewall(clock);
+    const restarted = await start(fw);
+    nowMs = stepStartMs(T + 3, PERIOD) + 1000;
+    knock(restarted.listener, OTHER, ahead);
+    await settle();
+    expect(fw.opened).toEqual([]);
+    expect(replays().at(-1)).toMatchObject({ kind: "replay", source: OTHER, step: T + 3 });
+    // The client's own next knock still opens.
+    knock(restarted.listener, ALICE, portsOf("alice", T + 4), nowMs + 1000);
     await settle();
     expect(fw.isAllowed(ALICE, 2222)).toBe(true);
   });

@@ -255,6 +255,21 @@ describe("pcap parser on bad input", () => {
     }
   });
 
+  it("when a SYN also carries FIN, RST or ACK then it is not a knock, while SYN with ECN flags still is (checksums unchecked)", () => {
+    const frame = ipv4SynFrame();
+    const flagsAt = 14 + 20 + 13; // Ethernet, IPv4 without options, TCP flags byte
+    expect(frame[flagsAt]! & 0x17).toBe(0x02);
+    const withFlags = (flags: number): Buffer => {
+      const f = Buffer.from(frame);
+      f[flagsAt] = flags;
+      return f; // TCP checksum now wrong, as with checksum offload: the parser does not check it
+    };
+    const cases = [0x03 /* SYN+FIN */, 0x06 /* SYN+RST */, 0x12 /* SYN+ACK */, 0x07, 0xc2 /* SYN+ECE+CWR */, 0x0a /* SYN+PSH */];
+    const knocks = cases.map((flags) => collect(pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1, fraction: 0, data: withFlags(flags) }])));
+    expect(knocks.map(({ result }) => result.knocks)).toEqual([0, 0, 0, 0, 1, 1]);
+    expect(knocks.map(({ result }) => result.malformed)).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+
   it("when a record was cut by the snaplen before the TCP flags then it is malformed, not a knock", () => {
     const frame = ipv4SynFrame();
     const cut = frame.subarray(0, 14 + 20 + 10);

@@ -4,10 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { stepAt } from "../../src/protocol/window.js";
-import { StepStore } from "../../server/state.js";
+import { StepStore, UNSAVED_SUFFIX } from "../../server/state.js";
 
 // writeFileAtomic (src/config/load.ts) uses writeSync; a test makes one write fail half-way, as a crash would.
 const failNextWrite = vi.hoisted(() => ({ on: false }));
+// Renaming or removing the state file fails too (a read-only remount, say).
+const failMoves = vi.hoisted(() => ({ on: false }));
 vi.mock("node:fs", async (importOriginal) => {
   const fs = await importOriginal<typeof import("node:fs")>();
   const writeSync = ((fd: number, data: string | NodeJS.ArrayBufferView, ...rest: unknown[]) => {
@@ -18,7 +20,13 @@ vi.mock("node:fs", async (importOriginal) => {
     }
     return (fs.writeSync as (...a: unknown[]) => number)(fd, data, ...rest);
   }) as typeof fs.writeSync;
-  return { ...fs, writeSync, default: { ...fs, writeSync } };
+  const erofs = (): never => {
+    throw Object.assign(new Error("EROFS: read-only file system"), { code: "EROFS" });
+  };
+  const renameSync = ((...a: Parameters<typeof fs.renameSync>) => (failMoves.on ? erofs() : fs.renameSync(...a))) as typeof fs.renameSync;
+  const unlinkSync = ((...a: Parameters<typeof fs.unlinkSync>) => (failMoves.on ? erofs() : fs.unlinkSync(...a))) as typeof fs.unlinkSync;
+  const over = { writeSync, renameSync, unlinkSync };
+  return { ...fs, ...over, default: { ...fs, ...over } };
 });
 
 const NOW_MS = 1_700_000_000_000;
@@ -35,8 +43,10 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+const DIAGNOSTIC_WINDOWS = 3;
+
 function openStore(path: string, warnings: string[] = []): StepStore {
-  return StepStore.open(path, { nowMs: NOW_MS, clients: CLIENTS, skewWindows: 1, log: (m) => warnings.push(m) });
+  return StepStore.open(path, { nowMs: NOW_MS, clients: CLIENTS, skewWindows: 1, diagnosticWindows: DIAGNOSTIC_WINDOWS, log: (m) => warnings.push(m) });
 }
 
 describe("state: last accepted step per client", () => {
@@ -77,7 +87,7 @@ describe("state: last accepted step per client", () => {
     expect(openStore(path).get("alice")).toBeUndefined();
   });
 
-  it("when a write fails half-way then the file keeps the old content, no temp file remains and the store keeps the old step", () => {
+  it("when a write fails half-way then no temp file remains, the file is moved aside so the next start fails closed, and the step stays spent", () => {
     const path = join(dir, "state.json");
     StepStore.createEmpty(path);
     const store = openStore(path);
@@ -85,11 +95,39 @@ describe("state: last accepted step per client", () => {
     const before = readFileSync(path, "utf8");
     failNextWrite.on = true;
     expect(() => store.record("alice", 101)).toThrow(expect.objectContaining({ code: "TKNOCK_STATE_WRITE" }));
-    expect(readFileSync(path, "utf8")).toBe(before);
-    expect(readdirSync(dir)).toEqual(["state.json"]);
-    expect(store.get("alice")).toBe(100);
-    store.record("alice", 101);
-    expect(openStore(path).get("alice")).toBe(101);
+    // The old file would accept step 101 again after a restart: it is gone from state.json, kept aside.
+    expect(readdirSync(dir)).toEqual([`state.json${UNSAVED_SUFFIX}`]);
+    expect(readFileSync(`${path}${UNSAVED_SUFFIX}`, "utf8")).toBe(before);
+    expect(store.get("alice")).toBe(101);
+    const warnings: string[] = [];
+    const restarted = openStore(path, warnings);
+    expect(restarted.failedClosed).toBe(true);
+    expect(restarted.get("alice")).toBe(stepAt(NOW_MS, 30) + DIAGNOSTIC_WINDOWS);
+    expect(warnings[0]).toContain(UNSAVED_SUFFIX);
+  });
+
+  it("when a write fails and a later one succeeds then the file holds the step that could not be written", () => {
+    const path = join(dir, "state.json");
+    StepStore.createEmpty(path);
+    const store = openStore(path);
+    failNextWrite.on = true;
+    expect(() => store.record("alice", 101)).toThrow(expect.objectContaining({ code: "TKNOCK_STATE_WRITE" }));
+    store.record("bob", 7);
+    expect(StepStore.readOnly(path)).toEqual({ alice: 101, bob: 7 });
+  });
+
+  it("when a write fails and the file cannot be moved aside either then record throws TKNOCK_STATE_UNPROTECTED", () => {
+    const path = join(dir, "state.json");
+    StepStore.createEmpty(path);
+    const store = openStore(path);
+    failNextWrite.on = true;
+    failMoves.on = true;
+    try {
+      expect(() => store.record("alice", 101)).toThrow(expect.objectContaining({ code: "TKNOCK_STATE_UNPROTECTED" }));
+    } finally {
+      failMoves.on = false;
+    }
+    expect(store.get("alice")).toBe(101);
   });
 
   it("when the state directory is missing then record throws TKNOCK_STATE_WRITE", () => {
@@ -101,10 +139,44 @@ describe("state: last accepted step per client", () => {
   });
 });
 
-describe("state: fail closed", () => {
-  const expected = { alice: stepAt(NOW_MS, 30) + 1, bob: stepAt(NOW_MS, 60) + 1 };
+describe("state: steps spent by skew refusals", () => {
+  it("when spent steps are set then a new store reads them back, and a file without them (older versions) still loads", () => {
+    const path = join(dir, "state.json");
+    StepStore.createEmpty(path);
+    const store = openStore(path);
+    store.record("alice", 100);
+    store.setSpent("alice", [104, 103, 99]);
+    // 99 is at or below the last accepted step: refused anyway, not stored.
+    expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({ version: 1, lastAcceptedStep: { alice: 100 }, spentSteps: { alice: [103, 104] } });
+    expect(openStore(path).spent("alice")).toEqual([103, 104]);
+    expect(openStore(path).spent("bob")).toEqual([]);
+    writeFileSync(path, JSON.stringify({ version: 1, lastAcceptedStep: { alice: 5 } }));
+    const old = openStore(path);
+    expect(old.failedClosed).toBe(false);
+    expect(old.spent("alice")).toEqual([]);
+  });
 
-  it("when the file is missing then every client starts at its current step + skew, a warning is logged and the file is written", () => {
+  it("when a client is forgotten then its spent steps go too", () => {
+    const path = join(dir, "state.json");
+    StepStore.createEmpty(path);
+    const store = openStore(path);
+    store.setSpent("bob", [50]);
+    store.forget("bob");
+    expect(openStore(path).spent("bob")).toEqual([]);
+  });
+
+  it("when spentSteps is malformed then the store fails closed", () => {
+    const path = join(dir, "state.json");
+    writeFileSync(path, JSON.stringify({ version: 1, lastAcceptedStep: {}, spentSteps: { alice: ["7"] } }));
+    expect(openStore(path).failedClosed).toBe(true);
+  });
+});
+
+describe("state: fail closed", () => {
+  // Current step + max(skew, diagnostic): past every step that may have been accepted or spent by a skew refusal.
+  const expected = { alice: stepAt(NOW_MS, 30) + DIAGNOSTIC_WINDOWS, bob: stepAt(NOW_MS, 60) + DIAGNOSTIC_WINDOWS };
+
+  it("when the file is missing then every client starts at its current step + max(skew, diagnostic), a warning is logged and the file is written", () => {
     const path = join(dir, "state.json");
     const warnings: string[] = [];
     const store = openStore(path, warnings);

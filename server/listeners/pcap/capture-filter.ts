@@ -53,7 +53,8 @@ function checkRange(r: KnockRange): void {
 }
 
 /**
- * Packets to this host's addresses that can be knocks: TCP with SYN and without ACK, or UDP, to a port of the
+ * Packets to this host's addresses that can be knocks: TCP with SYN and without ACK, FIN or RST (the parser's
+ * rule, src/packets/ip.ts), or UDP, to a port of the
  * knock range. Addressing the host's own addresses is what keeps forwarded traffic out; the direction is left to
  * tcpdump's `-Q in` (see buildTcpdumpArgv), not to BPF `inbound`: on a named interface libpcap compiles `inbound`
  * to a Linux ancillary load that its userland copy of the filter cannot run, and libpcap runs that copy on the
@@ -75,8 +76,8 @@ export function buildCaptureFilter(options: CaptureFilterOptions): string {
   const range = `${options.knockRange.min}-${options.knockRange.max}`;
   return (
     `(${hosts}) and (` +
-    `(ip and tcp dst portrange ${range} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)` +
-    ` or (ip6 and ip6[6] == 6 and tcp dst portrange ${range} and ip6[53] & 0x12 == 0x02)` +
+    `(ip and tcp dst portrange ${range} and tcp[tcpflags] & (tcp-syn|tcp-ack|tcp-fin|tcp-rst) == tcp-syn)` +
+    ` or (ip6 and ip6[6] == 6 and tcp dst portrange ${range} and ip6[53] & 0x17 == 0x02)` +
     ` or udp dst portrange ${range})`
   );
 }
