@@ -1,6 +1,6 @@
 import { Command } from "commander";
 import { configureProgram, type CliIo } from "../src/cli-io.js";
-import { DEFAULT_CONFIG_PATH } from "../src/config/schema.js";
+import { DEFAULT_CONFIG_PATH } from "./config/schema.js";
 import { registerClientCommands } from "./commands/clients.js";
 import { registerInit } from "./commands/init.js";
 import { registerRun } from "./commands/run.js";

@@ -1,7 +1,7 @@
 import { lstatSync, readlinkSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { loadClientsFile, writeFileAtomic } from "../src/config/load.js";
-import type { ClientsFile } from "../src/config/schema.js";
+import { loadClientsFile, writeFileAtomic } from "./config/load.js";
+import type { ClientsFile } from "./config/schema.js";
 import { TknockError } from "../src/errors.js";
 import { withFileLock } from "../src/file-lock.js";
 import { errnoCode, fsError, knownFsError, RUN_AS_ROOT } from "../src/fs-errors.js";

@@ -8,7 +8,7 @@
 import { closeSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
-import type { ServerConfig } from "../src/config/schema.js";
+import type { ServerConfig } from "./config/schema.js";
 import { ExitCode, TknockError, type TknockCode } from "../src/errors.js";
 import { runNftOnce } from "./firewalls/nftables/nft-process.js";
 import { checkTcpdump } from "./listeners/pcap/listener.js";

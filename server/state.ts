@@ -11,7 +11,7 @@
  */
 import { existsSync, readFileSync, renameSync, unlinkSync } from "node:fs";
 import { TknockError } from "../src/errors.js";
-import { writeFileAtomic } from "../src/config/load.js";
+import { writeFileAtomic } from "./config/load.js";
 import { isValidClientName } from "../src/protocol/profile-uri.js";
 import { stepAt } from "../src/protocol/window.js";
 

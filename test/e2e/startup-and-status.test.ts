@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ExitCode } from "../../src/errors.js";
 import { describeAsRoot } from "../support/root.js";
-import { JsonLogCollector } from "./json-log.js";
-import { SERVER_BIN, sleep, TknockLab } from "./tknock-lab.js";
+import { JsonLogCollector } from "../../lab/json-log.js";
+import { SERVER_BIN, sleep, TknockLab } from "../../lab/tknock-lab.js";
 
 type StatusJson = {
   ok: boolean;

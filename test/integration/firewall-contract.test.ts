@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
 import { NftablesFirewall } from "../../server/firewalls/nftables/nftables-firewall.js";
 import type { Clock, Firewall, GateSpec, Grant } from "../../src/ports.js";
-import { Lab, removeStaleLabs } from "../e2e/lab.js";
+import { Lab, removeStaleLabs } from "../../lab/lab.js";
 import { describeAsRoot } from "../support/root.js";
 
 const GATE: GateSpec = { protectedPorts: [2222], knockRange: { min: 40000, max: 40100 } };

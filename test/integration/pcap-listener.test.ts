@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ObservedKnock } from "../../src/ports.js";
 import { checkTcpdump, createPcapListener, type PcapListener, type LogLevel } from "../../server/listeners/pcap/listener.js";
-import { Lab, removeStaleLabs } from "../e2e/lab.js";
+import { Lab, removeStaleLabs } from "../../lab/lab.js";
 import { describeAsRoot } from "../support/root.js";
 
 const RANGE = { min: 40000, max: 40099 };

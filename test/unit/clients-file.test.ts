@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createServerCli } from "../../server/cli.js";
 import { runCli } from "../../src/cli-io.js";
-import type { ClientsFile } from "../../src/config/schema.js";
+import type { ClientsFile } from "../../server/config/schema.js";
 import { TknockError } from "../../src/errors.js";
 import { memoryIo } from "../support/memory-io.js";
 

@@ -14,7 +14,7 @@ import type { ListeningSocket } from "../../server/local-services.js";
 import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
 import { createLogger } from "../../server/logger.js";
 import { runCli } from "../../src/cli-io.js";
-import { clientProfile, type ClientsFile } from "../../src/config/schema.js";
+import { clientProfile, type ClientsFile } from "../../server/config/schema.js";
 import { TknockError } from "../../src/errors.js";
 import type { Clock, Firewall, Grant, Listener, ListenerStats, ObservedKnock } from "../../src/ports.js";
 import { deriveSequence } from "../../src/protocol/derive.js";

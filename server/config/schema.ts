@@ -1,7 +1,7 @@
-import { ConfigError } from "../errors.js";
-import type { KnockProto } from "../ports.js";
-import { decodeSecret, isValidClientName, type EnrolledProfile } from "../protocol/profile-uri.js";
-import { PROFILE_LIMITS, validateProfile } from "../protocol/profile.js";
+import { ConfigError } from "../../src/errors.js";
+import type { KnockProto } from "../../src/ports.js";
+import { decodeSecret, isValidClientName, type EnrolledProfile } from "../../src/protocol/profile-uri.js";
+import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
 import { Checker } from "./check.js";
 
 /** The server's configuration (server.json). Every key has a default; unknown keys are errors. */

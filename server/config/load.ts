@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
-import { TknockError } from "../errors.js";
-import { errnoCode, knownFsError } from "../fs-errors.js";
+import { TknockError } from "../../src/errors.js";
+import { errnoCode, knownFsError } from "../../src/fs-errors.js";
 import { describeJsonProblem, findJsonProblem } from "./json-scan.js";
 import { parseClientsFile, parseServerConfig, type ClientsFile, type ServerConfig } from "./schema.js";
 
