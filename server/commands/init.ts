@@ -7,7 +7,7 @@ import { defaultServerConfig, DEFAULT_STATE_DIR, emptyClientsFile, parseServerCo
 import { TknockError } from "../../src/errors.js";
 import { fsError, withPermissionFix } from "../../src/fs-errors.js";
 import { checkCanCreateDir, checkCanWriteFile } from "../fs-preflight.js";
-import { isPort } from "../../src/protocol/profile.js";
+import { isPort } from "../../src/port-number.js";
 import { clientsWriteTarget, withClientsLock, writeClients } from "../clients-file.js";
 import { checkInterface } from "../preflight.js";
 import { StepStore } from "../state.js";

@@ -4,7 +4,8 @@
  */
 import { TknockError, ExitCode } from "../../../src/errors.js";
 import type { Grant } from "../../../src/ports.js";
-import { canonicalAddress, isPort, validateGate, validateGrants, validateTableName, type ValidGrant } from "../validate.js";
+import { isPort } from "../../../src/port-number.js";
+import { canonicalAddress, validateGate, validateGrants, validateTableName, type ValidGrant } from "../validate.js";
 import type { GateSpec } from "../../../src/ports.js";
 
 export const NFT_FAMILY = "inet";
