@@ -4,7 +4,9 @@ import { DEFAULT_CONFIG_PATH } from "./config/schema.js";
 import { registerClientCommands } from "./commands/clients.js";
 import { registerInit } from "./commands/init.js";
 import { registerRun } from "./commands/run.js";
-import { registerStatusCommands } from "./commands/status.js";
+import { registerFirewall } from "./commands/firewall.js";
+import { registerReplays } from "./commands/replays.js";
+import { registerStatus } from "./commands/status.js";
 
 export function createServerCli(io: CliIo): Command {
   const program = configureProgram(new Command("tknock-server"), io)
@@ -22,6 +24,8 @@ Run as root (or with sudo): the files are root's and the gate needs CAP_NET_ADMI
   registerInit(program, io);
   registerClientCommands(program, io);
   registerRun(program, io);
-  registerStatusCommands(program, io);
+  registerStatus(program, io);
+  registerReplays(program, io);
+  registerFirewall(program, io);
   return program;
 }
