@@ -6,15 +6,15 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { hostname } from "node:os";
-import { loadServerConfig } from "../src/config/load.js";
-import { clientProfile, type ClientRecord } from "../src/config/schema.js";
+import { loadServerConfig } from "../server/config/load.js";
+import { clientProfile, type ClientRecord } from "../server/config/schema.js";
 import { formatProfileUri, newSecretBase32 } from "../src/protocol/profile-uri.js";
 import { validateProfile } from "../src/protocol/profile.js";
 import { deriveSequence } from "../src/protocol/derive.js";
 import { stepAt } from "../src/protocol/window.js";
 import { ProfileStore } from "../client/store.js";
 import { readClients, writeClients } from "../server/clients-file.js";
-import { CLIENT_BIN, TknockLab } from "../test/e2e/tknock-lab.js";
+import { CLIENT_BIN, TknockLab } from "../lab/tknock-lab.js";
 import { ConnectProber } from "./capture.js";
 import { DaemonHandle } from "./daemon-handle.js";
 import { KnockdServer } from "./knockd.js";

@@ -4,7 +4,7 @@
  * Only Ethernet + IPv4 + TCP, which is all the lab sends for these measurements.
  */
 import type { ChildProcess } from "node:child_process";
-import type { Lab } from "../test/e2e/lab.js";
+import type { Lab } from "../lab/lab.js";
 
 export type TcpEvent = {
   /** Capture timestamp, ms since the epoch (microsecond resolution). */

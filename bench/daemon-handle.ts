@@ -4,8 +4,8 @@
  * tcpdump is capturing.
  */
 import type { ChildProcess } from "node:child_process";
-import { JsonLogCollector, type LogLine } from "../test/e2e/json-log.js";
-import { SERVER_BIN, type TknockLab } from "../test/e2e/tknock-lab.js";
+import { JsonLogCollector, type LogLine } from "../lab/json-log.js";
+import { SERVER_BIN, type TknockLab } from "../lab/tknock-lab.js";
 import { findProcess, parentPid } from "./proc.js";
 import { sleep } from "./stats.js";
 

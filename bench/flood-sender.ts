@@ -5,8 +5,8 @@
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Lab } from "../test/e2e/lab.js";
-import { REPO_ROOT } from "../test/e2e/tknock-lab.js";
+import type { Lab } from "../lab/lab.js";
+import { REPO_ROOT } from "../lab/tknock-lab.js";
 
 export const FLOOD_SOURCE = join(REPO_ROOT, "bench/flood.c");
 export const FLOOD_BINARY = join(REPO_ROOT, "dist/bench/tknock-flood");

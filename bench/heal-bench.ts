@@ -6,7 +6,7 @@
  * back in it. Measured from just before the command starts, so the command's own run time counts as exposed.
  * Then the same with the daemon's `nft monitor` child stopped (SIGSTOP): the periodic 1 s check alone.
  */
-import { TknockLab } from "../test/e2e/tknock-lab.js";
+import { TknockLab } from "../lab/tknock-lab.js";
 import { findProcess } from "./proc.js";
 import { sleep, summarize, type Summary } from "./stats.js";
 

@@ -7,7 +7,7 @@
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Lab } from "../test/e2e/lab.js";
+import type { Lab } from "../lab/lab.js";
 import { sleep } from "./stats.js";
 
 export const KNOCKD_TABLE = "knockbench";

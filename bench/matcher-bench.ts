@@ -9,7 +9,7 @@ import type { ObservedKnock } from "../src/ports.js";
 import { deriveSequence } from "../src/protocol/derive.js";
 import type { KnockProfile } from "../src/protocol/profile.js";
 import { stepAt, stepStartMs } from "../src/protocol/window.js";
-import { defaultServerConfig } from "../src/config/schema.js";
+import { defaultServerConfig } from "../server/config/schema.js";
 import { Matcher, matcherOptionsFromConfig, type DecisionKind, type MatcherClient, type MatcherOptions } from "../server/matcher.js";
 import { formatProfile, profileSync, type ProfileSummary } from "./profile-summary.js";
 import { median } from "./stats.js";

@@ -8,7 +8,7 @@
  * CLOCK eviction), which is what this part checks. Sent at a fixed rate the daemon keeps up with, so that the
  * sources really reach the matcher (the capture's packet and drop counters are reported to prove it).
  */
-import { clientProfile } from "../src/config/schema.js";
+import { clientProfile } from "../server/config/schema.js";
 import { deriveSequence } from "../src/protocol/derive.js";
 import { stepAt } from "../src/protocol/window.js";
 import type { BenchLab } from "./bench-lab.js";

@@ -16,7 +16,7 @@
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT } from "../test/e2e/tknock-lab.js";
+import { REPO_ROOT } from "../lab/tknock-lab.js";
 import { BenchLab } from "./bench-lab.js";
 import { benchFlood } from "./flood-bench.js";
 import { benchHeal } from "./heal-bench.js";

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProfileStore } from "../client/store.js";
 import { defaultProfileFields, formatProfileUri } from "../src/protocol/profile-uri.js";
-import { CLIENT_BIN } from "../test/e2e/tknock-lab.js";
+import { CLIENT_BIN } from "../lab/tknock-lab.js";
 import { summarize, type Summary } from "./stats.js";
 
 export type StartCommand = "node" | "knock" | "sequence" | "help";

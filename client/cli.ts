@@ -1,5 +1,6 @@
 import { Command } from "commander";
 import { configureProgram, type CliIo } from "../src/cli-io.js";
+import { ExitCode } from "../src/errors.js";
 import { registerAdd } from "./commands/add.js";
 import { registerKnock } from "./commands/knock.js";
 import { registerProfileCommands } from "./commands/profiles.js";
@@ -13,13 +14,14 @@ export const CLIENT_EXIT_CODES_HELP = `
 A HOST that is also a command name (add, list, ...) is knocked with \`tknock knock HOST\`.
 The store is ~/.config/tknock/profiles.json (mode 0600); --store DIR or TKNOCK_HOME=DIR moves it.
 
-Exit codes:
-  0  ok
-  1  usage, profile or store problem
-  2  network error (could not send knocks or reach the host)
-  3  knocked, but the port did not open in time (--wait, proxy), or this window's steps are used
+Exit codes (each error's code and fix: docs/errors.md):
+  ${ExitCode.ok}  ok
+  ${ExitCode.usage}  usage, profile or store problem
+  ${ExitCode.network}  network error (could not send knocks or reach the host)
+  ${ExitCode.notOpened}  knocked, but the port did not open in time (--wait, proxy), or this window's steps are used
      and --no-wait-window was given
-  N  with -- COMMAND: the command's exit code (127: it could not be started)`;
+  ${ExitCode.system}  system: the host failed (a filesystem full or read-only, a lock file that cannot be made)
+  N  with -- COMMAND: the command's exit code (${ExitCode.commandNotRun}: it could not be started)`;
 
 export function createClientCli(io: CliIo, deps: Partial<ClientDeps> = {}): Command {
   const ctx = createContext(io, { ...realDeps, ...deps });

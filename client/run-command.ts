@@ -1,9 +1,6 @@
 import { spawn } from "node:child_process";
 import { constants } from "node:os";
-import { TknockError } from "../src/errors.js";
-
-/** Exit code when the command cannot be started, as shells and env(1) use. */
-export const COMMAND_NOT_RUN_EXIT = 127;
+import { ExitCode, TknockError } from "../src/errors.js";
 
 /**
  * Runs the command after `--` with this terminal, and returns its exit code (128+N when killed by signal N, as
@@ -29,7 +26,7 @@ export function runCommand(argv: readonly string[]): Promise<number> {
     };
     child.once("error", (err: NodeJS.ErrnoException) => {
       cleanup();
-      reject(new TknockError("TKNOCK_COMMAND_NOT_RUN", `cannot run ${cmd}: ${err.code ?? err.message}`, COMMAND_NOT_RUN_EXIT, { cause: err }));
+      reject(new TknockError("TKNOCK_COMMAND_NOT_RUN", `cannot run ${cmd}: ${err.code ?? err.message}`, ExitCode.commandNotRun, { cause: err }));
     });
     child.once("exit", (code, signal) => {
       cleanup();

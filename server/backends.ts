@@ -1,4 +1,4 @@
-import type { ServerConfig } from "../src/config/schema.js";
+import type { ServerConfig } from "./config/schema.js";
 import type { Firewall, Listener } from "../src/ports.js";
 import { NftablesFirewall } from "./firewalls/nftables/nftables-firewall.js";
 import { nftTablePresent } from "./firewalls/nftables/table-present.js";

@@ -1,10 +1,10 @@
 import { lstatSync, readlinkSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { loadClientsFile, writeFileAtomic } from "../src/config/load.js";
-import type { ClientsFile } from "../src/config/schema.js";
-import { TknockError } from "../src/errors.js";
+import { loadClientsFile, writeFileAtomic } from "./config/load.js";
+import type { ClientsFile } from "./config/schema.js";
+import { ExitCode, TknockError } from "../src/errors.js";
 import { withFileLock } from "../src/file-lock.js";
-import { errnoCode, fsError, knownFsError, RUN_AS_ROOT } from "../src/fs-errors.js";
+import { errnoCode, fsError, readFileError, RUN_AS_ROOT } from "../src/fs-errors.js";
 
 /**
  * The clients file holds every secret: refuse to use it unless only its owner can read it, and never print
@@ -18,30 +18,26 @@ export function checkClientsFilePermissions(path: string): void {
     mode = st.mode;
     uid = st.uid;
   } catch (cause) {
-    const code = errnoCode(cause);
-    if (code === "ENOENT") {
-      throw new TknockError("TKNOCK_FILE_MISSING", `clients file ${path} does not exist: create it with \`tknock-server init\``, 1, { cause });
-    }
-    throw knownFsError(cause, "read", `clients file ${path}`) ?? new TknockError("TKNOCK_FILE_UNREADABLE", `clients file ${path} cannot be read (${code ?? "error"})`, 1, { cause });
+    throw readFileError(cause, `clients file ${path}`, { missingFix: "create it with `tknock-server init`" });
   }
   const me = process.getuid?.();
   // Someone else's file: when we are not root the fix is to become the owner (root, normally), not to chown.
   if (me !== undefined && me !== 0 && uid !== me) {
     const who = uid === 0 ? RUN_AS_ROOT : `run as its owner (uid ${uid}) or as root`;
-    throw new TknockError("TKNOCK_PERMISSION", `cannot read clients file ${path} (it belongs to ${uid === 0 ? "root" : `uid ${uid}`}): ${who}`, 1);
+    throw new TknockError("TKNOCK_PERMISSION", `cannot read clients file ${path} (it belongs to ${uid === 0 ? "root" : `uid ${uid}`}): ${who}`, ExitCode.usage);
   }
   if ((mode & 0o077) !== 0) {
     throw new TknockError(
       "TKNOCK_CLIENTS_PERMISSIONS",
       `clients file ${path} is readable by others (mode ${(mode & 0o777).toString(8)}): chmod 600 ${path}`,
-      1,
+      ExitCode.usage,
     );
   }
   if (me !== undefined && uid !== me) {
     throw new TknockError(
       "TKNOCK_CLIENTS_OWNER",
       `clients file ${path} is owned by uid ${uid}, not by root who runs tknock-server: whoever owns it can change the secrets: chown root ${path}`,
-      1,
+      ExitCode.usage,
     );
   }
 }
@@ -69,7 +65,7 @@ export function clientsWriteTarget(path: string): string {
     if (!isLink) return current;
     current = resolve(dirname(current), readlinkSync(current));
   }
-  throw new TknockError("TKNOCK_FILE_ERROR", `clients file ${path} is a loop of symlinks: point it at a regular file`, 1);
+  throw new TknockError("TKNOCK_FILE_ERROR", `clients file ${path} is a loop of symlinks: point it at a regular file`, ExitCode.usage);
 }
 
 /**

@@ -11,7 +11,7 @@
  */
 import { readFileSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { writeFileAtomic } from "../src/config/load.js";
+import { writeFileAtomic } from "./config/load.js";
 import { ExitCode, TknockError } from "../src/errors.js";
 import { withFileLock } from "../src/file-lock.js";
 

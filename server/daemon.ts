@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { loadServerConfig } from "../src/config/load.js";
-import { clientProfile, type ClientsFile, type ServerConfig } from "../src/config/schema.js";
+import { loadServerConfig } from "./config/load.js";
+import { clientProfile, type ClientsFile, type ServerConfig } from "./config/schema.js";
 import type { Clock, Firewall, GateSpec, Grant, Listener, ObservedKnock } from "../src/ports.js";
 import { readClients } from "./clients-file.js";
 import { DaemonMonitor } from "./daemon-monitor.js";

@@ -204,7 +204,7 @@ export class GateGuard {
       await firewall.install(gate, { replace: true });
       restored = await this.reopen();
       const still = await firewall.check(gate);
-      if (still) throw new TknockError("TKNOCK_FIREWALL", `the gate is still wrong after replacing the table: ${still.message}`, ExitCode.usage);
+      if (still) throw new TknockError("TKNOCK_FIREWALL", `the gate is still wrong after replacing the table: ${still.message}`, ExitCode.system);
     }
     return restored;
   }

@@ -20,7 +20,7 @@
 import { TknockError } from "../src/errors.js";
 import type { ObservedKnock } from "../src/ports.js";
 import { validateProfile, type KnockProfile } from "../src/protocol/profile.js";
-import type { ServerConfig } from "../src/config/schema.js";
+import type { ServerConfig } from "./config/schema.js";
 import { SequenceTable, type Sequence, type TrackedClient } from "./matcher/sequence-table.js";
 import { INLINE_STARTS, START_WORDS, type StartTable } from "./matcher/start-table.js";
 import {

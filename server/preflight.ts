@@ -8,7 +8,7 @@
 import { closeSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
-import type { ServerConfig } from "../src/config/schema.js";
+import type { ServerConfig } from "./config/schema.js";
 import { ExitCode, TknockError, type TknockCode } from "../src/errors.js";
 import { runNftOnce } from "./firewalls/nftables/nft-process.js";
 import { checkTcpdump } from "./listeners/pcap/listener.js";
@@ -105,17 +105,18 @@ export function checkStateDirWritable(stateDir: string): void {
     }
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code ?? "";
-    const fix: Record<string, [TknockCode, string]> = {
-      ENOENT: ["TKNOCK_STATE_DIR", `state directory ${stateDir} does not exist: create it (mkdir -m 700 ${stateDir}) or run tknock-server init`],
-      ENOTDIR: ["TKNOCK_STATE_DIR", `state directory ${stateDir} is not a directory: set stateDir in the config to a directory`],
-      EACCES: ["TKNOCK_PERMISSION", `cannot write to state directory ${stateDir} (EACCES): run as root or with sudo`],
-      EPERM: ["TKNOCK_PERMISSION", `cannot write to state directory ${stateDir} (EPERM): run as root or with sudo`],
-      EROFS: ["TKNOCK_STATE_DIR", `state directory ${stateDir} is read-only: make it writable (under systemd: ReadWritePaths=${stateDir})`],
-      ENOSPC: ["TKNOCK_STATE_DIR", `state directory ${stateDir} is full (ENOSPC): free some space; accepted steps must be written before a port opens`],
-      EDQUOT: ["TKNOCK_STATE_DIR", `state directory ${stateDir} is over quota (EDQUOT): free some space`],
+    const { usage, system } = ExitCode;
+    const fix: Record<string, [TknockCode, number, string]> = {
+      ENOENT: ["TKNOCK_STATE_DIR", usage, `state directory ${stateDir} does not exist: create it (mkdir -m 700 ${stateDir}) or run tknock-server init`],
+      ENOTDIR: ["TKNOCK_STATE_DIR", usage, `state directory ${stateDir} is not a directory: set stateDir in the config to a directory`],
+      EACCES: ["TKNOCK_PERMISSION", usage, `cannot write to state directory ${stateDir} (EACCES): run as root or with sudo`],
+      EPERM: ["TKNOCK_PERMISSION", usage, `cannot write to state directory ${stateDir} (EPERM): run as root or with sudo`],
+      EROFS: ["TKNOCK_READ_ONLY_FS", system, `state directory ${stateDir} is read-only: make it writable (under systemd: ReadWritePaths=${stateDir})`],
+      ENOSPC: ["TKNOCK_NO_SPACE", system, `state directory ${stateDir} is full (ENOSPC): free some space; accepted steps must be written before a port opens`],
+      EDQUOT: ["TKNOCK_NO_SPACE", system, `state directory ${stateDir} is over quota (EDQUOT): free some space`],
     };
-    const [errCode, message] = fix[code] ?? ["TKNOCK_STATE_DIR", `cannot write to state directory ${stateDir} (${code || String(cause)}): check that it exists and is writable`];
-    throw new TknockError(errCode, message, ExitCode.usage, { cause });
+    const [errCode, exitCode, message] = fix[code] ?? ["TKNOCK_STATE_DIR", usage, `cannot write to state directory ${stateDir} (${code || String(cause)}): check that it exists and is writable`];
+    throw new TknockError(errCode, message, exitCode, { cause });
   }
 }
 

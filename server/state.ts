@@ -10,8 +10,9 @@
  * the older file that would accept the step again (docs/design.md "State").
  */
 import { existsSync, readFileSync, renameSync, unlinkSync } from "node:fs";
-import { TknockError } from "../src/errors.js";
-import { writeFileAtomic } from "../src/config/load.js";
+import { ExitCode, TknockError } from "../src/errors.js";
+import { errnoCode, readFileError } from "../src/fs-errors.js";
+import { writeFileAtomic } from "./config/load.js";
 import { isValidClientName } from "../src/protocol/profile-uri.js";
 import { stepAt } from "../src/protocol/window.js";
 
@@ -87,9 +88,8 @@ export class StepStore {
     try {
       text = readFileSync(path, "utf8");
     } catch (cause) {
-      const code = (cause as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") return {};
-      throw new TknockError("TKNOCK_STATE_UNREADABLE", `state file ${path} cannot be read (${code ?? "error"}): check its permissions`, 1, { cause });
+      if (errnoCode(cause) === "ENOENT") return {};
+      throw readFileError(cause, `state file ${path}`);
     }
     const content = parseStateFile(text);
     if (content === undefined) {
@@ -175,14 +175,14 @@ export class StepStore {
         throw new TknockError(
           "TKNOCK_STATE_UNPROTECTED",
           `${failure}; moving it aside failed too (${code}), so a restart could accept a used step again: stopping. Make the state directory writable (free space), then start again`,
-          1,
+          ExitCode.system,
           { cause },
         );
       }
       throw new TknockError(
         "TKNOCK_STATE_WRITE",
         `${failure}; the state file was moved to ${aside}, so the next start fails closed`,
-        1,
+        ExitCode.system,
         { cause: err },
       );
     }
@@ -203,7 +203,7 @@ export class StepStore {
       throw new TknockError(
         "TKNOCK_STATE_WRITE",
         `cannot write state file ${this.path} (${code ?? (cause instanceof Error ? cause.message : "error")}): check that the state directory exists and is writable`,
-        1,
+        ExitCode.system,
         { cause },
       );
     }

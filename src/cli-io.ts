@@ -1,5 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError } from "commander";
-import { formatErrorForUser } from "./errors.js";
+import { ExitCode, formatErrorForUser } from "./errors.js";
 import { userErrorOf } from "./fs-errors.js";
 import { systemClock, type Clock } from "./ports.js";
 
@@ -44,11 +44,11 @@ export type RunCliOptions = {
 export async function runCli(program: Command, argv: readonly string[], io: CliIo, options: RunCliOptions = {}): Promise<number> {
   try {
     await program.parseAsync(argv as string[], { from: "user" });
-    return 0;
+    return ExitCode.ok;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version exit with 0; usage errors were already printed by commander.
-      return err.exitCode === 0 ? 0 : 1;
+      return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     }
     if (err instanceof ExitWith) return err.exitCode;
     const { line, exitCode } = formatErrorForUser(userErrorOf(err, options.permissionFix), io.env["TKNOCK_DEBUG"] === "1");

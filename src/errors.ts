@@ -1,13 +1,17 @@
 /**
- * Every error meant for a user carries a stable code (match on it in tests) and the exit code the CLI returns.
+ * Every error meant for a user carries a stable code (match on it in tests) and the exit code the CLI returns;
+ * docs/errors.md lists every code with its exit code and fix (test/unit/error-codes.test.ts keeps it complete).
  * bin.ts files are the only place that turns one into a line on stderr and a process exit code.
  */
 export const ExitCode = {
   ok: 0,
-  usage: 1, // usage, config, profile or file problem
+  usage: 1, // usage, config, profile or file problem: the fix is in the command, its files or its rights
   network: 2, // could not send knocks or reach the host
   notOpened: 3, // knocked, but the port did not open in time
   unhealthy: 4, // tknock-server status: daemon down, gate missing, capture failing or daemon stuck
+  system: 5, // the host failed: nft or tcpdump failed or cannot run, a filesystem is full or read-only
+  internal: 70, // a bug: an error no code describes (sysexits' EX_SOFTWARE)
+  commandNotRun: 127, // the command after `--` could not be started, as shells and env(1) report it
 } as const;
 
 export type TknockCode = `TKNOCK_${string}`;
@@ -61,5 +65,5 @@ export function formatErrorForUser(err: unknown, debug: boolean): { line: string
     return { line: `error: ${err.message}${debug && err.stack ? `\n${err.stack}` : ""}`, exitCode: err.exitCode };
   }
   const detail = debug && err instanceof Error ? `\n${err.stack ?? err.message}` : "";
-  return { line: `internal error (TKNOCK_DEBUG=1 for a stack trace)${detail}`, exitCode: 70 };
+  return { line: `internal error (TKNOCK_DEBUG=1 for a stack trace)${detail}`, exitCode: ExitCode.internal };
 }

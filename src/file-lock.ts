@@ -48,7 +48,7 @@ export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, op
       }
       const known = knownFsError(cause, "lock", path, options.permissionFix);
       if (known !== undefined) throw known;
-      throw new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${code ?? String(cause)}): check that its directory exists and is writable`, ExitCode.usage, { cause });
+      throw new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${code ?? String(cause)}): check that its directory exists and is writable`, ExitCode.system, { cause });
     }
   }
   try {

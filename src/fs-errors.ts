@@ -44,12 +44,28 @@ export function knownFsError(err: unknown, action: FsAction, what: string, permi
     return new TknockError("TKNOCK_PERMISSION", `cannot ${action} ${what} (permission denied): ${permissionFix ?? defaultPermissionFix()}`, ExitCode.usage, options);
   }
   if (code === "EROFS") {
-    return new TknockError("TKNOCK_READ_ONLY_FS", `cannot ${action} ${what}: its filesystem is read-only: remount it read-write or choose another path`, ExitCode.usage, options);
+    return new TknockError("TKNOCK_READ_ONLY_FS", `cannot ${action} ${what}: its filesystem is read-only: remount it read-write or choose another path`, ExitCode.system, options);
   }
   if (code === "ENOSPC" || code === "EDQUOT") {
-    return new TknockError("TKNOCK_NO_SPACE", `cannot ${action} ${what}: no space left on its filesystem (${code}): free some space and try again`, ExitCode.usage, options);
+    return new TknockError("TKNOCK_NO_SPACE", `cannot ${action} ${what}: no space left on its filesystem (${code}): free some space and try again`, ExitCode.system, options);
   }
   return undefined;
+}
+
+/**
+ * The error for a file that could not be read. `what` names it with its path ("clients file /etc/..."). A file that
+ * does not exist is TKNOCK_FILE_MISSING when the caller says how to make it (`missingFix`); otherwise a missing
+ * file is just unreadable.
+ */
+export function readFileError(cause: unknown, what: string, opts: { missingFix?: string; permissionFix?: string } = {}): TknockError {
+  const code = errnoCode(cause);
+  if (code === "ENOENT" && opts.missingFix !== undefined) {
+    return new TknockError("TKNOCK_FILE_MISSING", `${what} does not exist: ${opts.missingFix}`, ExitCode.usage, { cause });
+  }
+  return (
+    knownFsError(cause, "read", what, opts.permissionFix) ??
+    new TknockError("TKNOCK_FILE_UNREADABLE", `${what} cannot be read (${code ?? "error"}): check the path and its permissions`, ExitCode.usage, { cause })
+  );
 }
 
 /** knownFsError, or a generic one-line error with the errno code for anything else. */

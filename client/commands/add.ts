@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { parseIntOption, type CliIo } from "../../src/cli-io.js";
 import { ExitCode, TknockError } from "../../src/errors.js";
-import { knownFsError } from "../../src/fs-errors.js";
+import { readFileError } from "../../src/fs-errors.js";
 import { formatProfileUri, parseProfileUri } from "../../src/protocol/profile-uri.js";
 import type { ClientContext } from "../context.js";
 import { isValidProfileName } from "../store.js";
@@ -31,10 +31,7 @@ async function uriFrom(io: CliIo, uri: string | undefined, qrFile: string | unde
     try {
       image = readFileSync(qrFile);
     } catch (cause) {
-      throw (
-        knownFsError(cause, "read", qrFile, CLIENT_PERMISSION_FIX) ??
-        new TknockError("TKNOCK_FILE_UNREADABLE", `cannot read ${qrFile} (${(cause as NodeJS.ErrnoException).code ?? "error"})`, ExitCode.usage, { cause })
-      );
+      throw readFileError(cause, qrFile, { permissionFix: CLIENT_PERMISSION_FIX });
     }
     // QR and image decoders are loaded only here: they would cost every other command its start time.
     const { enrolmentUriFromImage } = await import("../qr-import.js");

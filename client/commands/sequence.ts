@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import type { CliIo } from "../../src/cli-io.js";
 import { parseIntOption } from "../../src/cli-io.js";
-import { TknockError } from "../../src/errors.js";
+import { ExitCode, TknockError } from "../../src/errors.js";
 import { formatSequence } from "../../src/protocol/sequence-text.js";
 import { parseProfileUri } from "../../src/protocol/profile-uri.js";
 import type { KnockProfile } from "../../src/protocol/profile.js";
@@ -25,14 +25,14 @@ export function registerSequence(program: Command, io: CliIo, openStore?: (cmd: 
     .option("--json", 'print {"step":N,"ports":[...],"proto":"tcp"}')
     .action((name: string | undefined, opts: SequenceOptions, self: Command) => {
       if (name !== undefined && opts.uri !== undefined) {
-        throw new TknockError("TKNOCK_USAGE", "give a profile name or --uri URI, not both", 1);
+        throw new TknockError("TKNOCK_USAGE", "give a profile name or --uri URI, not both", ExitCode.usage);
       }
       if (opts.uri !== undefined) {
         printSequence(io, parseProfileUri(opts.uri), opts.at, opts.json === true);
         return;
       }
       if (name === undefined || openStore === undefined) {
-        throw new TknockError("TKNOCK_USAGE", "sequence needs a profile NAME or --uri URI", 1);
+        throw new TknockError("TKNOCK_USAGE", "sequence needs a profile NAME or --uri URI", ExitCode.usage);
       }
       printSequence(io, openStore(self).find(name).profile, opts.at, opts.json === true);
     });

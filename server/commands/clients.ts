@@ -4,10 +4,10 @@ import { writeFile } from "node:fs/promises";
 import QRCode from "qrcode";
 import type { CliIo } from "../../src/cli-io.js";
 import { formatTable, parseIntOption } from "../../src/cli-io.js";
-import { clientProfile, type ClientRecord } from "../../src/config/schema.js";
-import { TknockError } from "../../src/errors.js";
+import { clientProfile, type ClientRecord } from "../config/schema.js";
+import { ExitCode, TknockError } from "../../src/errors.js";
 import { fsError } from "../../src/fs-errors.js";
-import { checkCanWriteFile } from "../../src/fs-preflight.js";
+import { checkCanWriteFile } from "../fs-preflight.js";
 import { formatSequence } from "../../src/protocol/sequence-text.js";
 import { formatProfileUri, isValidClientName, newSecretBase32, parseProfileUri } from "../../src/protocol/profile-uri.js";
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
@@ -34,19 +34,19 @@ export function registerClientCommands(program: Command, io: CliIo): void {
     .action(async (name: string, opts: EnrollOptions, cmd: Command) => {
       const { config } = loadConfigOf(cmd);
       if (!isValidClientName(name)) {
-        throw new TknockError("TKNOCK_USAGE", `client name ${JSON.stringify(name)} is not allowed: use letters, digits, . _ - (up to 63)`, 1);
+        throw new TknockError("TKNOCK_USAGE", `client name ${JSON.stringify(name)} is not allowed: use letters, digits, . _ - (up to 63)`, ExitCode.usage);
       }
       const open = parsePortArgs(opts.open, "--open") ?? [...config.protect];
       const notProtected = open.filter((p) => !config.protect.includes(p));
       if (notProtected.length > 0) {
-        throw new TknockError("TKNOCK_USAGE", `--open ${notProtected.join(",")} is not a protected port (protect: ${config.protect.join(",")}): add it to "protect" in the config first`, 1);
+        throw new TknockError("TKNOCK_USAGE", `--open ${notProtected.join(",")} is not a protected port (protect: ${config.protect.join(",")}): add it to "protect" in the config first`, ExitCode.usage);
       }
       if (opts.qrPng !== undefined) checkCanWriteFile(opts.qrPng, "QR code file", { inPlace: true });
       const exclusions = await enrollExclusions(config);
       const uri = await withClientsLock(config.clientsFile, async () => {
         const file = readClients(config.clientsFile);
         if (file.clients[name] !== undefined && opts.force !== true) {
-          throw new TknockError("TKNOCK_EXISTS", `client ${name} already exists: revoke it first, or pass --force to give it a new secret`, 1);
+          throw new TknockError("TKNOCK_EXISTS", `client ${name} already exists: revoke it first, or pass --force to give it a new secret`, ExitCode.usage);
         }
         const record: ClientRecord = {
           secret: await newSecretBase32(PROFILE_LIMITS.defaultSecretBytes),
@@ -89,7 +89,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       await withClientsLock(config.clientsFile, () => {
         const file = readClients(config.clientsFile);
         if (file.clients[name] === undefined) {
-          throw new TknockError("TKNOCK_NO_CLIENT", `no client named ${name} (see \`tknock-server list\`)`, 1);
+          throw new TknockError("TKNOCK_NO_CLIENT", `no client named ${name} (see \`tknock-server list\`)`, ExitCode.usage);
         }
         const { [name]: _removed, ...rest } = file.clients;
         writeClients(config.clientsFile, { version: 1, clients: rest });
@@ -140,7 +140,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
     .action((name: string, opts: { at?: number; json?: boolean }, cmd: Command) => {
       const { config } = loadConfigOf(cmd);
       const record = readClients(config.clientsFile).clients[name];
-      if (record === undefined) throw new TknockError("TKNOCK_NO_CLIENT", `no client named ${name} (see \`tknock-server list\`)`, 1);
+      if (record === undefined) throw new TknockError("TKNOCK_NO_CLIENT", `no client named ${name} (see \`tknock-server list\`)`, ExitCode.usage);
       io.out(formatSequence(clientProfile(name, record), opts.at === undefined ? io.clock.nowMs() : opts.at * 1000, opts.json === true));
     });
 }

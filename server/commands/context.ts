@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { loadServerConfig } from "../../src/config/load.js";
-import { DEFAULT_CONFIG_PATH, type ServerConfig } from "../../src/config/schema.js";
+import { loadServerConfig } from "../config/load.js";
+import { DEFAULT_CONFIG_PATH, type ServerConfig } from "../config/schema.js";
 
 /** The --config path given anywhere on the command line (a global option). */
 export function configPathOf(cmd: Command): string {

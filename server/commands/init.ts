@@ -2,12 +2,12 @@ import type { Command } from "commander";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { CliIo } from "../../src/cli-io.js";
-import { writeFileAtomic } from "../../src/config/load.js";
-import { defaultServerConfig, DEFAULT_STATE_DIR, emptyClientsFile, parseServerConfig } from "../../src/config/schema.js";
-import { TknockError } from "../../src/errors.js";
+import { writeFileAtomic } from "../config/load.js";
+import { defaultServerConfig, DEFAULT_STATE_DIR, emptyClientsFile, parseServerConfig } from "../config/schema.js";
+import { ExitCode, TknockError } from "../../src/errors.js";
 import { fsError, withPermissionFix } from "../../src/fs-errors.js";
-import { checkCanCreateDir, checkCanWriteFile } from "../../src/fs-preflight.js";
-import { isPort } from "../../src/protocol/profile.js";
+import { checkCanCreateDir, checkCanWriteFile } from "../fs-preflight.js";
+import { isPort } from "../../src/port-number.js";
 import { clientsWriteTarget, withClientsLock, writeClients } from "../clients-file.js";
 import { checkInterface } from "../preflight.js";
 import { StepStore } from "../state.js";
@@ -22,7 +22,7 @@ export function parsePortArgs(values: readonly string[] | undefined, option: str
   const parsed = ports.map(Number);
   const bad = ports.find((s, i) => !/^\d+$/.test(s) || !isPort(parsed[i]));
   if (bad !== undefined || parsed.length === 0) {
-    throw new TknockError("TKNOCK_USAGE", `${option} takes port numbers (1..65535), got ${JSON.stringify(bad ?? "")}`, 1);
+    throw new TknockError("TKNOCK_USAGE", `${option} takes port numbers (1..65535), got ${JSON.stringify(bad ?? "")}`, ExitCode.usage);
   }
   return [...new Set(parsed)];
 }
@@ -46,7 +46,7 @@ export function registerInit(program: Command, io: CliIo): void {
       const force = opts.force === true;
       for (const path of [configPath, clientsFile]) {
         if (existsSync(path) && !force) {
-          throw new TknockError("TKNOCK_EXISTS", `${path} already exists: keep it, or pass --force to overwrite it`, 1);
+          throw new TknockError("TKNOCK_EXISTS", `${path} already exists: keep it, or pass --force to overwrite it`, ExitCode.usage);
         }
       }
       const base = defaultServerConfig({ clientsFile, stateDir });
@@ -73,7 +73,7 @@ export function registerInit(program: Command, io: CliIo): void {
       }
       await withClientsLock(clientsFile, () => {
         if (existsSync(clientsFile) && !force) {
-          throw new TknockError("TKNOCK_EXISTS", `${clientsFile} already exists (another init just wrote it): keep it, or pass --force to overwrite it`, 1);
+          throw new TknockError("TKNOCK_EXISTS", `${clientsFile} already exists (another init just wrote it): keep it, or pass --force to overwrite it`, ExitCode.usage);
         }
         try {
           writeFileAtomic(configPath, `${JSON.stringify(config, null, 2)}\n`, 0o644);

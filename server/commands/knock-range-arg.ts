@@ -1,4 +1,4 @@
-import { TknockError } from "../../src/errors.js";
+import { ExitCode, TknockError } from "../../src/errors.js";
 
 /**
  * A knock range narrower than this is refused by `init`: with 4 knocks drawn from N ports a guess succeeds with
@@ -10,7 +10,7 @@ export const MIN_KNOCK_RANGE_PORTS = 256;
 /** Parses `--knock-range MIN-MAX` (e.g. 20000-29999). */
 export function parseKnockRangeArg(value: string): { min: number; max: number } {
   const m = /^\s*(\d{1,5})\s*-\s*(\d{1,5})\s*$/.exec(value);
-  const usage = (why: string): TknockError => new TknockError("TKNOCK_USAGE", `--knock-range ${JSON.stringify(value.slice(0, 40))} ${why}`, 1);
+  const usage = (why: string): TknockError => new TknockError("TKNOCK_USAGE", `--knock-range ${JSON.stringify(value.slice(0, 40))} ${why}`, ExitCode.usage);
   if (!m) throw usage("is not MIN-MAX: give two port numbers, e.g. --knock-range 20000-29999");
   const min = Number(m[1]);
   const max = Number(m[2]);

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import type { CliIo } from "../../src/cli-io.js";
-import { loadServerConfig } from "../../src/config/load.js";
+import { loadServerConfig } from "../config/load.js";
 import { createFirewall, createListener } from "../backends.js";
 import { Daemon } from "../daemon.js";
 import { acquireDaemonLock } from "../daemon-lock.js";

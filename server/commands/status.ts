@@ -8,14 +8,12 @@ import { createFirewall, gatePresent } from "../backends.js";
 import { inspectDaemonLock } from "../daemon-lock.js";
 import { firewallPermissionError } from "../firewall-errors.js";
 import { withPermissionFix } from "../../src/fs-errors.js";
-import { ReplayLog } from "../replay-log.js";
 import { readRuntimeStatus, runtimeStatusPath } from "../runtime-status.js";
 import { StepStore } from "../state.js";
 import { assessStatus, formatGrantLines, formatStatusLines } from "../status-report.js";
 import { loadConfigOf } from "./context.js";
-import { parseDurationMs } from "./duration.js";
 
-export function registerStatusCommands(program: Command, io: CliIo): void {
+export function registerStatus(program: Command, io: CliIo): void {
   program
     .command("status")
     .summary(`is tknock protecting now: daemon, capture, gate, grants (exit ${ExitCode.unhealthy} when not)`)
@@ -68,42 +66,5 @@ export function registerStatusCommands(program: Command, io: CliIo): void {
         }
       }
       if (!report.ok) throw new ExitWith(ExitCode.unhealthy);
-    });
-
-  program
-    .command("replays")
-    .description("recorded replays, clock-skew events, brute-force sources and lockouts")
-    .option("--since <duration>", "only the last DURATION (90s, 10m, 2h, 7d)")
-    .option("--json", "one JSON array")
-    .action((opts: { since?: string; json?: boolean }, cmd: Command) => {
-      const { config } = loadConfigOf(cmd);
-      const sinceMs = opts.since === undefined ? 0 : io.clock.nowMs() - parseDurationMs(opts.since, "--since");
-      const log = new ReplayLog(join(config.stateDir, "replays.jsonl"), config.replayLog);
-      const records = log.read({ sinceMs });
-      if (opts.json === true) {
-        io.out(JSON.stringify(records));
-        return;
-      }
-      if (records.length === 0) io.out("no recorded events");
-      for (const r of records) {
-        const extra = r.offsetWindows !== undefined ? ` offset ${r.offsetWindows > 0 ? "+" : ""}${r.offsetWindows} windows` : "";
-        io.out(`${r.time} ${r.kind} from ${r.source}${r.client ? ` client ${r.client}` : ""}${r.step !== undefined ? ` step ${r.step}` : ""}${extra}`);
-      }
-    });
-
-  const fw = program.command("firewall").description("manage the nftables gate");
-  fw.command("remove")
-    .description("delete tknock's nftables table: the protected ports are no longer gated")
-    .action(async (_opts: unknown, cmd: Command) => {
-      const { config } = loadConfigOf(cmd);
-      const firewall = createFirewall(config);
-      try {
-        await firewall.remove();
-      } catch (err) {
-        throw firewallPermissionError(err, "remove", config.nftables.table);
-      } finally {
-        await firewall.close();
-      }
-      io.out(`removed table inet ${config.nftables.table}: protected ports are open to everyone unless another firewall closes them`);
     });
 }

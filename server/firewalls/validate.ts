@@ -4,6 +4,7 @@
  */
 import { isIP, SocketAddress } from "node:net";
 import { ExitCode, TknockError } from "../../src/errors.js";
+import { isPort } from "../../src/port-number.js";
 import type { GateSpec, Grant, ServicePort } from "../../src/ports.js";
 
 /** Same bound as the config's openSeconds. */
@@ -39,10 +40,6 @@ export function invalidGate(message: string): TknockError {
 export function show(value: unknown): string {
   const text = typeof value === "string" ? JSON.stringify(value) : String(value);
   return text.length > 64 ? `${text.slice(0, 61)}...` : text;
-}
-
-export function isPort(value: unknown): value is number {
-  return typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= 65535;
 }
 
 /**

@@ -6,7 +6,8 @@ import { InvalidProfileError, InvalidUriError } from "../errors.js";
 import type { KnockProto } from "../ports.js";
 import { decodeBase32 } from "./base32.js";
 import { percentDecode, quoteShort, splitOtpauthUri, type KnownParameter } from "./otpauth-uri.js";
-import { isPort, PROFILE_LIMITS, validateProfile, type KnockProfile } from "./profile.js";
+import { isPort } from "../port-number.js";
+import { PROFILE_LIMITS, validateProfile, type KnockProfile } from "./profile.js";
 
 /** A profile as enrolled: the protocol parameters plus who it is for and where to knock. */
 export type EnrolledProfile = KnockProfile & {

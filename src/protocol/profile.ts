@@ -1,4 +1,5 @@
 import { InvalidProfileError } from "../errors.js";
+import { isPort } from "../port-number.js";
 import type { KnockProto } from "../ports.js";
 
 /** The protocol parameters one client shares with the server (protocol v1). */
@@ -20,10 +21,6 @@ export const PROFILE_LIMITS = {
   portMin: 10000,
   portMax: 59999,
 } as const;
-
-export function isPort(n: unknown): n is number {
-  return typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 65535;
-}
 
 /** Counts the usable ports of a range once its exclusions are taken out. */
 export function usablePortCount(p: Pick<KnockProfile, "portMin" | "portMax" | "exclude">): number {

@@ -6,7 +6,7 @@
 import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeAsRoot } from "../support/root.js";
-import { CLIENT_BIN, TknockLab, type LogLine } from "./tknock-lab.js";
+import { CLIENT_BIN, TknockLab, type LogLine } from "../../lab/tknock-lab.js";
 
 const TCP_PORT = 2222;
 const UDP_PORT = 1194;

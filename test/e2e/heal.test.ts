@@ -6,7 +6,7 @@
 import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeAsRoot } from "../support/root.js";
-import { sleep, TknockLab } from "./tknock-lab.js";
+import { sleep, TknockLab } from "../../lab/tknock-lab.js";
 
 const PERIOD = 10;
 const OPEN_SECONDS = 60; // outlives the whole suite: the grant opened at the start must come back after each flush

@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "no
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeAsRoot } from "../support/root.js";
-import { sleep, TknockLab } from "./tknock-lab.js";
+import { sleep, TknockLab } from "../../lab/tknock-lab.js";
 
 const SKEW_PERIOD = 10;
 

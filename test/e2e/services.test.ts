@@ -8,7 +8,7 @@ import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { parseProfileUri } from "../../src/protocol/profile-uri.js";
 import { describeAsRoot } from "../support/root.js";
-import { sleep, TknockLab } from "./tknock-lab.js";
+import { sleep, TknockLab } from "../../lab/tknock-lab.js";
 
 const PERIOD = 10;
 const TCP_SERVICE = 45678; // inside the default knock range 10000-59999

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildFloodSender, startFlood } from "../../bench/flood-sender.js";
 import { describeAsRoot } from "../support/root.js";
-import { sleep, TknockLab } from "./tknock-lab.js";
+import { sleep, TknockLab } from "../../lab/tknock-lab.js";
 
 const KNOCKS = 20;
 /** Each client may use steps T and T+1 of a window: 10 clients give 20 knocks without waiting for a window. */

@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ExitCode } from "../../src/errors.js";
 import { describeAsRoot } from "../support/root.js";
-import { JsonLogCollector } from "./json-log.js";
-import { SERVER_BIN, sleep, TknockLab } from "./tknock-lab.js";
+import { JsonLogCollector } from "../../lab/json-log.js";
+import { SERVER_BIN, sleep, TknockLab } from "../../lab/tknock-lab.js";
 
 type StatusJson = {
   ok: boolean;
@@ -71,10 +71,10 @@ describeAsRoot("start-up checks, one daemon per state dir, and status, in a name
     }
   }
 
-  it("when tcpdump is missing then run exits 1 within 2 s with one line naming tcpdump, and the ruleset is unchanged", async () => {
+  it("when tcpdump is missing then run exits 5 (system) within 2 s with one line naming tcpdump, and the ruleset is unchanged", async () => {
     const before = await ruleset();
     const r = await runWith(configWith("no-tcpdump", { tcpdump: { path: "/nonexistent/tcpdump" } }));
-    expect(r.code).toBe(ExitCode.usage);
+    expect(r.code).toBe(ExitCode.system);
     expect(r.ms).toBeLessThan(FAILED_START_MS);
     const lines = r.stderr.trim().split("\n");
     expect(lines).toHaveLength(1);

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import { defaultProfileFields, formatProfileUri, parseProfileUri } from "../../src/protocol/profile-uri.js";
-import { Lab, type ExecResult } from "../e2e/lab.js";
+import { Lab, type ExecResult } from "../../lab/lab.js";
 import { describeAsRoot } from "../support/root.js";
 
 const REPO = resolve(fileURLToPath(new URL(".", import.meta.url)), "../..");

@@ -7,9 +7,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ClientsFile } from "../../src/config/schema.js";
-import type { ExecResult } from "../e2e/lab.js";
-import { REPO_ROOT, SERVER_BIN } from "../e2e/tknock-lab.js";
+import type { ClientsFile } from "../../server/config/schema.js";
+import type { ExecResult } from "../../lab/lab.js";
+import { REPO_ROOT, SERVER_BIN } from "../../lab/tknock-lab.js";
 
 function server(configPath: string, args: readonly string[]): Promise<ExecResult> {
   return new Promise((resolve) => {

@@ -8,11 +8,11 @@ import type { ChildProcess } from "node:child_process";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { loadServerConfig } from "../../src/config/load.js";
-import { clientProfile, type ClientsFile } from "../../src/config/schema.js";
+import { loadServerConfig } from "../../server/config/load.js";
+import { clientProfile, type ClientsFile } from "../../server/config/schema.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import { msUntilNextStep, stepAt } from "../../src/protocol/window.js";
-import { REPO_ROOT, sleep, TknockLab } from "../e2e/tknock-lab.js";
+import { REPO_ROOT, sleep, TknockLab } from "../../lab/tknock-lab.js";
 import { describeAsRoot } from "../support/root.js";
 
 const GREETING = "hello from the protected service\n";

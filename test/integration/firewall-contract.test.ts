@@ -11,8 +11,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
 import { NftablesFirewall } from "../../server/firewalls/nftables/nftables-firewall.js";
 import type { Clock, Firewall, GateSpec, Grant } from "../../src/ports.js";
-import { Lab, removeStaleLabs } from "../e2e/lab.js";
+import { Lab, removeStaleLabs } from "../../lab/lab.js";
 import { describeAsRoot } from "../support/root.js";
+import { rejectionCodeOf } from "../support/error-code.js";
+import { sleep } from "../support/wait.js";
 
 const GATE: GateSpec = { protectedPorts: [2222], knockRange: { min: 40000, max: 40100 } };
 const CLIENT4 = "198.18.0.2";
@@ -29,21 +31,8 @@ type Harness = {
 /** `nft flush ruleset`, `nft delete table inet tknock`, and a rule that accepts the protected port slipped in. */
 type OutsideChange = "flush" | "delete-table" | "add-rule";
 
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return undefined;
-}
-
 function find(grants: readonly Grant[], src: string, port: number): Grant | undefined {
   return grants.find((g) => g.src === src && g.port === port);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function firewallContract(name: string, makeHarness: () => Promise<Harness>): void {
@@ -93,7 +82,7 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
       await h.firewall.install({ ...GATE, exemptServices: [{ proto: "udp", port: 40060 }, { proto: "tcp", port: 40050 }] });
       await h.firewall.install({ ...GATE, exemptServices: [] });
       for (const bad of [[{ proto: "icmp", port: 40050 }], [{ proto: "tcp", port: 0 }], [{ proto: "tcp", port: "40050 }; flush ruleset" }]]) {
-        expect(await codeOf(h.firewall.install({ ...GATE, exemptServices: bad as unknown as [] }))).toBe("TKNOCK_INVALID_GATE");
+        expect(await rejectionCodeOf(h.firewall.install({ ...GATE, exemptServices: bad as unknown as [] }))).toBe("TKNOCK_INVALID_GATE");
       }
       expect(find(await h.firewall.list(), CLIENT4, 2222)).toBeDefined();
     });
@@ -129,7 +118,7 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
         { src: CLIENT4, port: 70000, openSeconds: 30 },
         { src: CLIENT4, port: 2222, openSeconds: -1 },
       ]) {
-        expect(await codeOf(h.firewall.open([{ src: "198.18.0.9", port: 2222, openSeconds: 30 }, bad]))).toBe("TKNOCK_INVALID_GRANT");
+        expect(await rejectionCodeOf(h.firewall.open([{ src: "198.18.0.9", port: 2222, openSeconds: 30 }, bad]))).toBe("TKNOCK_INVALID_GRANT");
       }
       expect(await h.firewall.list()).toEqual([]);
     });
@@ -167,7 +156,7 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
       await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
       await h.firewall.remove();
       expect(await h.firewall.list()).toEqual([]);
-      expect(await codeOf(h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
+      expect(await rejectionCodeOf(h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
       await h.firewall.remove();
     });
   });
@@ -222,9 +211,9 @@ describe("MemoryFirewall.isAllowed", () => {
 describe("NftablesFirewall without nft", () => {
   it("when the nft binary is missing then every operation is rejected with TKNOCK_FIREWALL", async () => {
     const fw = new NftablesFirewall({ nftPath: "/nonexistent/nft" });
-    expect(await codeOf(fw.install(GATE))).toBe("TKNOCK_FIREWALL");
-    expect(await codeOf(fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
-    expect(await codeOf(fw.list())).toBe("TKNOCK_FIREWALL");
+    expect(await rejectionCodeOf(fw.install(GATE))).toBe("TKNOCK_FIREWALL");
+    expect(await rejectionCodeOf(fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
+    expect(await rejectionCodeOf(fw.list())).toBe("TKNOCK_FIREWALL");
     await fw.close();
   });
 
@@ -244,7 +233,7 @@ describe("NftablesFirewall without nft", () => {
     try {
       await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
       const first = fw.nftPid;
-      expect(await codeOf(fw.open([{ src: "198.18.0.66", port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
+      expect(await rejectionCodeOf(fw.open([{ src: "198.18.0.66", port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
       await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
       expect(fw.nftPid).not.toBe(first);
     } finally {
@@ -343,7 +332,7 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
 
     it("when nft refuses a command then open is rejected with TKNOCK_FIREWALL, and works again once reinstalled", async () => {
       await lab.exec("fw", ["nft", "delete", "table", "inet", "tknock"]);
-      expect(await codeOf(fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
+      expect(await rejectionCodeOf(fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]))).toBe("TKNOCK_FIREWALL");
       await fw.install(GATE);
       await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
       expect(find(await fw.list(), CLIENT4, 2222)).toBeDefined();

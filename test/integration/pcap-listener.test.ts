@@ -5,24 +5,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ObservedKnock } from "../../src/ports.js";
 import { checkTcpdump, createPcapListener, type PcapListener, type LogLevel } from "../../server/listeners/pcap/listener.js";
-import { Lab, removeStaleLabs } from "../e2e/lab.js";
+import { Lab, removeStaleLabs } from "../../lab/lab.js";
 import { describeAsRoot } from "../support/root.js";
+import { sleep, waitFor } from "../support/wait.js";
 
 const RANGE = { min: 40000, max: 40099 };
 
 type LogLine = { level: LogLevel; message: string; fields: Record<string, unknown> };
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 function brief(knocks: readonly ObservedKnock[]): string[] {
   return knocks.map((k) => `${k.proto} ${k.src} ${k.dstPort}`);

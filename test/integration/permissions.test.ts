@@ -10,8 +10,8 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { Lab, type ExecResult } from "../e2e/lab.js";
-import { REPO_ROOT } from "../e2e/tknock-lab.js";
+import { Lab, type ExecResult } from "../../lab/lab.js";
+import { REPO_ROOT } from "../../lab/tknock-lab.js";
 import { describeAsRoot } from "../support/root.js";
 
 const NOBODY = 65534;

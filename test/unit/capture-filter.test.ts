@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { parsePcapBuffer } from "../../src/packets/pcap.js";
 import type { ObservedKnock } from "../../src/ports.js";
 import { addressesOfInterfaces, buildCaptureFilter, buildTcpdumpArgv, normalizeLocalAddresses } from "../../server/listeners/pcap/capture-filter.js";
+import { codeOf } from "../support/error-code.js";
 
 const BASE = {
   interface: "eth0",
@@ -21,15 +22,6 @@ const EXPECTED_FILTER =
   "(ip and tcp dst portrange 40000-49999 and tcp[tcpflags] & (tcp-syn|tcp-ack|tcp-fin|tcp-rst) == tcp-syn)" +
   " or (ip6 and ip6[6] == 6 and tcp dst portrange 40000-49999 and ip6[53] & 0x17 == 0x02)" +
   " or udp dst portrange 40000-49999)";
-
-function codeOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return (err as { code?: unknown }).code;
-  }
-  return undefined;
-}
 
 describe("tcpdump command line", () => {
   it("when building the argv then it is exactly the documented command", () => {

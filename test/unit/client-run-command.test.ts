@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { COMMAND_NOT_RUN_EXIT, runCommand } from "../../client/run-command.js";
+import { runCommand } from "../../client/run-command.js";
+import { ExitCode } from "../../src/errors.js";
 
 describe("running the command after --", () => {
   it("when the command exits 5 then 5 is returned", async () => {
@@ -13,7 +14,7 @@ describe("running the command after --", () => {
   it("when the command does not exist then it fails with TKNOCK_COMMAND_NOT_RUN and exit code 127", async () => {
     await expect(runCommand(["/nonexistent/tknock-test-command"])).rejects.toMatchObject({
       code: "TKNOCK_COMMAND_NOT_RUN",
-      exitCode: COMMAND_NOT_RUN_EXIT,
+      exitCode: ExitCode.commandNotRun,
     });
   });
 });

@@ -3,21 +3,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ProfileStore, storeDirFrom } from "../../client/store.js";
-import { TknockError } from "../../src/errors.js";
 import { decodeSecret, defaultProfileFields, formatProfileUri } from "../../src/protocol/profile-uri.js";
+import { rejectionCodeOf } from "../support/error-code.js";
 
 const SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA";
 function uriFor(host: string, client = "alice"): string {
   return formatProfileUri({ client, host, open: [22], secret: decodeSecret(SECRET), ...defaultProfileFields([22]) });
-}
-
-async function codeOf(fn: () => unknown): Promise<string | undefined> {
-  try {
-    await fn();
-  } catch (err) {
-    return err instanceof TknockError ? err.code : `not a TknockError: ${String(err)}`;
-  }
-  return undefined;
 }
 
 describe("profile store", () => {
@@ -69,7 +60,7 @@ describe("profile store", () => {
     const uri = uriFor("srv.example");
     await store.add("srv", { uri, addr: "198.18.0.2" }, false);
     await store.recordStep("srv", 42);
-    expect(await codeOf(() => store.add("srv", { uri, addr: "198.18.0.3" }, false))).toBe("TKNOCK_DUPLICATE_NAME");
+    expect(await rejectionCodeOf(() => store.add("srv", { uri, addr: "198.18.0.3" }, false))).toBe("TKNOCK_DUPLICATE_NAME");
     await store.add("srv", { uri, addr: "198.18.0.3" }, true);
     expect(store.get("srv")).toMatchObject({ addr: "198.18.0.3", lastStepUsed: 42 });
   });
@@ -77,7 +68,7 @@ describe("profile store", () => {
   it("when a name starts with a dash or holds a slash then it is refused", async () => {
     const store = open();
     for (const name of ["-x", "a/b", ""]) {
-      expect(await codeOf(() => store.add(name, { uri: uriFor("h"), addr: "h" }, false))).toBe("TKNOCK_BAD_NAME");
+      expect(await rejectionCodeOf(() => store.add(name, { uri: uriFor("h"), addr: "h" }, false))).toBe("TKNOCK_BAD_NAME");
     }
   });
 
@@ -89,9 +80,9 @@ describe("profile store", () => {
     expect(store.find("198.18.0.3").name).toBe("b");
     await store.add("v6", { uri: uriFor("fd18:18::2"), addr: "fd18:18::2" }, false);
     expect(store.find("[fd18:18::2]").name).toBe("v6");
-    expect(await codeOf(() => store.find("c.example"))).toBe("TKNOCK_NO_PROFILE");
+    expect(await rejectionCodeOf(() => store.find("c.example"))).toBe("TKNOCK_NO_PROFILE");
     await store.add("a2", { uri: uriFor("a.example", "bob"), addr: "198.18.0.4" }, false);
-    expect(await codeOf(() => store.find("a.example"))).toBe("TKNOCK_AMBIGUOUS_PROFILE");
+    expect(await rejectionCodeOf(() => store.find("a.example"))).toBe("TKNOCK_AMBIGUOUS_PROFILE");
   });
 
   it("when a profile is looked up by the short host name then the one profile of that name is found; two are listed", async () => {
@@ -100,9 +91,9 @@ describe("profile store", () => {
     await store.add("gw.example.org", { uri: uriFor("gw.example.org"), addr: "gw.example.org" }, false);
     expect(store.find("gw").name).toBe("gw.example.org");
     expect(store.find("GW").name).toBe("gw.example.org");
-    expect(await codeOf(() => store.find("198"))).toBe("TKNOCK_NO_PROFILE");
+    expect(await rejectionCodeOf(() => store.find("198"))).toBe("TKNOCK_NO_PROFILE");
     await store.add("gw2", { uri: uriFor("gw.example.net"), addr: "198.19.60.3" }, false);
-    expect(await codeOf(() => store.find("gw"))).toBe("TKNOCK_AMBIGUOUS_PROFILE");
+    expect(await rejectionCodeOf(() => store.find("gw"))).toBe("TKNOCK_AMBIGUOUS_PROFILE");
     const err = (() => {
       try {
         store.find("gw");
@@ -151,12 +142,12 @@ describe("profile store", () => {
   it("when the file is not JSON or has a bad entry then reading fails with TKNOCK_STORE_INVALID and nothing is erased", async () => {
     const store = open();
     writeFileSync(store.path, "{ not json", { mode: 0o600 });
-    expect(await codeOf(() => open().list())).toBe("TKNOCK_STORE_INVALID");
+    expect(await rejectionCodeOf(() => open().list())).toBe("TKNOCK_STORE_INVALID");
     expect(readFileSync(store.path, "utf8")).toBe("{ not json");
     writeFileSync(store.path, JSON.stringify({ version: 1, profiles: { x: { uri: "otpauth://totp/nope", addr: "h" } } }));
-    expect(await codeOf(() => open().list())).toBe("TKNOCK_STORE_INVALID");
+    expect(await rejectionCodeOf(() => open().list())).toBe("TKNOCK_STORE_INVALID");
     writeFileSync(store.path, JSON.stringify({ version: 1, profiles: { x: { uri: uriFor("h"), addr: "h", lastStepUsed: -1 } } }));
-    expect(await codeOf(() => open().list())).toBe("TKNOCK_STORE_INVALID");
+    expect(await rejectionCodeOf(() => open().list())).toBe("TKNOCK_STORE_INVALID");
   });
 
   it("when removing then the profile is gone, and removing it again is TKNOCK_NO_PROFILE", async () => {
@@ -164,7 +155,7 @@ describe("profile store", () => {
     await store.add("srv", { uri: uriFor("srv.example"), addr: "198.18.0.2" }, false);
     await store.remove("srv");
     expect(store.names()).toEqual([]);
-    expect(await codeOf(() => store.remove("srv"))).toBe("TKNOCK_NO_PROFILE");
+    expect(await rejectionCodeOf(() => store.remove("srv"))).toBe("TKNOCK_NO_PROFILE");
   });
 
   it("when --store, TKNOCK_HOME or neither is given then the folder follows that order", async () => {

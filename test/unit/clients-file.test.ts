@@ -6,13 +6,10 @@ import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createServerCli } from "../../server/cli.js";
-import { runCli } from "../../src/cli-io.js";
-import type { ClientsFile } from "../../src/config/schema.js";
-import { TknockError } from "../../src/errors.js";
-import { memoryIo } from "../support/memory-io.js";
+import type { ClientsFile } from "../../server/config/schema.js";
+import { errorCodeOf, runServerCli, type ServerRun } from "../support/server-cli.js";
 
-type Run = { code: number; out: string[]; err: string[]; error: unknown };
+type Run = ServerRun;
 
 const NOW_MS = 1_700_000_000_000;
 
@@ -29,22 +26,7 @@ describe("clients.json read-modify-writes", () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  async function server(args: readonly string[]): Promise<Run> {
-    const { io, out, err } = memoryIo({ nowMs: NOW_MS });
-    const program = createServerCli(io);
-    let error: unknown;
-    const parseAsync = program.parseAsync.bind(program);
-    program.parseAsync = async (...a: Parameters<typeof parseAsync>) => {
-      try {
-        return await parseAsync(...a);
-      } catch (e) {
-        error = e;
-        throw e;
-      }
-    };
-    const code = await runCli(program, ["--config", configPath, ...args], io);
-    return { code, out, err, error };
-  }
+  const server = (args: readonly string[]): Promise<Run> => runServerCli(configPath, args, NOW_MS);
 
   async function ok(args: readonly string[]): Promise<Run> {
     const r = await server(args);
@@ -52,7 +34,6 @@ describe("clients.json read-modify-writes", () => {
     return r;
   }
 
-  const errorCode = (r: Run): string | undefined => (r.error instanceof TknockError ? r.error.code : undefined);
   const names = (path = clientsPath): string[] => Object.keys((JSON.parse(readFileSync(path, "utf8")) as ClientsFile).clients).sort();
   const enroll = (name: string): Promise<Run> => server(["enroll", name, "--host", "server.example"]);
 
@@ -116,7 +97,7 @@ describe("clients.json read-modify-writes", () => {
     for (const args of [["list"], ["enroll", "bob"], ["revoke", "alice"], ["sequence", "alice"]]) {
       const r = await server(args);
       expect(r.code).toBe(1);
-      expect(errorCode(r)).toBe("TKNOCK_FILE_NOT_JSON");
+      expect(errorCodeOf(r)).toBe("TKNOCK_FILE_NOT_JSON");
       expect(r.err).toHaveLength(1);
       expect(r.err[0]).toContain(`${clientsPath} is not valid JSON: line ${line}, column `);
       for (let i = 0; i + 4 <= secret.length; i++) expect(r.err[0]).not.toContain(secret.slice(i, i + 4));
@@ -133,7 +114,7 @@ describe("clients.json read-modify-writes", () => {
     for (const args of [["list"], ["enroll", "carol"], ["revoke", "bob"], ["sequence", "alice"]]) {
       const r = await server(args);
       expect(r.code).toBe(1);
-      expect(errorCode(r)).toBe("TKNOCK_DUPLICATE_KEY");
+      expect(errorCodeOf(r)).toBe("TKNOCK_DUPLICATE_KEY");
       expect(r.err).toHaveLength(1);
       expect(r.err[0]).toContain('"alice" twice in "clients" (lines 4 and 6');
     }
@@ -143,7 +124,7 @@ describe("clients.json read-modify-writes", () => {
     const bad = "JBSWY3DP/EHPK3PXP+JBSWY3DPEHPK3PXP";
     writeFileSync(clientsPath, JSON.stringify({ version: 1, clients: { [bad]: {} } }), { mode: 0o600 });
     const r = await server(["list"]);
-    expect(errorCode(r)).toBe("TKNOCK_INVALID_CONFIG");
+    expect(errorCodeOf(r)).toBe("TKNOCK_INVALID_CONFIG");
     expect(r.err).toHaveLength(1);
     expect(r.err[0]).toContain("clients (entry 1)");
     expect(r.err[0]).not.toContain("JBSWY3DP");

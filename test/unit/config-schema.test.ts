@@ -7,7 +7,7 @@ import {
   parseClientsFile,
   parseServerConfig,
   type ClientRecord,
-} from "../../src/config/schema.js";
+} from "../../server/config/schema.js";
 
 const CLIENTS_FILE = "/etc/tknock/clients.json";
 

@@ -14,12 +14,13 @@ import type { ListeningSocket } from "../../server/local-services.js";
 import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
 import { createLogger } from "../../server/logger.js";
 import { runCli } from "../../src/cli-io.js";
-import { clientProfile, type ClientsFile } from "../../src/config/schema.js";
+import { clientProfile, type ClientsFile } from "../../server/config/schema.js";
 import { TknockError } from "../../src/errors.js";
 import type { Clock, Firewall, Grant, Listener, ListenerStats, ObservedKnock } from "../../src/ports.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import { decodeSecret } from "../../src/protocol/profile-uri.js";
 import { stepStartMs } from "../../src/protocol/window.js";
+import { waitFor } from "../support/wait.js";
 
 // The state directory "fills up": writes of state.json fail with ENOSPC; with `moves`, renaming or removing it
 // fails too (EROFS), so the store cannot even move it aside.
@@ -75,21 +76,9 @@ class FakeListener implements Listener {
 
 type LogLine = { level: number; msg: string; [key: string]: unknown };
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 /** Lets promise callbacks (the firewall's then/catch) and I/O callbacks run. */
 function settle(): Promise<void> {
   return new Promise((r) => setImmediate(r));
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 describe("daemon wiring", () => {

@@ -2,23 +2,14 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, w
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { TknockError } from "../../src/errors.js";
 import { withFileLock } from "../../src/file-lock.js";
+import { rejectionCodeOf } from "../support/error-code.js";
 
 let dir: string;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), "tknock-lock-"));
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-    return undefined;
-  } catch (err) {
-    return err instanceof TknockError ? err.code : String(err);
-  }
-}
 
 describe("withFileLock", () => {
   it("when ten holders run at once then none overlaps another", async () => {
@@ -40,7 +31,7 @@ describe("withFileLock", () => {
 
   it("when the lock's folder does not exist then it fails at once with TKNOCK_LOCK instead of retrying", async () => {
     const started = Date.now();
-    expect(await codeOf(withFileLock(join(dir, "missing", "x.json"), () => 1, { waitMs: 10_000 }))).toBe("TKNOCK_LOCK");
+    expect(await rejectionCodeOf(withFileLock(join(dir, "missing", "x.json"), () => 1, { waitMs: 10_000 }))).toBe("TKNOCK_LOCK");
     expect(Date.now() - started).toBeLessThan(2000); // generous: retrying would take the whole 10 s
   });
 
@@ -49,7 +40,7 @@ describe("withFileLock", () => {
     let release!: () => void;
     const holder = withFileLock(file, () => new Promise<void>((r) => (release = r)));
     await new Promise((r) => setTimeout(r, 20));
-    expect(await codeOf(withFileLock(file, () => 1, { waitMs: 200 }))).toBe("TKNOCK_LOCKED");
+    expect(await rejectionCodeOf(withFileLock(file, () => 1, { waitMs: 200 }))).toBe("TKNOCK_LOCKED");
     release();
     await holder;
     expect(await withFileLock(file, () => 2)).toBe(2);

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { describeJsonProblem, findJsonProblem } from "../../src/config/json-scan.js";
+import { describeJsonProblem, findJsonProblem } from "../../server/config/json-scan.js";
 
 const SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 

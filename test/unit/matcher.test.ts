@@ -1,4 +1,4 @@
-import { defaultServerConfig } from "../../src/config/schema.js";
+import { defaultServerConfig } from "../../server/config/schema.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { KnockProto } from "../../src/ports.js";

@@ -10,6 +10,7 @@ import {
 } from "../../server/firewalls/nftables/ruleset.js";
 import { summarizeNftOutput } from "../../server/firewalls/nftables/nft-process.js";
 import type { Grant } from "../../src/ports.js";
+import { codeOf } from "../support/error-code.js";
 
 const INSTALL_22_443 = `add table inet tknock
 add set inet tknock protected { type inet_service; }
@@ -29,15 +30,6 @@ add rule inet tknock input meta l4proto { tcp, udp } th dport @protected drop
 add rule inet tknock input meta l4proto . th dport @services return
 add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop
 `;
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return undefined;
-}
 
 describe("nft ruleset builders", () => {
   it("when the gate protects 443 and 22 with a knock range then the script is exactly the documented ruleset", () => {

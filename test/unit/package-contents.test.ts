@@ -24,13 +24,13 @@ function packedFiles(): Promise<string[]> {
 }
 
 describe("npm package contents", () => {
-  it("when the package is packed then it holds both programs, the docs and the unit, and no test or bench file", async () => {
+  it("when the package is packed then it holds both programs, the docs and the unit, and no test, bench or lab file", async () => {
     const files = await packedFiles();
     const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { bin: Record<string, string> };
     for (const bin of Object.values(pkg.bin)) expect(files).toContain(bin);
     expect(files).toContain("docs/systemd/tknock-server.service");
     expect(files).toContain("README.md");
-    expect(files.filter((f) => /^dist\/(test|bench)\//.test(f) || /\.test\.js$/.test(f))).toEqual([]);
+    expect(files.filter((f) => /^dist\/(test|bench|lab)\//.test(f) || /\.test\.js$/.test(f))).toEqual([]);
   }, 60_000);
 
   it("when a packed module imports another by a relative path then that module is packed too", async () => {

@@ -7,20 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createPcapListener, type LogLevel, type PcapListener } from "../../server/listeners/pcap/listener.js";
+import { sleep, waitFor } from "../support/wait.js";
 
 type LogLine = { level: LogLevel; message: string; fields: Record<string, unknown> };
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 describe("pcap listener restarts", () => {
   let dir: string;

@@ -16,7 +16,7 @@ import {
   preflightRun,
   setuidWarning,
 } from "../../server/preflight.js";
-import { defaultServerConfig, type ServerConfig } from "../../src/config/schema.js";
+import { defaultServerConfig, type ServerConfig } from "../../server/config/schema.js";
 
 const bit = (cap: number): bigint => 1n << BigInt(cap);
 /** What root has under the systemd unit: its bounding set. */

@@ -2,25 +2,22 @@
  * `tknock-server` commands in memory: real files in a temp directory, an injected io and clock. `status` and
  * `firewall remove` need nft and are covered by the namespace suites.
  */
-import { memoryIo } from "../support/memory-io.js";
+import { errorCodeOf, runServerCli, type ServerRun } from "../support/server-cli.js";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { decodeQrPng } from "../../client/qr.js";
-import { createServerCli } from "../../server/cli.js";
 import { ReplayLog } from "../../server/replay-log.js";
-import { runCli } from "../../src/cli-io.js";
-import { loadServerConfig } from "../../src/config/load.js";
-import { clientProfile, type ClientsFile } from "../../src/config/schema.js";
-import { TknockError } from "../../src/errors.js";
+import { loadServerConfig } from "../../server/config/load.js";
+import { clientProfile, type ClientsFile } from "../../server/config/schema.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import { parseProfileUri } from "../../src/protocol/profile-uri.js";
 import { stepAt } from "../../src/protocol/window.js";
 
 const NOW_MS = 1_700_000_000_000;
 
-type Run = { code: number; out: string[]; err: string[]; error: unknown };
+type Run = ServerRun;
 
 describe("tknock-server CLI", () => {
   let dir: string;
@@ -41,31 +38,15 @@ describe("tknock-server CLI", () => {
 
   /** Runs `tknock-server --config CONFIG ARGS` through runCli; `error` is what the command threw, if anything. */
   async function server(args: readonly string[], nowMs = NOW_MS): Promise<Run> {
-    const { io, out, err } = memoryIo({ nowMs });
-    const program = createServerCli(io);
-    let error: unknown;
-    const parseAsync = program.parseAsync.bind(program);
-    program.parseAsync = async (...a: Parameters<typeof parseAsync>) => {
-      try {
-        return await parseAsync(...a);
-      } catch (e) {
-        error = e;
-        throw e;
-      }
-    };
-    const code = await runCli(program, ["--config", configPath, ...args], io);
-    printed.push(...out, ...err);
-    return { code, out, err, error };
+    const r = await runServerCli(configPath, args, nowMs);
+    printed.push(...r.out, ...r.err);
+    return r;
   }
 
   async function ok(args: readonly string[], nowMs = NOW_MS): Promise<Run> {
     const r = await server(args, nowMs);
     if (r.code !== 0) throw new Error(`tknock-server ${args.join(" ")} exited ${r.code}: ${r.err.join("\n")}`);
     return r;
-  }
-
-  function errorCode(r: Run): string | undefined {
-    return r.error instanceof TknockError ? r.error.code : undefined;
   }
 
   async function init(extra: readonly string[] = []): Promise<void> {
@@ -116,7 +97,7 @@ describe("tknock-server CLI", () => {
       const before = readFileSync(clientsPath, "utf8");
       const again = await server(["init", "--state-dir", stateDir]);
       expect(again.code).toBe(1);
-      expect(errorCode(again)).toBe("TKNOCK_EXISTS");
+      expect(errorCodeOf(again)).toBe("TKNOCK_EXISTS");
       expect(again.err).toHaveLength(1);
       expect(readFileSync(clientsPath, "utf8")).toBe(before);
 
@@ -145,7 +126,7 @@ describe("tknock-server CLI", () => {
       async (range) => {
         const r = await server(["init", "--knock-range", range, "--state-dir", stateDir]);
         expect(r.code).toBe(1);
-        expect(errorCode(r)).toBe("TKNOCK_USAGE");
+        expect(errorCodeOf(r)).toBe("TKNOCK_USAGE");
         expect(r.err).toHaveLength(1);
         expect(r.err[0]).toContain("--knock-range");
         expect(existsSync(configPath)).toBe(false);
@@ -155,7 +136,7 @@ describe("tknock-server CLI", () => {
     it("when the knock range would hold a protected port then init fails naming the port and writes nothing", async () => {
       const r = await server(["init", "--protect", "22", "--knock-range", "1-30000", "--state-dir", stateDir]);
       expect(r.code).toBe(1);
-      expect(errorCode(r)).toBe("TKNOCK_INVALID_CONFIG");
+      expect(errorCodeOf(r)).toBe("TKNOCK_INVALID_CONFIG");
       expect(r.err.join("\n")).toContain("port 22 lies inside the knock range");
       expect(existsSync(configPath)).toBe(false);
     });
@@ -163,14 +144,14 @@ describe("tknock-server CLI", () => {
     it("when --protect is not a port then init is a usage error and writes nothing", async () => {
       const r = await server(["init", "--protect", "ssh", "--state-dir", stateDir]);
       expect(r.code).toBe(1);
-      expect(errorCode(r)).toBe("TKNOCK_USAGE");
+      expect(errorCodeOf(r)).toBe("TKNOCK_USAGE");
       expect(existsSync(configPath)).toBe(false);
     });
 
     it("when --interface names no interface of this host then init exits 1 with one line naming it and writes nothing", async () => {
       const r = await server(["init", "--interface", "nosuch9", "--state-dir", stateDir]);
       expect(r.code).toBe(1);
-      expect(errorCode(r)).toBe("TKNOCK_NO_INTERFACE");
+      expect(errorCodeOf(r)).toBe("TKNOCK_NO_INTERFACE");
       expect(r.err).toHaveLength(1);
       expect(r.err[0]).toContain("nosuch9");
       expect(existsSync(configPath)).toBe(false);
@@ -213,7 +194,7 @@ describe("tknock-server CLI", () => {
       const first = clientsFile().clients["alice"]?.secret;
       const dup = await server(["enroll", "alice", "--host", "server.example"]);
       expect(dup.code).toBe(1);
-      expect(errorCode(dup)).toBe("TKNOCK_EXISTS");
+      expect(errorCodeOf(dup)).toBe("TKNOCK_EXISTS");
       expect(clientsFile().clients["alice"]?.secret).toBe(first);
 
       await enroll("alice", ["--force"]);
@@ -225,7 +206,7 @@ describe("tknock-server CLI", () => {
     it("when --open names a port that is not protected then it is a usage error and no client is written", async () => {
       const r = await server(["enroll", "alice", "--open", "8080"]);
       expect(r.code).toBe(1);
-      expect(errorCode(r)).toBe("TKNOCK_USAGE");
+      expect(errorCodeOf(r)).toBe("TKNOCK_USAGE");
       expect(r.err).toHaveLength(1);
       expect(r.err[0]).toContain("8080");
       expect(clientsFile().clients).toEqual({});
@@ -234,7 +215,7 @@ describe("tknock-server CLI", () => {
     it("when the client name has a slash then it is a usage error", async () => {
       const r = await server(["enroll", "../alice"]);
       expect(r.code).toBe(1);
-      expect(errorCode(r)).toBe("TKNOCK_USAGE");
+      expect(errorCodeOf(r)).toBe("TKNOCK_USAGE");
     });
 
     it("when --qr-png is given then a mode 600 PNG holding the printed URI is written", async () => {
@@ -292,7 +273,7 @@ describe("tknock-server CLI", () => {
       expect(rows.map((r) => r.name)).toEqual(["bob"]);
       const again = await server(["revoke", "alice"]);
       expect(again.code).toBe(1);
-      expect(errorCode(again)).toBe("TKNOCK_NO_CLIENT");
+      expect(errorCodeOf(again)).toBe("TKNOCK_NO_CLIENT");
       expect(again.err).toHaveLength(1);
     });
 
@@ -319,7 +300,7 @@ describe("tknock-server CLI", () => {
     it("when sequence names an unknown client then it is TKNOCK_NO_CLIENT; a bad --at is a usage error", async () => {
       const r = await server(["sequence", "carol", "--json"]);
       expect(r.code).toBe(1);
-      expect(errorCode(r)).toBe("TKNOCK_NO_CLIENT");
+      expect(errorCodeOf(r)).toBe("TKNOCK_NO_CLIENT");
       const bad = await server(["sequence", "alice", "--at", "yesterday"]);
       expect(bad.code).toBe(1);
       expect(bad.out).toEqual([]);
@@ -331,7 +312,7 @@ describe("tknock-server CLI", () => {
         const before = readFileSync(clientsPath, "utf8");
         const r = await server(args);
         expect(r.code).toBe(1);
-        expect(errorCode(r)).toBe("TKNOCK_CLIENTS_PERMISSIONS");
+        expect(errorCodeOf(r)).toBe("TKNOCK_CLIENTS_PERMISSIONS");
         expect(r.out).toEqual([]);
         expect(r.err).toHaveLength(1);
         expect(r.err[0]).toContain(clientsPath);
@@ -342,7 +323,7 @@ describe("tknock-server CLI", () => {
 
     it("when the clients file is mode 0640 (group-readable) then it is refused too", async () => {
       chmodSync(clientsPath, 0o640);
-      expect(errorCode(await server(["list"]))).toBe("TKNOCK_CLIENTS_PERMISSIONS");
+      expect(errorCodeOf(await server(["list"]))).toBe("TKNOCK_CLIENTS_PERMISSIONS");
     });
   });
 
@@ -370,7 +351,7 @@ describe("tknock-server CLI", () => {
         for (const args of [["list"], ["enroll", "alice"], ["replays"]]) {
           const r = await server(args);
           expect(r.code).toBe(1);
-          expect(errorCode(r)).toBe("TKNOCK_INVALID_CONFIG");
+          expect(errorCodeOf(r)).toBe("TKNOCK_INVALID_CONFIG");
           expect(r.out).toEqual([]);
           expect(r.err).toHaveLength(1);
           expect(r.err[0]).toContain(configPath);
@@ -384,7 +365,7 @@ describe("tknock-server CLI", () => {
       rmSync(configPath);
       const r = await server(["list"]);
       expect(r.code).toBe(1);
-      expect(errorCode(r)).toBe("TKNOCK_FILE_MISSING");
+      expect(errorCodeOf(r)).toBe("TKNOCK_FILE_MISSING");
       expect(r.err).toHaveLength(1);
     });
 
@@ -392,7 +373,7 @@ describe("tknock-server CLI", () => {
       writeFileSync(configPath, "{ protect: [22] ");
       const r = await server(["list"]);
       expect(r.code).toBe(1);
-      expect(errorCode(r)).toBe("TKNOCK_FILE_NOT_JSON");
+      expect(errorCodeOf(r)).toBe("TKNOCK_FILE_NOT_JSON");
       expect(r.err).toHaveLength(1);
     });
   });
@@ -435,7 +416,7 @@ describe("tknock-server CLI", () => {
       it(`when --since is ${JSON.stringify(since)} then it is a usage error`, async () => {
         const r = await server(["replays", "--since", since]);
         expect(r.code).toBe(1);
-        expect(errorCode(r)).toBe("TKNOCK_USAGE");
+        expect(errorCodeOf(r)).toBe("TKNOCK_USAGE");
         expect(r.out).toEqual([]);
         expect(r.err).toHaveLength(1);
       });

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { stepAt } from "../../src/protocol/window.js";
 import { StepStore, UNSAVED_SUFFIX } from "../../server/state.js";
 
-// writeFileAtomic (src/config/load.ts) uses writeSync; a test makes one write fail half-way, as a crash would.
+// writeFileAtomic (server/config/load.ts) uses writeSync; a test makes one write fail half-way, as a crash would.
 const failNextWrite = vi.hoisted(() => ({ on: false }));
 // Renaming or removing the state file fails too (a read-only remount, say).
 const failMoves = vi.hoisted(() => ({ on: false }));

@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR } from "../../src/config/schema.js";
+import { DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR } from "../../server/config/schema.js";
 
 const ROOT = join(import.meta.dirname, "../..");
 const unit = readFileSync(join(ROOT, "docs/systemd/tknock-server.service"), "utf8");

@@ -69,7 +69,7 @@ export class MemoryFirewall implements Firewall {
   async open(grants: readonly Grant[]): Promise<void> {
     const valid = validateGrants(grants);
     if (this.failure) throw this.failure;
-    if (!this.gate) throw new TknockError("TKNOCK_FIREWALL", "the gate is not installed: install() first", ExitCode.usage);
+    if (!this.gate) throw new TknockError("TKNOCK_FIREWALL", "the gate is not installed: install() first", ExitCode.system);
     const nowMs = this.clock.nowMs();
     for (const g of valid) {
       this.grants.set(key(g.src, g.port), { src: g.src, port: g.port, openSeconds: g.openSeconds, expiresAtMs: nowMs + g.openSeconds * 1000 });

@@ -26,7 +26,7 @@ const CHILD_ENV = { ...process.env, HOME: "/nonexistent" };
 const MAX_ERROR_CHARS = 600;
 
 export function firewallError(message: string, cause?: unknown): TknockError {
-  return new TknockError("TKNOCK_FIREWALL", message, ExitCode.usage, cause === undefined ? undefined : { cause });
+  return new TknockError("TKNOCK_FIREWALL", message, ExitCode.system, cause === undefined ? undefined : { cause });
 }
 
 function notFound(nftCommand: readonly string[]): TknockError {

@@ -4,7 +4,8 @@
  */
 import { TknockError, ExitCode } from "../../../src/errors.js";
 import type { Grant } from "../../../src/ports.js";
-import { canonicalAddress, isPort, validateGate, validateGrants, validateTableName, type ValidGrant } from "../validate.js";
+import { isPort } from "../../../src/port-number.js";
+import { canonicalAddress, validateGate, validateGrants, validateTableName, type ValidGrant } from "../validate.js";
 import type { GateSpec } from "../../../src/ports.js";
 
 export const NFT_FAMILY = "inet";
@@ -109,7 +110,7 @@ export function buildListArgs(tableName: string): string[] {
 /** Command prefix + arguments, split for spawn/execFile (never a shell string). */
 export function nftArgv(nftCommand: readonly string[], args: readonly string[]): { file: string; args: string[] } {
   const [file, ...prefix] = nftCommand;
-  if (file === undefined || file === "") throw new TknockError("TKNOCK_FIREWALL", "nft command is empty", ExitCode.usage);
+  if (file === undefined || file === "") throw new TknockError("TKNOCK_FIREWALL", "nft command is empty", ExitCode.system);
   return { file, args: [...prefix, ...args] };
 }
 
@@ -122,7 +123,7 @@ type NftElem = { val?: unknown; timeout?: unknown; expires?: unknown; concat?: u
  */
 export function parseGrantsJson(json: string, tableName: string): Grant[] {
   const doc = JSON.parse(json) as { nftables?: unknown };
-  if (!Array.isArray(doc.nftables)) throw new TknockError("TKNOCK_FIREWALL", "nft -j output has no nftables array", ExitCode.usage);
+  if (!Array.isArray(doc.nftables)) throw new TknockError("TKNOCK_FIREWALL", "nft -j output has no nftables array", ExitCode.system);
   const grants: Grant[] = [];
   for (const item of doc.nftables as unknown[]) {
     const set = (item as { set?: { name?: unknown; table?: unknown; elem?: unknown } } | null)?.set;

@@ -5,6 +5,7 @@
 import { isIP } from "node:net";
 import { networkInterfaces, type NetworkInterfaceInfo } from "node:os";
 import { TknockError } from "../../../src/errors.js";
+import { isPort } from "../../../src/port-number.js";
 
 export type KnockRange = { readonly min: number; readonly max: number };
 
@@ -46,8 +47,7 @@ export function normalizeLocalAddresses(addresses: readonly string[]): string[] 
 }
 
 function checkRange(r: KnockRange): void {
-  const ok = (p: number): boolean => Number.isInteger(p) && p >= 1 && p <= 65535;
-  if (!ok(r.min) || !ok(r.max) || r.min > r.max) {
+  if (!isPort(r.min) || !isPort(r.max) || r.min > r.max) {
     throw invalid(`knock range ${r.min}-${r.max} is not a port range (1..65535, min <= max)`);
   }
 }

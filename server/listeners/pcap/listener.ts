@@ -6,7 +6,7 @@
  * half a second of capture again, not the grown delay. health() says whether packets are being captured now.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { TknockError } from "../../../src/errors.js";
+import { ExitCode, TknockError } from "../../../src/errors.js";
 import { PcapStreamParser } from "../../../src/packets/pcap.js";
 import type { Listener, ListenerHealth, ListenerStats, ObservedKnock } from "../../../src/ports.js";
 import { addressesOfInterfaces, buildTcpdumpArgv, normalizeLocalAddresses, type KnockRange } from "./capture-filter.js";
@@ -80,16 +80,16 @@ export function checkTcpdump(tcpdumpPath = DEFAULTS.tcpdumpPath, timeoutMs = 10_
     execFile(tcpdumpPath, ["--version"], { timeout: timeoutMs }, (err) => {
       const code = (err as NodeJS.ErrnoException | null)?.code;
       if (code === "ENOENT") reject(missingTcpdump(tcpdumpPath));
-      else if (code === "EACCES") reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `cannot run ${tcpdumpPath} (EACCES): make it executable (chmod 755) or set tcpdump.path to a working tcpdump`));
-      else if (err?.killed) reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `${tcpdumpPath} --version did not answer within ${timeoutMs} ms: check the tcpdump install (apt-get install --reinstall tcpdump)`));
-      else if (err) reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `${tcpdumpPath} --version failed (${err.message.split("\n")[0] ?? ""}): reinstall tcpdump (apt-get install --reinstall tcpdump) or fix tcpdump.path`));
+      else if (code === "EACCES") reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `cannot run ${tcpdumpPath} (EACCES): make it executable (chmod 755) or set tcpdump.path to a working tcpdump`, ExitCode.system));
+      else if (err?.killed) reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `${tcpdumpPath} --version did not answer within ${timeoutMs} ms: check the tcpdump install (apt-get install --reinstall tcpdump)`, ExitCode.system));
+      else if (err) reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `${tcpdumpPath} --version failed (${err.message.split("\n")[0] ?? ""}): reinstall tcpdump (apt-get install --reinstall tcpdump) or fix tcpdump.path`, ExitCode.system));
       else resolve();
     });
   });
 }
 
 function missingTcpdump(path: string): TknockError {
-  return new TknockError("TKNOCK_TCPDUMP_MISSING", `tcpdump not found at "${path}": install it (apt-get install tcpdump) or set tcpdump.path`);
+  return new TknockError("TKNOCK_TCPDUMP_MISSING", `tcpdump not found at "${path}": install it (apt-get install tcpdump) or set tcpdump.path`, ExitCode.system);
 }
 
 function toLogFn(log: PcapLog | undefined): (level: LogLevel, message: string, fields: Record<string, unknown>) => void {

@@ -12,10 +12,10 @@ import { Lab, removeStaleLabs, type ExecResult } from "./lab.js";
 
 export type { LogLine };
 
-/** Repository root, whether running from test/e2e (vitest) or dist/test/e2e (built demo). */
+/** Repository root, whether running from lab/ (vitest) or dist/lab/ (the built demo and benches). */
 export const REPO_ROOT = (() => {
   const here = fileURLToPath(new URL(".", import.meta.url));
-  return here.includes(`${"/dist/"}`) ? resolve(here, "../../..") : resolve(here, "../..");
+  return here.includes(`${"/dist/"}`) ? resolve(here, "../..") : resolve(here, "..");
 })();
 export const SERVER_BIN = join(REPO_ROOT, "dist/server/bin.js");
 export const CLIENT_BIN = join(REPO_ROOT, "dist/client/bin.js");

@@ -5,8 +5,8 @@
  */
 import { accessSync, constants, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { ExitCode, TknockError } from "./errors.js";
-import { defaultPermissionFix, errnoCode, fsError } from "./fs-errors.js";
+import { ExitCode, TknockError } from "../src/errors.js";
+import { defaultPermissionFix, errnoCode, fsError } from "../src/fs-errors.js";
 
 /** The path itself or its closest ancestor that exists. */
 function nearestExisting(path: string, what: string): { path: string; isDir: boolean } {

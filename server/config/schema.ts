@@ -1,7 +1,6 @@
-import { ConfigError } from "../errors.js";
-import type { KnockProto } from "../ports.js";
-import { decodeSecret, isValidClientName, type EnrolledProfile } from "../protocol/profile-uri.js";
-import { PROFILE_LIMITS, validateProfile } from "../protocol/profile.js";
+import { ConfigError } from "../../src/errors.js";
+import { decodeSecret, isValidClientName, type EnrolledProfile } from "../../src/protocol/profile-uri.js";
+import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
 import { Checker } from "./check.js";
 
 /** The server's configuration (server.json). Every key has a default; unknown keys are errors. */
@@ -153,20 +152,11 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
   return config;
 }
 
-/** One enrolled client as stored in the clients file (the secret is base32). */
-export type ClientRecord = {
-  readonly secret: string;
-  readonly periodSeconds: number;
-  readonly knocks: number;
-  readonly portMin: number;
-  readonly portMax: number;
-  readonly exclude: readonly number[];
-  readonly proto: KnockProto;
-  readonly open: readonly number[];
-  readonly host: string;
-  readonly addr?: string;
-  readonly enrolledAt: string;
-};
+/**
+ * One enrolled client as the clients file stores it: the enrolled profile, keyed by the client's name instead of
+ * holding it, with the secret in base32 and the time of enrolment.
+ */
+export type ClientRecord = Omit<EnrolledProfile, "client" | "secret"> & { readonly secret: string; readonly enrolledAt: string };
 
 export type ClientsFile = { readonly version: 1; readonly clients: Readonly<Record<string, ClientRecord>> };
 

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
-import { TknockError } from "../errors.js";
-import { errnoCode, knownFsError } from "../fs-errors.js";
+import { ExitCode, TknockError } from "../../src/errors.js";
+import { readFileError } from "../../src/fs-errors.js";
 import { describeJsonProblem, findJsonProblem } from "./json-scan.js";
 import { parseClientsFile, parseServerConfig, type ClientsFile, type ServerConfig } from "./schema.js";
 
@@ -15,22 +15,17 @@ export function readJsonFile(path: string, what: string): unknown {
   try {
     text = readFileSync(path, "utf8");
   } catch (cause) {
-    const code = errnoCode(cause);
-    if (code === "ENOENT") {
-      throw new TknockError("TKNOCK_FILE_MISSING", `${what} ${path} does not exist: create it with \`tknock-server init\` or pass --config`, 1, { cause });
-    }
-    throw knownFsError(cause, "read", `${what} ${path}`) ??
-      new TknockError("TKNOCK_FILE_UNREADABLE", `${what} ${path} cannot be read (${code ?? "error"}): check its permissions`, 1, { cause });
+    throw readFileError(cause, `${what} ${path}`, { missingFix: "create it with `tknock-server init` or pass --config" });
   }
   const problem = findJsonProblem(text);
   if (problem !== undefined) {
-    throw new TknockError(problem.kind === "syntax" ? "TKNOCK_FILE_NOT_JSON" : "TKNOCK_DUPLICATE_KEY", `${what} ${path} ${describeJsonProblem(problem)}`, 1);
+    throw new TknockError(problem.kind === "syntax" ? "TKNOCK_FILE_NOT_JSON" : "TKNOCK_DUPLICATE_KEY", `${what} ${path} ${describeJsonProblem(problem)}`, ExitCode.usage);
   }
   try {
     return JSON.parse(text) as unknown;
   } catch {
     // Unreachable after the scan; still never pass JSON.parse's message on.
-    throw new TknockError("TKNOCK_FILE_NOT_JSON", `${what} ${path} is not valid JSON: check it with a JSON validator`, 1);
+    throw new TknockError("TKNOCK_FILE_NOT_JSON", `${what} ${path} is not valid JSON: check it with a JSON validator`, ExitCode.usage);
   }
 }
 
