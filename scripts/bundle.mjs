@@ -1,12 +1,21 @@
 /**
  * Bundles each CLI into one ESM file (dist/client/bin.js, dist/server/bin.js), run after `tsc` has type-checked
  * and emitted everything else. One file parses in a fraction of the time Node takes to resolve and load the few
- * hundred modules behind it, and a knock command runs in front of every ssh. Code a command loads with
- * `await import()` (QR, images, the raw socket, otplib's secret generator) goes to chunks beside the file and is
- * read only by that command. raw-socket stays external: it is a native module.
+ * hundred modules behind it, and a knock command runs in front of every ssh. raw-socket stays external: it is a
+ * native module.
+ *
+ * The server's bundle splits what its commands load with `await import()` into chunks beside the file. The
+ * client's does not: every ESM file Node loads costs about a millisecond (resolve, an asynchronous read, compile,
+ * link), and splitting makes a shared chunk for each set of importers, seven files before `tknock --help` prints
+ * anything. So dist/client/bin.js holds everything the knock, sequence and help paths run (what they load with
+ * `await import()`, such as the tcp sender, is evaluated only when imported, but parsed with the rest), and only
+ * the large parts few commands use are separate files in dist/client/lazy/ (see clientLazy).
  */
 import { build } from "esbuild";
+import { spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
+import { builtinModules, createRequire } from "node:module";
+import { resolve } from "node:path";
 
 /**
  * conf imports ajv, ajv-formats and semver at its top for schemas and migrations, which the client's store does
@@ -72,25 +81,163 @@ const globalProcess = {
   },
 };
 
-for (const cli of ["client", "server"]) {
-  rmSync(`dist/${cli}/chunks`, { recursive: true, force: true });
-  await build({
-    entryPoints: [`${cli}/bin.ts`],
-    outdir: `dist/${cli}`,
-    chunkNames: "chunks/[name]-[hash]",
-    bundle: true,
-    splitting: true,
-    format: "esm",
-    platform: "node",
-    target: "node20",
-    minify: true,
-    legalComments: "linked",
-    logLevel: "warning",
-    external: ["raw-socket"],
-    plugins: cli === "client" ? [confUnusedParts, unusedBuiltins, globalProcess] : [globalProcess],
-    // CommonJS dependencies call require() for Node's own modules; an ESM file has none of its own.
-    banner: { js: "import { createRequire as __tknockRequire } from 'node:module'; const require = __tknockRequire(import.meta.url);" },
-  });
-  // tsc's map of the unbundled bin.js would describe the wrong file.
-  rmSync(`dist/${cli}/bin.js.map`, { force: true });
+/**
+ * Node's own modules, for the client, through require() rather than import: importing one makes Node build its
+ * ESM facade, which reads every export, lazy getters included: `node:fs` then loads the whole stream stack for
+ * fs.ReadStream and `node:crypto` the Web Crypto module. Those Node has loaded before any user code runs (fs,
+ * path, events, ...) are required at once; any other is an object whose getters require it on first use, so a
+ * module a command never touches is never loaded (`--help` does not load crypto, a knock neither dns nor dgram).
+ * `node:process` is handled by globalProcess, which must come first.
+ */
+const lazyBuiltins = {
+  name: "lazy-builtins",
+  setup(b) {
+    const builtins = new Set(builtinModules);
+    const nodeRequire = createRequire(import.meta.url);
+    const started = spawnSync(process.execPath, ["-e", "process.stdout.write(JSON.stringify(process.moduleLoadList))"], { encoding: "utf8" });
+    const atStart = new Set(JSON.parse(started.stdout).filter((m) => m.startsWith("NativeModule ")).map((m) => m.slice("NativeModule ".length)));
+    b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
+      const name = args.path.replace(/^node:/, "");
+      if (!builtins.has(name)) return undefined;
+      // The require() inside the stand-in is Node's own.
+      return args.namespace === "lazy-builtin" ? { path: args.path, external: true } : { path: name, namespace: "lazy-builtin" };
+    });
+    b.onLoad({ filter: /.*/, namespace: "lazy-builtin" }, (args) => {
+      const id = JSON.stringify(`node:${args.path}`);
+      const real = nodeRequire(args.path);
+      // A module that is itself a function (events, stream, assert) is called or extended: no stand-in for that.
+      if (atStart.has(args.path) || typeof real === "function") return { loader: "js", contents: `module.exports = require(${id});` };
+      // The export names of this Node; one added later reads through the module itself (`default`).
+      const names = Object.keys(real).filter((n) => n !== "default");
+      const getters = names.map((n) => `${JSON.stringify(n)}: { get: () => load()[${JSON.stringify(n)}], enumerable: true }`).join(",\n");
+      return {
+        loader: "js",
+        contents: `let mod;
+const load = () => (mod ??= require(${id}));
+module.exports = Object.defineProperties({}, {
+${getters}
+});`,
+      };
+    });
+  },
+};
+
+/**
+ * The client's separate files, loaded with `await import()` by the commands that use them: QR import (pngjs,
+ * jpeg-js, jsQR) and QR drawing, the raw sender (a native module), conf (written by add, remove and set; the knock
+ * path reads and records steps without it) and otplib (the secret generator).
+ */
+const clientLazy = [
+  { out: "qr-import", file: "client/qr-import.ts" },
+  { out: "qr", file: "client/qr.ts" },
+  { out: "raw", file: "client/senders/raw.ts" },
+  { out: "conf", pkg: "conf", contents: `export { default } from "conf";` },
+  { out: "otplib", pkg: "otplib", contents: `export * from "otplib";` },
+];
+
+/**
+ * Modules both the main file and a lazy file use that must be one instance: a class checked with instanceof.
+ * src/errors.ts: runCli tells a TknockError (one line, its exit code) from a bug (internal error), so a QR import
+ * error thrown by a lazy file must be an instance of the main file's class. The main file registers the module on
+ * globalThis before anything else runs; the lazy files read it from there.
+ */
+const sharedWithLazy = ["src/errors.ts"];
+const sharedKey = (file) => `Symbol.for(${JSON.stringify(`tknock.bundle:${file}`)})`;
+
+/** Turns `await import()` of a lazy part into an import of its file; prefix is the way from the importer's output. */
+function lazyParts(prefix) {
+  return {
+    name: "lazy-parts",
+    setup(b) {
+      const byKey = new Map(clientLazy.map((l) => [l.file !== undefined ? resolve(l.file) : l.pkg, l]));
+      b.onResolve({ filter: /.*/ }, (args) => {
+        if (args.kind !== "dynamic-import") return undefined;
+        const key = /^[./]/.test(args.path) ? resolve(args.resolveDir, args.path).replace(/\.js$/, ".ts") : args.path;
+        const lazy = byKey.get(key);
+        return lazy === undefined ? undefined : { path: `${prefix}${lazy.out}.js`, external: true };
+      });
+    },
+  };
 }
+
+/** In a lazy file: the shared modules come from the main file's registry. */
+const sharedFromMain = {
+  name: "shared-from-main",
+  setup(b) {
+    const shared = new Map(sharedWithLazy.map((f) => [resolve(f), f]));
+    b.onResolve({ filter: /^\./ }, (args) => {
+      const file = shared.get(resolve(args.resolveDir, args.path).replace(/\.js$/, ".ts"));
+      return file === undefined ? undefined : { path: file, namespace: "shared-from-main" };
+    });
+    b.onLoad({ filter: /.*/, namespace: "shared-from-main" }, (args) => ({
+      loader: "js",
+      contents: `module.exports = globalThis[${sharedKey(args.path)}] ?? (() => { throw new Error("${args.path} is not registered: this file is loaded by tknock's bin.js"); })();`,
+    }));
+  },
+};
+
+/** The main file's entry: registers the shared modules, then runs client/bin.ts. */
+const clientEntry = {
+  name: "client-entry",
+  setup(b) {
+    b.onResolve({ filter: /^tknock-(entry|register):/ }, (args) => ({ path: args.path, namespace: "client-entry" }));
+    b.onResolve({ filter: /^tknock-lazy:/ }, (args) => ({ path: args.path, namespace: "client-entry" }));
+    b.onLoad({ filter: /.*/, namespace: "client-entry" }, (args) => {
+      const resolveDir = resolve(".");
+      if (args.path === "tknock-entry:main") return { loader: "js", resolveDir, contents: `import "tknock-register:shared";\nimport "./client/bin.ts";` };
+      if (args.path === "tknock-register:shared") {
+        const lines = sharedWithLazy.map((f, i) => `import * as m${i} from ${JSON.stringify(resolve(f))};\nglobalThis[${sharedKey(f)}] = m${i};`);
+        return { loader: "js", resolveDir, contents: lines.join("\n") };
+      }
+      const lazy = clientLazy.find((l) => `tknock-lazy:${l.out}` === args.path);
+      return { loader: "js", resolveDir, contents: lazy.contents };
+    });
+  },
+};
+
+const common = {
+  bundle: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  minify: true,
+  legalComments: "linked",
+  logLevel: "warning",
+  external: ["raw-socket"],
+};
+
+// CommonJS dependencies and the stand-ins of Node's modules call require(); an ESM file has none of its own.
+// process.getBuiltinModule (Node 20.16) returns Node's modules without loading node:module for createRequire.
+const clientRequire =
+  "const require = globalThis.process.getBuiltinModule ? (id) => globalThis.process.getBuiltinModule(id) : (await import('node:module')).createRequire(import.meta.url);";
+
+rmSync("dist/client/chunks", { recursive: true, force: true });
+rmSync("dist/client/lazy", { recursive: true, force: true });
+await build({
+  ...common,
+  entryPoints: [{ in: "tknock-entry:main", out: "bin" }],
+  outdir: "dist/client",
+  plugins: [clientEntry, lazyParts("./lazy/"), confUnusedParts, unusedBuiltins, globalProcess, lazyBuiltins],
+  banner: { js: `#!/usr/bin/env node\n${clientRequire}` },
+});
+await build({
+  ...common,
+  entryPoints: clientLazy.map((l) => ({ in: l.file ?? `tknock-lazy:${l.out}`, out: l.out })),
+  outdir: "dist/client/lazy",
+  plugins: [clientEntry, lazyParts("./"), sharedFromMain, confUnusedParts, unusedBuiltins, globalProcess, lazyBuiltins],
+  banner: { js: clientRequire },
+});
+
+rmSync("dist/server/chunks", { recursive: true, force: true });
+await build({
+  ...common,
+  entryPoints: ["server/bin.ts"],
+  outdir: "dist/server",
+  chunkNames: "chunks/[name]-[hash]",
+  splitting: true,
+  plugins: [globalProcess],
+  banner: { js: "import { createRequire as __tknockRequire } from 'node:module'; const require = __tknockRequire(import.meta.url);" },
+});
+// tsc's maps of the unbundled bin.js would describe the wrong file.
+rmSync("dist/client/bin.js.map", { force: true });
+rmSync("dist/server/bin.js.map", { force: true });
