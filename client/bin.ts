@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+/** The client CLI: bundled into dist/client/main.cjs, which dist/client/bin.js (client/launch.ts) runs. */
 import { writeSync } from "node:fs";
 import { runCli, type CliIo } from "../src/cli-io.js";
 import { errnoCode } from "../src/fs-errors.js";
@@ -42,4 +42,7 @@ const io: CliIo = {
     return process.stdout;
   },
 };
-process.exitCode = await runCli(createClientCli(io), process.argv.slice(2), io, { permissionFix: CLIENT_PERMISSION_FIX });
+// Not a top-level await: this file is bundled as a classic script (see launch.ts).
+void runCli(createClientCli(io), process.argv.slice(2), io, { permissionFix: CLIENT_PERMISSION_FIX }).then((code) => {
+  process.exitCode = code;
+});

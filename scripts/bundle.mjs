@@ -13,9 +13,10 @@
  */
 import { build } from "esbuild";
 import { spawnSync } from "node:child_process";
-import { rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { builtinModules, createRequire } from "node:module";
-import { resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 
 /**
  * conf imports ajv, ajv-formats and semver at its top for schemas and migrations, which the client's store does
@@ -208,25 +209,75 @@ const common = {
 
 // CommonJS dependencies and the stand-ins of Node's modules call require(); an ESM file has none of its own.
 // process.getBuiltinModule (Node 20.16) returns Node's modules without loading node:module for createRequire.
-const clientRequire =
+const lazyRequire =
   "const require = globalThis.process.getBuiltinModule ? (id) => globalThis.process.getBuiltinModule(id) : (await import('node:module')).createRequire(import.meta.url);";
 
 rmSync("dist/client/chunks", { recursive: true, force: true });
 rmSync("dist/client/lazy", { recursive: true, force: true });
-await build({
+rmSync("dist/client/main.cjs.v8cache", { force: true });
+
+// The executable: client/launch.ts, which runs main.cjs.
+await build({ ...common, entryPoints: { bin: "client/launch.ts" }, outdir: "dist/client", legalComments: "none", banner: { js: "#!/usr/bin/env node" } });
+
+// The CLI as a classic script for vm.Script (launch.ts gives it require and importLazy).
+const main = await build({
   ...common,
-  entryPoints: [{ in: "tknock-entry:main", out: "bin" }],
+  format: "cjs",
+  write: false,
+  entryPoints: [{ in: "tknock-entry:main", out: "main" }],
   outdir: "dist/client",
+  outExtension: { ".js": ".cjs" },
   plugins: [clientEntry, lazyParts("./lazy/"), confUnusedParts, unusedBuiltins, globalProcess, lazyBuiltins],
-  banner: { js: `#!/usr/bin/env node\n${clientRequire}` },
 });
+for (const out of main.outputFiles) {
+  let text = out.text;
+  if (out.path.endsWith("main.cjs")) {
+    text = text.replaceAll('import("./lazy/', 'importLazy("./lazy/');
+    // Any other import() would fail at run time inside vm.Script: it must be bundled in, or be a lazy part.
+    if (/\bimport\(/.test(text)) throw new Error("main.cjs: an import() of something not in clientLazy is left: add it there");
+  }
+  writeFileSync(out.path, text);
+}
+
 await build({
   ...common,
   entryPoints: clientLazy.map((l) => ({ in: l.file ?? `tknock-lazy:${l.out}`, out: l.out })),
   outdir: "dist/client/lazy",
   plugins: [clientEntry, lazyParts("./"), sharedFromMain, confUnusedParts, unusedBuiltins, globalProcess, lazyBuiltins],
-  banner: { js: clientRequire },
+  banner: { js: lazyRequire },
 });
+
+await writeCodeCache();
+
+/**
+ * V8's code cache of main.cjs (see client/launch.ts): the commands that run in front of ssh are run once each,
+ * with a throwaway store and no packet sent, every run adding the functions it compiled. The knock stops at
+ * "this window's steps are used" (both steps recorded as used, the next two as refused), after the lock, the
+ * store and the step choice; what only sending runs (a few small functions) compiles when first used.
+ */
+async function writeCodeCache() {
+  const { defaultProfileFields, formatProfileUri } = await import("../dist/src/protocol/profile-uri.js");
+  const { randomBytes } = await import("node:crypto");
+  const home = mkdtempSync(join(tmpdir(), "tknock-code-cache-"));
+  try {
+    const uri = formatProfileUri({ client: "build", host: "warm-up.invalid", addr: "127.0.0.1", open: [22], secret: randomBytes(32), ...defaultProfileFields([22]) });
+    const step = Math.floor(Date.now() / 30_000);
+    const store = { version: 1, profiles: { warm: { uri, addr: "127.0.0.1", lastStepUsed: step + 1, avoidSteps: [step + 2, step + 3] } } };
+    writeFileSync(join(home, "profiles.json"), JSON.stringify(store), { mode: 0o600 });
+    const runs = [
+      [["--help"], 0],
+      [["--store", home, "list"], 0],
+      [["--store", home, "sequence", "warm"], 0],
+      [["--store", home, "warm", "--delay", "0", "--probe-timeout", "0", "--no-wait-window"], 3],
+    ];
+    for (const [args, status] of runs) {
+      const r = spawnSync(process.execPath, ["dist/client/bin.js", ...args], { env: { ...process.env, TKNOCK_BUILD_CODE_CACHE: "dist/client/main.cjs.v8cache" }, encoding: "utf8" });
+      if (r.status !== status) throw new Error(`code cache warm-up \`tknock ${args.join(" ")}\` exited ${r.status}, not ${status}: ${r.stderr}`);
+    }
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
 
 rmSync("dist/server/chunks", { recursive: true, force: true });
 await build({
