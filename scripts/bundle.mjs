@@ -1,15 +1,17 @@
 /**
- * Bundles each CLI into one ESM file (dist/client/bin.js, dist/server/bin.js), run after `tsc` has type-checked
- * and emitted everything else. One file parses in a fraction of the time Node takes to resolve and load the few
- * hundred modules behind it, and a knock command runs in front of every ssh. raw-socket stays external: it is a
- * native module.
+ * Bundles the CLIs, run after `tsc` has type-checked and emitted everything else. One file parses in a fraction
+ * of the time Node takes to resolve and load the few hundred modules behind it, and a knock command runs in front
+ * of every ssh. raw-socket stays external: it is a native module.
  *
- * The server's bundle splits what its commands load with `await import()` into chunks beside the file. The
- * client's does not: every ESM file Node loads costs about a millisecond (resolve, an asynchronous read, compile,
- * link), and splitting makes a shared chunk for each set of importers, seven files before `tknock --help` prints
- * anything. So dist/client/bin.js holds everything the knock, sequence and help paths run (what they load with
- * `await import()`, such as the tcp sender, is evaluated only when imported, but parsed with the rest), and only
- * the large parts few commands use are separate files in dist/client/lazy/ (see clientLazy).
+ * The server: dist/server/bin.js, one ESM file, with what its commands load with `await import()` in chunks.
+ * The client does not split: every ESM file Node loads costs about a millisecond (resolve, an asynchronous read,
+ * compile, link), and splitting makes a shared chunk for each set of importers, five files before `tknock --help`
+ * printed anything. Instead:
+ *   - dist/client/main.cjs: client/bin.ts and everything the knock, sequence and help paths run, one classic
+ *     script (what they load with `await import()`, such as the tcp sender, is evaluated only when imported);
+ *   - dist/client/lazy/*.js: the large parts few commands use (clientLazy), ES modules;
+ *   - dist/client/bin.js: client/launch.ts, which runs main.cjs with V8's code cache, main.cjs.v8cache, written
+ *     here by running a few commands (writeCodeCache).
  */
 import { build } from "esbuild";
 import { spawnSync } from "node:child_process";
@@ -177,12 +179,11 @@ const sharedFromMain = {
   },
 };
 
-/** The main file's entry: registers the shared modules, then runs client/bin.ts. */
+/** The main file's entry (registers the shared modules, then runs client/bin.ts) and the entries of lazy packages. */
 const clientEntry = {
   name: "client-entry",
   setup(b) {
-    b.onResolve({ filter: /^tknock-(entry|register):/ }, (args) => ({ path: args.path, namespace: "client-entry" }));
-    b.onResolve({ filter: /^tknock-lazy:/ }, (args) => ({ path: args.path, namespace: "client-entry" }));
+    b.onResolve({ filter: /^tknock-(entry|register|lazy):/ }, (args) => ({ path: args.path, namespace: "client-entry" }));
     b.onLoad({ filter: /.*/, namespace: "client-entry" }, (args) => {
       const resolveDir = resolve(".");
       if (args.path === "tknock-entry:main") return { loader: "js", resolveDir, contents: `import "tknock-register:shared";\nimport "./client/bin.ts";` };
