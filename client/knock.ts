@@ -2,7 +2,6 @@ import type { Socket } from "node:net";
 import { join } from "node:path";
 import { ExitCode, TknockError } from "../src/errors.js";
 import { withPidLock } from "./pid-lock.js";
-import { CLIENT_PERMISSION_FIX } from "./store-errors.js";
 import type { Clock } from "../src/ports.js";
 import { deriveSequence } from "../src/protocol/derive.js";
 import { stepAt } from "../src/protocol/window.js";
@@ -163,8 +162,8 @@ export async function knockFlow(ctx: KnockContext, entry: StoredProfile, opts: F
           return { done: { target, knock, ...r } };
         },
         {
+          ...ctx.store.lockOptions(),
           waitMs: lockWaitMs(opts),
-          permissionFix: CLIENT_PERMISSION_FIX,
           onWait: () => {
             waited = true;
             ctx.info(`${entry.name}: another tknock is knocking this profile; waiting for it`);

@@ -18,6 +18,11 @@ import { ExitCode, TknockError } from "../src/errors.js";
 import type { FileLockOptions } from "../src/file-lock.js";
 import { errnoCode, knownFsError } from "../src/fs-errors.js";
 
+export type PidLockOptions = FileLockOptions & {
+  /** The error to report for a file error of the lock itself (e.g. in the store's own words); undefined: the default. */
+  readonly fsError?: (cause: unknown) => TknockError | undefined;
+};
+
 type Owner = { readonly pid: number; readonly startTicks: string | undefined; readonly host: string };
 
 /** What a look at a lock found: who holds it (if readable) and whether it may be taken over. */
@@ -136,8 +141,8 @@ function release(lockPath: string): void {
   }
 }
 
-function lockError(path: string, cause: unknown, permissionFix: string | undefined): TknockError {
-  const known = knownFsError(cause, "lock", path, permissionFix);
+function lockError(path: string, cause: unknown, options: PidLockOptions): TknockError {
+  const known = options.fsError?.(cause) ?? knownFsError(cause, "lock", path, options.permissionFix);
   if (known !== undefined) return known;
   return new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${errnoCode(cause) ?? String(cause)}): check that its directory exists and is writable`, ExitCode.usage, {
     cause,
@@ -148,7 +153,7 @@ function lockError(path: string, cause: unknown, permissionFix: string | undefin
  * Runs fn while holding the lock of `path` (`<path>.lock`; the file itself need not exist). Waits while another
  * live process holds it (options.onWait is called once), up to waitMs, then fails with TKNOCK_LOCKED.
  */
-export async function withPidLock<T>(path: string, fn: () => T | Promise<T>, options: FileLockOptions = {}): Promise<T> {
+export async function withPidLock<T>(path: string, fn: () => T | Promise<T>, options: PidLockOptions = {}): Promise<T> {
   const lockPath = `${path}.lock`;
   const waitMs = options.waitMs ?? 10_000;
   const staleMs = Math.max(2000, options.staleMs ?? 5000);
@@ -164,7 +169,7 @@ export async function withPidLock<T>(path: string, fn: () => T | Promise<T>, opt
       if (seen.stale && takeOver(lockPath, seen, staleMs)) continue;
       holder = seen.owner;
     } catch (cause) {
-      throw lockError(path, cause, options.permissionFix);
+      throw lockError(path, cause, options);
     }
     if (Date.now() >= deadline) {
       const by = holder !== undefined ? ` (pid ${holder.pid} on ${holder.host})` : "";

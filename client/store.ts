@@ -213,8 +213,13 @@ export class ProfileStore {
         const file = this.read();
         if (change(file) !== false) await this.write(file, direct);
       },
-      { permissionFix: CLIENT_PERMISSION_FIX },
+      this.lockOptions(),
     );
+  }
+
+  /** For locks in the store folder: a refused lock is said like a refused store (whose folder it is, the fix). */
+  lockOptions(): { permissionFix: string; fsError: (cause: unknown) => TknockError | undefined } {
+    return { permissionFix: CLIENT_PERMISSION_FIX, fsError: (cause) => storeAccessError(this.path, cause) };
   }
 
   /** Adds a profile; a name in use is refused unless force (then it is replaced, its step history kept). */
