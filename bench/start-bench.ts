@@ -2,8 +2,8 @@
  * Start time of the client, side by side with `node -e 0` on the same machine in one run: each round runs every
  * command once, in turn, so a busy moment hits all of them alike; the result is the ratio of medians.
  *   - `tknock NAME --delay 0`: a real knock (to 127.0.0.1, whose closed ports answer at once), store read and
- *     step record (locked, fsynced) included; --delay 0 takes out the inter-knock delays. Each run has its own
- *     store, so no run waits for a window.
+ *     step record (both locks, the fsync) included; --delay 0 takes out the inter-knock delays. Each run has its
+ *     own store, so no run waits for a window.
  *   - `tknock sequence NAME`: reads the store, prints the ports.
  *   - `tknock --help`.
  */
@@ -40,6 +40,9 @@ export async function benchStart(opts: { n: number; log: (line: string) => void 
       help: () => [CLIENT_BIN, "--help"],
     };
     const times: Record<StartCommand, number[]> = { node: [], knock: [], sequence: [], help: [] };
+    // A code cache that this Node rejects (another version, other V8 flags) costs the client its compile time.
+    const cache = spawnSync(process.execPath, [CLIENT_BIN, "--help"], { env: { ...process.env, TKNOCK_DEBUG: "1" }, encoding: "utf8" });
+    opts.log(`start: ${/debug: (code cache [a-z (),]+)/.exec(cache.stderr)?.[1] ?? "code cache: no report"}`);
     opts.log(`start: ${opts.n} rounds of node -e 0, tknock NAME, tknock sequence NAME, tknock --help`);
     for (let i = 0; i < opts.n; i++) {
       for (const c of Object.keys(argv) as StartCommand[]) {

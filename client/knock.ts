@@ -1,8 +1,7 @@
 import type { Socket } from "node:net";
 import { join } from "node:path";
 import { ExitCode, TknockError } from "../src/errors.js";
-import { withFileLock } from "../src/file-lock.js";
-import { CLIENT_PERMISSION_FIX } from "./store-errors.js";
+import { withPidLock } from "./pid-lock.js";
 import type { Clock } from "../src/ports.js";
 import { deriveSequence } from "../src/protocol/derive.js";
 import { stepAt } from "../src/protocol/window.js";
@@ -122,8 +121,8 @@ function lockWaitMs(opts: FlowOptions): number {
 
 /**
  * The knock commands' whole flow. With probeFirst, an open port means no knock and no step spent. Knocks of one
- * profile take turns through a lock in the store folder (`NAME.knock.lock`; a killed holder's lock goes stale
- * and is taken over), held from the step choice until the port opened or the wait ended: two processes never
+ * profile take turns through a lock in the store folder (`NAME.knock.lock`, client/pid-lock.ts; a killed
+ * holder's lock is taken over at once), held from the step choice until the port opened or the wait ended: two processes never
  * send the same step, and one that had to wait looks at the port again before knocking itself. A window whose
  * steps are all used is waited out without the lock (or ends the command with --no-wait-window).
  */
@@ -147,7 +146,7 @@ export async function knockFlow(ctx: KnockContext, entry: StoredProfile, opts: F
   try {
     for (let round = 0; round < 3; round++) {
       let waited = false;
-      const outcome = await withFileLock(
+      const outcome = await withPidLock(
         join(ctx.store.dir, `${entry.name}.knock`),
         async (): Promise<{ done: FlowResult } | { waitMs: number }> => {
           if (waited && opts.probeFirst) {
@@ -163,8 +162,8 @@ export async function knockFlow(ctx: KnockContext, entry: StoredProfile, opts: F
           return { done: { target, knock, ...r } };
         },
         {
+          ...ctx.store.lockOptions(),
           waitMs: lockWaitMs(opts),
-          permissionFix: CLIENT_PERMISSION_FIX,
           onWait: () => {
             waited = true;
             ctx.info(`${entry.name}: another tknock is knocking this profile; waiting for it`);
@@ -190,7 +189,7 @@ async function chooseAndRecord(
   known: "closed" | undefined,
 ): Promise<number | { waitMs: number } | { done: FlowResult }> {
   const { periodSeconds } = entry.profile;
-  const fresh = ctx.store.get(entry.name) ?? entry; // another process may have knocked since the command started
+  const fresh = ctx.store.entry(entry.name) ?? entry; // another process may have knocked since the command started
   const storedOffsetMs = (fresh.timeOffsetSeconds ?? 0) * 1000;
   const offsetMs = opts.timeOffsetSeconds !== undefined ? opts.timeOffsetSeconds * 1000 : storedOffsetMs;
   const nowMs = ctx.clock.nowMs() + offsetMs;

@@ -1,11 +1,12 @@
-import { chmodSync, mkdirSync, statSync, type Stats } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, statSync, type Stats } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import Conf from "conf";
+import type Conf from "conf";
 import { ExitCode, TknockError } from "../src/errors.js";
-import { withFileLock } from "../src/file-lock.js";
 import { parseProfileUri, type EnrolledProfile } from "../src/protocol/profile-uri.js";
+import { withPidLock } from "./pid-lock.js";
 import { CLIENT_PERMISSION_FIX, storeAccessError } from "./store-errors.js";
+import { serializeStore, STORE_FILE_MODE, writeStoreFile } from "./store-write.js";
 
 /** One profile as the store file holds it: the enrolment URI (it carries the secret) plus local state. */
 export type StoredEntry = {
@@ -26,7 +27,7 @@ export type StoreFile = { version: 1; profiles: Record<string, StoredEntry> };
 export type StoredProfile = StoredEntry & { readonly name: string; readonly profile: EnrolledProfile };
 
 export const STORE_FILE_NAME = "profiles.json";
-const FILE_MODE = 0o600;
+const FILE_MODE = STORE_FILE_MODE;
 const DIR_MODE = 0o700;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 const ENTRY_KEYS = new Set(["uri", "addr", "lastStepUsed", "avoidSteps", "timeOffsetSeconds"]);
@@ -86,36 +87,29 @@ function checkEntry(path: string, name: string, raw: unknown): StoredEntry {
 /**
  * The client's profiles, in a conf store (one JSON file). It holds secrets, so the file is kept 0600 and its folder
  * 0700: checked when opened (a warning naming the fix) and repaired on every write. Every change is a
- * read-modify-write under the store's lock (`profiles.json.lock`), so parallel commands never lose each other's.
+ * read-modify-write under the store's lock (`profiles.json.lock`, client/pid-lock.ts), so parallel commands never
+ * lose each other's. The knock path never loads conf: reading is one JSON.parse of the file (what conf does), and
+ * the step record is written by client/store-write.ts; conf writes the changes of add, remove and set.
  */
 export class ProfileStore {
   readonly path: string;
   readonly dir: string;
-  private readonly conf: Conf<StoreFile>;
+  private conf: Conf<StoreFile> | undefined;
 
-  private constructor(conf: Conf<StoreFile>) {
-    this.conf = conf;
-    this.path = conf.path;
-    this.dir = join(conf.path, "..");
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.path = join(dir, STORE_FILE_NAME);
   }
 
   /** Opens the store in dir (the file itself appears on the first write); warn gets one line per problem found. */
   static open(opts: { dir: string; warn: (line: string) => void }): ProfileStore {
-    let conf: Conf<StoreFile>;
+    const dir = resolve(opts.dir);
     try {
-      mkdirSync(opts.dir, { recursive: true, mode: DIR_MODE });
-      conf = new Conf<StoreFile>({
-        projectName: "tknock",
-        configName: STORE_FILE_NAME.replace(/\.json$/, ""),
-        cwd: opts.dir,
-        configFileMode: FILE_MODE,
-        accessPropertiesByDotNotation: false, // profile names contain dots (host names)
-        clearInvalidConfig: false, // a store holding secrets is never silently emptied
-      });
+      mkdirSync(dir, { recursive: true, mode: DIR_MODE });
     } catch (cause) {
-      throw storeError(join(opts.dir, STORE_FILE_NAME), cause);
+      throw storeError(join(dir, STORE_FILE_NAME), cause);
     }
-    const store = new ProfileStore(conf);
+    const store = new ProfileStore(dir);
     for (const line of store.permissionProblems()) opts.warn(`warning: ${line}`);
     return store;
   }
@@ -137,10 +131,12 @@ export class ProfileStore {
   private read(): StoreFile {
     let raw: unknown;
     try {
-      raw = this.conf.store;
+      raw = JSON.parse(readFileSync(this.path, "utf8"));
     } catch (cause) {
-      throw storeError(this.path, cause);
+      if ((cause as NodeJS.ErrnoException).code !== "ENOENT") throw storeError(this.path, cause);
+      raw = {};
     }
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw invalid(this.path, "not a JSON object");
     const obj = raw as Record<string, unknown>;
     const profilesRaw = obj["profiles"] ?? {};
     if (obj["version"] !== undefined && obj["version"] !== 1) throw invalid(this.path, `version ${JSON.stringify(obj["version"])} is not 1`);
@@ -150,16 +146,33 @@ export class ProfileStore {
     return { version: 1, profiles };
   }
 
-  private write(file: StoreFile): void {
+  /** Profile changes go through conf; the step record (direct) does not load it. */
+  private async write(file: StoreFile, direct: boolean): Promise<void> {
     try {
-      this.conf.store = file;
-      // conf creates the file 0600; these repair a file or folder whose mode was changed since.
+      if (direct) writeStoreFile(this.path, serializeStore(file));
+      else (await this.openConf()).store = file;
+      // Both writers create the file 0600; these repair a file or folder whose mode was changed since.
       if (((statOrUndefined(this.path)?.mode ?? 0) & 0o777) !== FILE_MODE) chmodSync(this.path, FILE_MODE);
       const dir = statOrUndefined(this.dir);
       if (dir !== undefined && (dir.mode & 0o077) !== 0 && isOurPrivateDir(dir)) chmodSync(this.dir, DIR_MODE);
     } catch (cause) {
       throw storeError(this.path, cause);
     }
+  }
+
+  private async openConf(): Promise<Conf<StoreFile>> {
+    if (this.conf === undefined) {
+      const { default: Conf } = await import("conf");
+      this.conf = new Conf<StoreFile>({
+        projectName: "tknock",
+        configName: STORE_FILE_NAME.replace(/\.json$/, ""),
+        cwd: this.dir,
+        configFileMode: FILE_MODE,
+        accessPropertiesByDotNotation: false, // profile names contain dots (host names)
+        clearInvalidConfig: false, // a store holding secrets is never silently emptied
+      });
+    }
+    return this.conf;
   }
 
   private parse(name: string, entry: StoredEntry): StoredProfile {
@@ -182,21 +195,31 @@ export class ProfileStore {
       .map((name) => this.parse(name, profiles[name] as StoredEntry));
   }
 
+  /** The stored entry as it is now, its URI not parsed (the step record of a profile already found). */
+  entry(name: string): StoredEntry | undefined {
+    return this.read().profiles[name];
+  }
+
   get(name: string): StoredProfile | undefined {
     const entry = this.read().profiles[name];
     return entry === undefined ? undefined : this.parse(name, entry);
   }
 
   /** Runs a read-modify-write of the file under the store's lock; change returns false to write nothing. */
-  private async update(change: (file: StoreFile) => boolean | void): Promise<void> {
-    await withFileLock(
+  private async update(change: (file: StoreFile) => boolean | void, direct = false): Promise<void> {
+    await withPidLock(
       this.path,
-      () => {
+      async () => {
         const file = this.read();
-        if (change(file) !== false) this.write(file);
+        if (change(file) !== false) await this.write(file, direct);
       },
-      { permissionFix: CLIENT_PERMISSION_FIX },
+      this.lockOptions(),
     );
+  }
+
+  /** For locks in the store folder: a refused lock is said like a refused store (whose folder it is, the fix). */
+  lockOptions(): { permissionFix: string; fsError: (cause: unknown) => TknockError | undefined } {
+    return { permissionFix: CLIENT_PERMISSION_FIX, fsError: (cause) => storeAccessError(this.path, cause) };
   }
 
   /** Adds a profile; a name in use is refused unless force (then it is replaced, its step history kept). */
@@ -240,7 +263,7 @@ export class ProfileStore {
       }
       const avoid = [...(entry.avoidSteps ?? []), step].filter((s) => s >= step - AVOID_KEEP).sort((a, b) => a - b);
       file.profiles[name] = { ...entry, avoidSteps: [...new Set(avoid)] };
-    });
+    }, true);
   }
 
   /** Stores the clock offset used by every knock of the profile (0 removes it). */

@@ -5,6 +5,8 @@ import { ExitCode, TknockError } from "../../src/errors.js";
 import type { KnockTarget, Sender } from "./sender.js";
 import { buildSynSegment } from "./tcp-syn.js";
 
+const RAW_SEND_TIMEOUT_MS = 2000;
+
 const PERMISSION_HINT =
   "the raw transport needs root (it crafts its own packets): run it with sudo, or use the default tcp transport (drop --transport raw; it needs no privilege)";
 
@@ -72,7 +74,14 @@ export async function createRawSender(target: KnockTarget, firstPort: number): P
         seq: randomInt(0, 2 ** 32 - 1),
       });
       return new Promise((resolve, reject) => {
+        // raw-socket stops its poll handle between queued sends, so nothing it holds keeps Node's loop alive: the
+        // process could end with the knock unsent (exit 0). This timer does, and bounds the wait.
+        const timer = setTimeout(
+          () => reject(new TknockError("TKNOCK_NETWORK", `the raw socket did not send the knock to ${target.address} port ${port} within ${RAW_SEND_TIMEOUT_MS} ms`, ExitCode.network)),
+          RAW_SEND_TIMEOUT_MS,
+        );
         socket.send(segment, 0, segment.length, target.address, (err) => {
+          clearTimeout(timer);
           if (err) reject(new TknockError("TKNOCK_NETWORK", `cannot send a knock to ${target.address} port ${port}: ${err.message}`, ExitCode.network, { cause: err }));
           else resolve();
         });
