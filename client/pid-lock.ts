@@ -144,7 +144,7 @@ function release(lockPath: string): void {
 function lockError(path: string, cause: unknown, options: PidLockOptions): TknockError {
   const known = options.fsError?.(cause) ?? knownFsError(cause, "lock", path, options.permissionFix);
   if (known !== undefined) return known;
-  return new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${errnoCode(cause) ?? String(cause)}): check that its directory exists and is writable`, ExitCode.usage, {
+  return new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${errnoCode(cause) ?? String(cause)}): check that its directory exists and is writable`, ExitCode.system, {
     cause,
   });
 }
