@@ -149,12 +149,15 @@ export async function knockFlow(ctx: KnockContext, entry: StoredProfile, opts: F
       const outcome = await withPidLock(
         join(ctx.store.dir, `${entry.name}.knock`),
         async (): Promise<{ done: FlowResult } | { waitMs: number }> => {
-          if (waited && opts.probeFirst) {
+          // Another process may have knocked between our look and this lock without us ever waiting for the lock
+          // (it was free again by then): a step recorded since the command read the store tells.
+          const knockedSince = waited || ctx.store.entry(entry.name)?.lastStepUsed !== entry.lastStepUsed;
+          if (knockedSince && opts.probeFirst) {
             const open = await alreadyOpen(" (another tknock knocked)");
             if (open) return { done: open };
           }
           // The port was looked at just before (unless another knock ran meanwhile): no second look needed.
-          const step = await chooseAndRecord(ctx, entry, opts, check, target, opts.probeFirst && !waited ? "closed" : undefined);
+          const step = await chooseAndRecord(ctx, entry, opts, check, target, opts.probeFirst && !knockedSince ? "closed" : undefined);
           if (typeof step !== "number") return step;
           const knock = await send(ctx, entry, sender, target, step, opts.delayMs);
           if (opts.waitSeconds === undefined) return { done: { target, knock, state: "unchecked" } };
@@ -229,9 +232,13 @@ async function chooseAndRecord(
 
 async function send(ctx: KnockContext, entry: StoredProfile, sender: Sender, target: KnockTarget, step: number, delayMs: number): Promise<KnockReport> {
   const ports = deriveSequence(entry.profile, step);
-  for (const [i, port] of ports.entries()) {
-    if (i > 0 && delayMs > 0) await ctx.deps.sleep(delayMs);
-    await sender.knock(port);
+  if (delayMs === 0 && sender.knockAll) {
+    await sender.knockAll(ports);
+  } else {
+    for (const [i, port] of ports.entries()) {
+      if (i > 0 && delayMs > 0) await ctx.deps.sleep(delayMs);
+      await sender.knock(port);
+    }
   }
   ctx.info(`knocked ${entry.name} at ${target.address}: step ${step}, ${ports.length} ${sender.transport} knocks`);
   return { name: entry.name, target, transport: sender.transport, step, ports };

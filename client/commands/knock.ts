@@ -11,9 +11,10 @@ export const DEFAULT_WAIT_SECONDS = 10;
 export const MAX_WAIT_SECONDS = 600;
 
 /**
- * Knocks go back to back: each is its own connect() one event-loop turn after the last (about 0.3 ms apart in the
- * lab), in order on the wire. The shorter the sequence, the fewer spoofed knocks can land inside it (the server
- * tolerates a few: docs/protocol.md section 6); a 10 ms default let 30 spoofed packets a second lock a client out.
+ * Knocks go back to back: the whole sequence is handed to the kernel in one event-loop turn (Sender.knockAll), in
+ * order on the wire, microseconds apart. The shorter the sequence, the fewer spoofed knocks can land inside it (the
+ * server tolerates a few: docs/protocol.md section 6); a 10 ms default let 30 spoofed packets a second lock a
+ * client out.
  */
 export const DEFAULT_DELAY_MS = 0;
 

@@ -11,6 +11,12 @@ export type KnockTarget = { readonly address: string; readonly family: 4 | 6 };
 export type Sender = {
   readonly transport: Transport;
   knock(port: number): Promise<void>;
+  /**
+   * Sends the whole sequence in one event-loop turn, in order (for `--delay 0`): the knocks leave within
+   * microseconds of each other, however busy this host is, so almost no spoofed knock can land between them
+   * (docs/protocol.md section 6). Transports without it knock one by one.
+   */
+  knockAll?(ports: readonly number[]): Promise<void>;
   close(): void;
 };
 

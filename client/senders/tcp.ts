@@ -12,23 +12,31 @@ const LOCAL_FAILURES = new Set(["ENETUNREACH", "EHOSTUNREACH", "EADDRNOTAVAIL", 
  * closing before the 1 s initial RTO means no retransmission.
  */
 export function createTcpSender(target: KnockTarget): Sender {
-  return {
-    transport: "tcp",
-    async knock(port: number): Promise<void> {
+  const knockAll = async (ports: readonly number[]): Promise<void> => {
+    const failures: (NodeJS.ErrnoException | undefined)[] = ports.map(() => undefined);
+    // connect() is called for every socket in this turn; net runs each connect(2) on the next tick, in the order
+    // the sockets were connected (the address is already an IP, so no lookup), so the SYNs leave in order.
+    const sockets = ports.map((port, i) => {
       const socket = new Socket();
-      let failure: NodeJS.ErrnoException | undefined;
       socket.on("error", (err: NodeJS.ErrnoException) => {
-        failure ??= err;
+        failures[i] ??= err;
       });
       socket.connect({ host: target.address, port });
-      // net.connect() calls connect(2) on the next tick (the address is already an IP, so no lookup); one loop
-      // turn later the SYN is in the kernel's hands and any immediate local failure has been reported.
-      await nextLoopTurn();
-      socket.destroy();
+      return socket;
+    });
+    // One loop turn later every SYN is in the kernel's hands and any immediate local failure has been reported.
+    await nextLoopTurn();
+    for (const socket of sockets) socket.destroy();
+    for (const [i, failure] of failures.entries()) {
       if (failure?.code !== undefined && LOCAL_FAILURES.has(failure.code)) {
-        throw new TknockError("TKNOCK_NETWORK", `cannot send a knock to ${target.address} port ${port}: ${failure.code}`, ExitCode.network);
+        throw new TknockError("TKNOCK_NETWORK", `cannot send a knock to ${target.address} port ${ports[i] ?? "?"}: ${failure.code}`, ExitCode.network);
       }
-    },
+    }
+  };
+  return {
+    transport: "tcp",
+    knock: (port: number) => knockAll([port]),
+    knockAll,
     close(): void {},
   };
 }

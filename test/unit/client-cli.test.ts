@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -39,6 +39,9 @@ class Harness {
   out: string[] = [];
   err: string[] = [];
 
+  /** Runs at every look at the port (e.g. to play another process that knocks meanwhile). */
+  onConnect: (() => void) | undefined;
+
   constructor(readonly home: string) {}
 
   stepOnDisk(name: string): number | undefined {
@@ -68,6 +71,7 @@ class Harness {
         };
       },
       connect: async (_target, _port, timeoutMs) => {
+        this.onConnect?.();
         if (this.connectError !== undefined) {
           this.nowMs += 1;
           return { kind: "error", code: this.connectError };
@@ -275,6 +279,23 @@ describe("tknock client CLI (in memory)", () => {
     expect(await h.run("srv", "--", "ssh", "me@srv")).toBe(0);
     expect(h.sent).toEqual([]);
     expect(h.commands).toEqual([["ssh", "me@srv"]]);
+  });
+
+  it("when another tknock knocks between this one's look and its lock then it looks again and sends nothing", async () => {
+    let looks = 0;
+    h.portOpensAfterMs = 150; // open from the second look on (the first one times out after 150 ms)
+    h.onConnect = () => {
+      if (looks++ > 0) return;
+      // Another process takes the lock, records step T, knocks and releases the lock, all during our first look.
+      const path = join(h.home, "profiles.json");
+      const file = JSON.parse(readFileSync(path, "utf8")) as { profiles: Record<string, { lastStepUsed?: number }> };
+      (file.profiles["srv"] as { lastStepUsed?: number }).lastStepUsed = T;
+      writeFileSync(path, JSON.stringify(file));
+    };
+    expect(await h.run("srv", "--wait", "2")).toBe(0);
+    expect(h.sent).toEqual([]);
+    expect(h.stepOnDisk("srv")).toBe(T);
+    expect(h.err.join("\n")).toMatch(/another tknock knocked.*no knock sent/);
   });
 
   it("when --probe-timeout 0 is given then --wait knocks without looking first", async () => {
