@@ -3,6 +3,7 @@ import type { Firewall, Listener } from "../src/ports.js";
 import { NftablesFirewall } from "./firewalls/nftables/nftables-firewall.js";
 import { nftTablePresent } from "./firewalls/nftables/table-present.js";
 import { createPcapListener } from "./listeners/pcap/listener.js";
+import { createLogListener, TKNOCK_LOG_PREFIX } from "./listeners/log/listener.js";
 import type { Logger } from "./logger.js";
 
 /** The one place config names turn into adapters; a new backend is one more case here. */
@@ -23,6 +24,13 @@ export function createListener(config: ServerConfig, log: Logger): Listener {
         localAddresses: config.tcpdump.localAddresses,
         knockRange: config.knockRange,
         log,
+      });
+    case "log":
+      return createLogListener({
+        source: config.logSource,
+        knockRange: config.knockRange,
+        requirePrefix: config.logExisting ? undefined : TKNOCK_LOG_PREFIX,
+        log: (level, message, fields) => log[level](fields, message),
       });
   }
 }

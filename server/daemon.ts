@@ -84,6 +84,7 @@ export class Daemon {
       protectedPorts: this.config.protect,
       knockRange: this.config.knockRangeDrop ? this.config.knockRange : undefined,
       exemptServices: this.services.current,
+      ...(this.config.listener === "log" && !this.config.logExisting ? { logKnocks: this.config.knockRange } : {}),
     };
   }
 

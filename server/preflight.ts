@@ -12,6 +12,7 @@ import type { ServerConfig } from "./config/schema.js";
 import { ExitCode, TknockError, type TknockCode } from "../src/errors.js";
 import { runNftOnce } from "./firewalls/nftables/nft-process.js";
 import { checkTcpdump } from "./listeners/pcap/listener.js";
+import { checkLogSource } from "./listeners/log/check-source.js";
 
 /** Linux capability numbers (include/uapi/linux/capability.h). */
 export const CAP = { setgid: 6, setuid: 7, netAdmin: 12, netRaw: 13 } as const;
@@ -21,9 +22,12 @@ export type PreflightOptions = {
   readonly procStatusPath?: string;
   /** Where interfaces are listed. Default /sys/class/net (`ip netns exec` mounts the namespace's own). */
   readonly sysClassNet?: string;
-  /** How long tcpdump or nft may take to answer. Default 1500 ms, so a failing start ends within 2 s. */
+  /** How long tcpdump, journalctl or nft may take to answer. Default 1500 ms, so a failing start ends within 2 s. */
   readonly commandTimeoutMs?: number;
   readonly uid?: number;
+  /** Listener log with logSource journald: the journalctl to check (default from PATH); kmsg: the device (default /dev/kmsg). */
+  readonly journalctlPath?: string;
+  readonly kmsgPath?: string;
 };
 
 export type PreflightResult = {
@@ -48,7 +52,7 @@ export async function preflightRun(config: ServerConfig, options: PreflightOptio
     }),
     Promise.resolve().then(() => checkStateDirWritable(config.stateDir)),
     Promise.resolve().then(() => checkInterface(config.interface, { sysClassNet: options.sysClassNet })),
-    checkListenerNeeds(config, timeoutMs),
+    checkListenerNeeds(config, timeoutMs, options),
     checkFirewallNeeds(config, timeoutMs),
   ]);
   for (const o of outcomes) if (o.status === "rejected") throw o.reason;
@@ -141,10 +145,17 @@ function interfaceExists(name: string, sysClassNet: string): boolean {
   return names.includes(name);
 }
 
-async function checkListenerNeeds(config: ServerConfig, timeoutMs: number): Promise<void> {
+async function checkListenerNeeds(config: ServerConfig, timeoutMs: number, options: PreflightOptions): Promise<void> {
   switch (config.listener) {
     case "pcap":
       return checkTcpdump(config.tcpdump.path, timeoutMs);
+    case "log":
+      // No tcpdump: the kernel's log is the capture.
+      return checkLogSource(config.logSource, {
+        timeoutMs,
+        ...(options.journalctlPath !== undefined ? { journalctlPath: options.journalctlPath } : {}),
+        ...(options.kmsgPath !== undefined ? { kmsgPath: options.kmsgPath } : {}),
+      });
   }
 }
 

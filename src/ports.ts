@@ -80,6 +80,11 @@ export type GateSpec = {
    * ports stay gated: they are matched first). Absent: none.
    */
   readonly exemptServices?: readonly ServicePort[];
+  /**
+   * Ports whose packets the kernel logs (rate-limited, prefix "tknock: ") before the knock-range drop, for the log
+   * listener. Absent: no log rule.
+   */
+  readonly logKnocks?: { readonly min: number; readonly max: number } | undefined;
 };
 
 /** What check() found wrong with the gate; message is one short line for logs and `status`. */

@@ -14,7 +14,7 @@ import { StepStore } from "../state.js";
 import { configPathOf } from "./context.js";
 import { parseKnockRangeArg } from "./knock-range-arg.js";
 
-type InitOptions = { interface?: string; protect?: string[]; stateDir?: string; clients?: string; force?: boolean; knockRange?: string; knockRangeDrop?: boolean };
+type InitOptions = { interface?: string; protect?: string[]; stateDir?: string; clients?: string; force?: boolean; knockRange?: string; knockRangeDrop?: boolean; listener?: string; logSource?: string; logExisting?: boolean };
 
 export function parsePortArgs(values: readonly string[] | undefined, option: string): number[] | undefined {
   if (values === undefined) return undefined;
@@ -35,6 +35,9 @@ export function registerInit(program: Command, io: CliIo): void {
     .option("--protect <port...>", "ports to keep closed until a knock (default 22)")
     .option("--knock-range <min-max>", "ports clients knock, e.g. 20000-29999 (default 10000-59999); keep your services out of it")
     .option("--no-knock-range-drop", "do not drop the knock range: a scan sees it closed instead of filtered (see README)")
+    .option("--listener <pcap|log>", "pcap: capture with tcpdump; log: follow the firewall's log (see README)", "pcap")
+    .option("--log-source <journald|kmsg|file:PATH>", "listener log: where to read the kernel's log (default journald)")
+    .option("--log-existing", "listener log: the host already logs knock-range packets (ufw logging on): add no log rule")
     .option("--state-dir <dir>", `state directory (default ${DEFAULT_STATE_DIR})`)
     .option("--clients <file>", "clients file (default: clients.json next to the config)")
     .option("--force", "overwrite an existing config and clients file")
@@ -56,6 +59,9 @@ export function registerInit(program: Command, io: CliIo): void {
         protect: parsePortArgs(opts.protect, "--protect") ?? base.protect,
         knockRange: opts.knockRange === undefined ? base.knockRange : parseKnockRangeArg(opts.knockRange),
         knockRangeDrop: opts.knockRangeDrop ?? base.knockRangeDrop,
+        listener: opts.listener ?? base.listener,
+        logSource: opts.logSource ?? base.logSource,
+        logExisting: opts.logExisting ?? base.logExisting,
       };
       parseServerConfig(config, configPath); // the written file must load
       checkInterface(config.interface, { fix: "pass --interface with one of this host's interfaces" });

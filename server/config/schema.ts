@@ -7,7 +7,15 @@ import { Checker } from "./check.js";
 export type ServerConfig = {
   /** Interface to watch: a name or "any". */
   readonly interface: string;
-  readonly listener: "pcap";
+  /** "pcap": capture with tcpdump; "log": follow the firewall's log (logSource). */
+  readonly listener: "pcap" | "log";
+  /** Where the log listener reads: "journald", "kmsg" (/dev/kmsg) or "file:/abs/path" (followed like tail -F). */
+  readonly logSource: "journald" | "kmsg" | `file:/${string}`;
+  /**
+   * Log listener: the host already logs knock-range packets (ufw with logging on, an iptables LOG rule): the gate
+   * adds no log rule of its own and every netfilter log line counts, whatever its prefix.
+   */
+  readonly logExisting: boolean;
   readonly firewall: "nftables";
   /** Ports kept closed until a knock opens them for one source. */
   readonly protect: readonly number[];
@@ -57,6 +65,8 @@ export function defaultServerConfig(paths: { clientsFile: string; stateDir?: str
   return {
     interface: "any",
     listener: "pcap",
+    logSource: "journald",
+    logExisting: false,
     firewall: "nftables",
     protect: [22],
     clientsFile: paths.clientsFile,
@@ -86,7 +96,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
   const d = defaultServerConfig({ clientsFile: "" });
   const o =
     c.object(raw, "config", [
-      "interface", "listener", "firewall", "protect", "clientsFile", "stateDir", "knockRange", "knockRangeDrop", "openSeconds",
+      "interface", "listener", "logSource", "logExisting", "firewall", "protect", "clientsFile", "stateDir", "knockRange", "knockRangeDrop", "openSeconds",
       "skewWindows", "diagnosticWindows", "knockTimeoutMs", "retransmitMs", "toleratedWrongKnocks", "maxSources", "bruteForce",
       "replayLog", "nftables", "tcpdump", "logLevel",
     ]) ?? {};
@@ -105,7 +115,10 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
   if (o["clientsFile"] === undefined) c.problem("clientsFile", "is missing: name the clients file (absolute path)");
   const config: ServerConfig = {
     interface: get("interface", d.interface, (v, p) => c.string(v, p, { pattern: /^[A-Za-z0-9_.:@-]{1,15}$/, hint: 'use an interface name or "any"' })),
-    listener: get("listener", d.listener, (v, p) => c.oneOf(v, p, ["pcap"] as const)),
+    listener: get("listener", d.listener, (v, p) => c.oneOf(v, p, ["pcap", "log"] as const)),
+    logSource: get("logSource", d.logSource, (v, p) =>
+      c.string(v, p, { pattern: /^(journald|kmsg|file:\/[^\0]+)$/, hint: 'use "journald", "kmsg" or "file:/absolute/path"' }) as ServerConfig["logSource"]),
+    logExisting: get("logExisting", d.logExisting, (v, p) => c.bool(v, p)),
     firewall: get("firewall", d.firewall, (v, p) => c.oneOf(v, p, ["nftables"] as const)),
     protect: get("protect", d.protect, (v, p) => c.ports(v, p, { allowEmpty: false })),
     clientsFile: get("clientsFile", d.clientsFile, (v, p) => c.string(v, p, ABS_PATH)),

@@ -26,6 +26,7 @@ export type ValidGate = {
   readonly knockRange: { readonly min: number; readonly max: number } | undefined;
   /** Sorted (tcp first, then by port), without duplicates. */
   readonly exemptServices: readonly ServicePort[];
+  readonly logKnocks: { readonly min: number; readonly max: number } | undefined;
 };
 
 export function invalidGrant(message: string): TknockError {
@@ -84,18 +85,21 @@ export function validateGate(gate: GateSpec): ValidGate {
   for (const port of gate.protectedPorts) {
     if (!isPort(port)) throw invalidGate(`protected port ${show(port)} is not allowed: use an integer from 1 to 65535`);
   }
-  const range = gate.knockRange;
-  if (range !== undefined) {
-    if (!isPort(range.min) || !isPort(range.max) || range.min > range.max) {
-      throw invalidGate(`knock range ${show(range.min)}-${show(range.max)} is not allowed: use ports 1..65535 with min <= max`);
-    }
-  }
   const protectedPorts = [...new Set(gate.protectedPorts)].sort((a, b) => a - b);
   return {
     protectedPorts,
-    knockRange: range === undefined ? undefined : { min: range.min, max: range.max },
+    knockRange: validRange(gate.knockRange, "knock range"),
     exemptServices: validateServices(gate.exemptServices ?? []),
+    logKnocks: validRange(gate.logKnocks, "logged range"),
   };
+}
+
+function validRange(range: { readonly min: number; readonly max: number } | undefined, what: string): { min: number; max: number } | undefined {
+  if (range === undefined) return undefined;
+  if (!isPort(range.min) || !isPort(range.max) || range.min > range.max) {
+    throw invalidGate(`${what} ${show(range.min)}-${show(range.max)} is not allowed: use ports 1..65535 with min <= max`);
+  }
+  return { min: range.min, max: range.max };
 }
 
 function validateServices(services: readonly ServicePort[]): ServicePort[] {

@@ -149,6 +149,39 @@ describe("start-up checks", () => {
       });
     });
 
+    describe("listener log", () => {
+      const noTcpdump = (c: ServerConfig): ServerConfig => ({ ...c, listener: "log", tcpdump: { ...c.tcpdump, path: join(dir, "no-tcpdump") } });
+      const runLog = (c: ServerConfig, opts: { journalctlPath?: string; kmsgPath?: string } = {}) =>
+        preflightRun(noTcpdump(c), { sysClassNet: sys, procStatusPath: procPath, uid: 0, ...opts });
+
+      it("when the source is a file in an existing folder then it passes without tcpdump", async () => {
+        await expect(runLog({ ...config, logSource: `file:${join(dir, "kern.log")}` })).resolves.toEqual({ warnings: [] });
+      });
+
+      it("when the followed file's folder does not exist then TKNOCK_LOG_SOURCE names the folder", async () => {
+        const err = await runLog({ ...config, logSource: `file:${join(dir, "nope", "kern.log")}` }).catch((e: unknown) => e);
+        expect(err).toMatchObject({ code: "TKNOCK_LOG_SOURCE", exitCode: 1, message: expect.stringContaining(join(dir, "nope")) });
+      });
+
+      it("when journalctl is missing then TKNOCK_LOG_SOURCE names journalctl, within 2 s", async () => {
+        const t0 = Date.now();
+        const err = await runLog({ ...config, logSource: "journald" }, { journalctlPath: join(dir, "no-journalctl") }).catch((e: unknown) => e);
+        expect(Date.now() - t0).toBeLessThan(2000);
+        expect(err).toMatchObject({ code: "TKNOCK_LOG_SOURCE", exitCode: 1, message: expect.stringContaining("journalctl not found") });
+      });
+
+      it("when journalctl answers then journald passes", async () => {
+        await expect(runLog({ ...config, logSource: "journald" }, { journalctlPath: "/bin/true" })).resolves.toEqual({ warnings: [] });
+      });
+
+      it("when the kmsg device cannot be opened then TKNOCK_LOG_SOURCE names it", async () => {
+        await expect(runLog({ ...config, logSource: "kmsg" }, { kmsgPath: join(dir, "no-kmsg") })).rejects.toMatchObject({
+          code: "TKNOCK_LOG_SOURCE",
+          message: expect.stringContaining("no-kmsg"),
+        });
+      });
+    });
+
     it("when the interface is missing then it fails with TKNOCK_NO_INTERFACE", async () => {
       await expect(run({ ...config, interface: "eth9" })).rejects.toMatchObject({ code: "TKNOCK_NO_INTERFACE" });
     });

@@ -15,6 +15,18 @@ export const SET_GRANTS6 = "grants6";
 export const SET_SERVICES = "services";
 export const CHAIN_INPUT = "input";
 
+/**
+ * The log listener's rule: the kernel logs knock-range packets with our prefix (the listener reads only those lines).
+ * The limit keeps a flood from filling the kernel log (and the disk behind journald): beyond
+ * KNOCK_LOG_RATE per second, after a burst of KNOCK_LOG_BURST, packets are dropped unlogged, so knocks sent
+ * during such a flood are not seen and the client knocks again after it. A knock is 3-8 packets: 200/s leaves
+ * room for dozens of clients knocking in the same second.
+ */
+export const KNOCK_LOG_RATE = 200;
+export const KNOCK_LOG_BURST = 400;
+export const KNOCK_LOG_PREFIX = "tknock: ";
+const KNOCK_LOG_STATEMENT = `limit rate ${KNOCK_LOG_RATE}/second burst ${KNOCK_LOG_BURST} packets log prefix "${KNOCK_LOG_PREFIX}"`;
+
 /** Grants per command line: a line is one transaction; huge set literals are split. */
 export const MAX_GRANTS_PER_LINE = 256;
 
@@ -57,10 +69,10 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
     // apply to it, as they would without tknock. After the protected drop, so a protected port stays gated.
     `add rule ${t} ${CHAIN_INPUT} meta l4proto . th dport @${SET_SERVICES} return`,
   );
-  if (gate.knockRange) {
-    const { min, max } = gate.knockRange;
-    lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${min === max ? `${min}` : `${min}-${max}`} drop`);
-  }
+  const ports = ({ min, max }: { min: number; max: number }): string => (min === max ? `${min}` : `${min}-${max}`);
+  // After the protected ports and the exempted services (neither is a knock), before the drop that ends the packet.
+  if (gate.logKnocks) lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.logKnocks)} ${KNOCK_LOG_STATEMENT}`);
+  if (gate.knockRange) lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.knockRange)} drop`);
   return `${lines.join("\n")}\n`;
 }
 
