@@ -51,6 +51,21 @@ describe("parseServerConfig", () => {
     expect(config.tcpdump).toEqual({ path: "tcpdump", bufferKiB: 65536, localAddresses: [] });
   });
 
+  it("when the listener is log then its source and logExisting are read, with journald and false by default", () => {
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE }, "s")).toMatchObject({ listener: "pcap", logSource: "journald", logExisting: false });
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "log" }, "s")).toMatchObject({ listener: "log", logSource: "journald" });
+    for (const logSource of ["kmsg", "journald", "file:/var/log/kern.log"]) {
+      expect(parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "log", logSource, logExisting: true }, "s")).toMatchObject({ logSource, logExisting: true });
+    }
+  });
+
+  it("when the log source or listener is not one tknock knows then each is rejected with its path", () => {
+    for (const logSource of ["syslog", "file:relative/kern.log", "file:", "/var/log/kern.log", 5]) {
+      expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, logSource }, "s")))).toEqual(["logSource"]);
+    }
+    expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog", logExisting: "yes" }, "s")))).toEqual(["listener", "logExisting"]);
+  });
+
   it("when a key is unknown (a typo) then it is rejected with its path", () => {
     const err = configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, skewWindow: 2 }, "server.json"));
     expect(issuePaths(err)).toEqual(["config.skewWindow"]);

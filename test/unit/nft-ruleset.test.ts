@@ -64,6 +64,31 @@ describe("nft ruleset builders", () => {
     expect(script).not.toContain("add element inet tknock services");
   });
 
+  it("when the log listener needs the knock range logged then a rate-limited 'tknock: ' log rule comes after the services return and before the range drop", () => {
+    const script = buildInstallScript("tknock", {
+      protectedPorts: [22],
+      knockRange: { min: 40000, max: 49999 },
+      exemptServices: [{ proto: "tcp", port: 41000 }],
+      logKnocks: { min: 40000, max: 49999 },
+    });
+    const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
+    expect(rules.slice(-3)).toEqual([
+      "add rule inet tknock input meta l4proto . th dport @services return",
+      'add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 limit rate 200/second burst 400 packets log prefix "tknock: "',
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
+    ]);
+  });
+
+  it("when the knock range is not dropped but logged then the log rule is there and no drop", () => {
+    const script = buildInstallScript("tknock", { protectedPorts: [22], knockRange: undefined, logKnocks: { min: 7000, max: 7000 } });
+    expect(script).toContain('th dport 7000 limit rate 200/second burst 400 packets log prefix "tknock: "\n');
+    expect(script).not.toContain("th dport 7000 drop");
+  });
+
+  it("when the logged range is invalid then the gate is refused before anything reaches nft", () => {
+    expect(codeOf(() => buildInstallScript("tknock", { protectedPorts: [22], knockRange: undefined, logKnocks: { min: 9, max: 8 } }))).toBe("TKNOCK_INVALID_GATE");
+  });
+
   it("when the knock range is one port then the rule names that port", () => {
     expect(buildInstallScript("tknock", { protectedPorts: [22], knockRange: { min: 7000, max: 7000 } })).toContain("th dport 7000 drop\n");
   });
