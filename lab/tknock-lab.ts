@@ -111,8 +111,8 @@ export class TknockLab {
     );
     exited.catch(() => undefined);
     await Promise.race([this.waitForLog((l) => l.msg === "tknock-server running", 15_000, from), exited]);
-    // Knocks count once tcpdump has attached its filter.
-    await Promise.race([this.waitForLog((l) => l.msg === "tcpdump capturing", 10_000, from), exited]);
+    // Knocks count once tcpdump has attached its filter (or the log listener reads its source).
+    await Promise.race([this.waitForLog((l) => l.msg === "tcpdump capturing" || l.msg === "log source reading", 10_000, from), exited]);
   }
 
   /** Resolves with the first log line (past or future) that matches, or rejects after timeoutMs. */

@@ -191,7 +191,7 @@ export class Daemon {
     let matcherChanged = false;
     try {
       const next = loadServerConfig(this.deps.configPath);
-      const restartNeeded = (["interface", "listener", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const).filter(
+      const restartNeeded = (["interface", "listener", "logSource", "logExisting", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const).filter(
         (k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
       );
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");

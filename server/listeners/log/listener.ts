@@ -75,6 +75,7 @@ class LogListener implements Listener {
     if (on !== this.reading) {
       this.reading = on;
       this.sinceMs = Date.now();
+      if (on) this.o.log?.("info", "log source reading", { source: this.o.source, prefix: this.o.requirePrefix ?? null });
     }
   }
 

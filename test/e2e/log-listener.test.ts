@@ -1,0 +1,113 @@
+/**
+ * The log listener in the lab (issue 12): the real `tknock-server run` with `listener: "log"` reads the kernel's
+ * log of the gate's `log prefix "tknock: "` rule, from /dev/kmsg (source kmsg) and from a file that the test
+ * writes as a syslog daemon would (source file:, lines copied from /dev/kmsg with an RFC 3339 time). journald does
+ * not run on the CI machines (systemctl is-system-running: offline), so its source is covered by unit tests only.
+ * The lab's server logs from a non-initial network namespace, which the kernel does only with
+ * net.netfilter.nf_log_all_netns=1: set for this suite and restored after it, also on failure.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildFloodSender, startFlood } from "../../bench/flood-sender.js";
+import { sleep, TknockLab } from "../../lab/tknock-lab.js";
+import { describeAsRoot } from "../support/root.js";
+
+const RANGE = { min: 40000, max: 44999 };
+const SYSCTL = "net.netfilter.nf_log_all_netns";
+
+function sysctl(value?: string): string {
+  const r = spawnSync("sysctl", value === undefined ? ["-n", SYSCTL] : ["-q", "-w", `${SYSCTL}=${value}`], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`sysctl ${SYSCTL} failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+describeAsRoot("end to end: the log listener", () => {
+  let oldNetns: string;
+  beforeAll(() => {
+    buildFloodSender();
+    oldNetns = sysctl();
+    sysctl("1");
+  });
+  afterAll(() => {
+    sysctl(oldNetns);
+  });
+
+  for (const source of ["kmsg", "file"] as const) {
+    describe(`source ${source}`, () => {
+      let t: TknockLab;
+      let copier: ChildProcess | undefined;
+      let service: ChildProcess | undefined;
+
+      beforeAll(async () => {
+        t = await TknockLab.create({ openSeconds: 5, extraConfig: { knockRange: RANGE } });
+        const logFile = join(t.dir, "kern.log");
+        if (source === "file") {
+          // A stand-in syslog daemon: the gate's kernel lines about this lab, appended with a sub-second time.
+          writeFileSync(logFile, "");
+          copier = spawn("cat", ["/dev/kmsg"], { stdio: ["ignore", "pipe", "ignore"] });
+          let partial = "";
+          copier.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+            const lines = (partial + chunk).split("\n");
+            partial = lines.pop() ?? "";
+            const ours = lines.map((l) => l.slice(l.indexOf(";") + 1)).filter((l) => l.startsWith("tknock: ") && l.includes(` DST=${t.serverAddr} `));
+            if (ours.length > 0) appendFileSync(logFile, ours.map((l) => `${new Date().toISOString()} server kernel: ${l}\n`).join(""));
+          });
+        }
+        const config = JSON.parse(readFileSync(t.configPath, "utf8")) as Record<string, unknown>;
+        writeFileSync(t.configPath, JSON.stringify({ ...config, listener: "log", logSource: source === "kmsg" ? "kmsg" : `file:${logFile}` }, null, 2));
+        service = t.startService(t.protectPort);
+        await t.enrollClient("alice");
+        await t.startDaemon();
+      }, 120_000);
+
+      afterAll(async () => {
+        copier?.kill("SIGKILL");
+        service?.kill();
+        await t?.destroy();
+      });
+
+      it("when the client knocks then the port opens for the client only; a replay from another host is refused and recorded", async () => {
+        const seq = JSON.parse(await t.serverOk(["sequence", "alice", "--json"])) as { ports: number[] };
+        await t.sendSyns("client", seq.ports);
+        await t.waitForLog((l) => l.msg === "opened" && l["client"] === "alice", 5000);
+        const probe = await t.probe("client", t.protectPort);
+        expect(probe.state).toBe("open");
+        expect(probe.data).toContain("hello from the protected service");
+        expect((await t.probe("other", t.protectPort)).state).toBe("filtered");
+
+        await t.sendSyns("other", seq.ports);
+        const deadline = Date.now() + 5000;
+        let replays: unknown[] = [];
+        while (Date.now() < deadline && replays.length === 0) {
+          replays = (await t.replays()).filter((r) => r.kind === "replay" && r.source === t.lab.host("other").ipv4);
+          if (replays.length === 0) await sleep(200);
+        }
+        expect(replays.length).toBe(1);
+        expect((await t.probe("other", t.protectPort)).state).toBe("filtered");
+      }, 60_000);
+
+      it("when a third host sweeps the whole knock range in ascending order then nothing opens and it is recorded as brute force", async () => {
+        const third = t.lab.host("other");
+        const mark = t.logCount;
+        const span = RANGE.max - RANGE.min + 1;
+        const report = await startFlood(t.lab, "other", {
+          dst: t.serverAddr,
+          rate: 20_000,
+          maxPackets: span,
+          maxSeconds: 30,
+          portRange: RANGE,
+          ascending: true,
+          sources: "fixed4",
+          source: third.ipv4,
+        }).done;
+        expect(report.sent).toBe(span);
+        await t.waitForLog((l) => l.msg === "brute force: many failed sequences from one source" && l["src"] === third.ipv4, 5000, mark);
+        await sleep(500);
+        expect(t.logsSince(mark).filter((l) => l.msg === "opened")).toEqual([]);
+        expect((await t.probe("other", t.protectPort)).state).toBe("filtered");
+      }, 60_000);
+    });
+  }
+});
