@@ -10,7 +10,7 @@ export type ServerConfig = {
   /** "pcap": capture with tcpdump; "log": follow the firewall's log (logSource). */
   readonly listener: "pcap" | "log";
   /** Where the log listener reads: "journald", "kmsg" (/dev/kmsg) or "file:/abs/path" (followed like tail -F). */
-  readonly logSource: "journald" | "kmsg" | `file:/${string}`;
+  readonly logSource: "journald" | "kmsg" | `file:${string}`;
   /**
    * Log listener: the host already logs knock-range packets (ufw with logging on, an iptables LOG rule): the gate
    * adds no log rule of its own and every netfilter log line counts, whatever its prefix.
