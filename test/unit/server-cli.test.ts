@@ -114,6 +114,21 @@ describe("tknock-server CLI", () => {
       expect([p.portMin, p.portMax]).toEqual([20000, 29999]);
     });
 
+    it("when --listener log, --log-source and --log-existing are given then the config holds them", async () => {
+      await init(["--listener", "log", "--log-source", "file:/var/log/kern.log", "--log-existing"]);
+      expect(loadServerConfig(configPath)).toMatchObject({ listener: "log", logSource: "file:/var/log/kern.log", logExisting: true });
+    });
+
+    it("when --listener or --log-source is unknown then init fails naming the key and writes nothing", async () => {
+      for (const args of [["--listener", "ebpf"], ["--listener", "log", "--log-source", "syslog"]]) {
+        const r = await server(["init", ...args, "--state-dir", stateDir]);
+        expect(r.code).toBe(1);
+        expect(errorCodeOf(r)).toBe("TKNOCK_INVALID_CONFIG");
+        expect(r.err.join("\n")).toContain(args[0] === "--listener" && args.length === 2 ? "listener" : "logSource");
+        expect(existsSync(configPath)).toBe(false);
+      }
+    });
+
     it("when --knock-range is left out then the default range is dropped", async () => {
       await init();
       const config = loadServerConfig(configPath);
