@@ -46,8 +46,9 @@ export async function preflightRun(config: ServerConfig, options: PreflightOptio
   const outcomes = await Promise.allSettled([
     Promise.resolve().then(() => {
       const caps = readEffectiveCapabilities(options.procStatusPath);
-      checkCapabilities(caps, uid);
-      const warning = setuidWarning(caps, uid);
+      const captures = config.listener === "pcap";
+      checkCapabilities(caps, uid, captures);
+      const warning = captures ? setuidWarning(caps, uid) : undefined;
       if (warning !== undefined) warnings.push(warning);
     }),
     Promise.resolve().then(() => checkStateDirWritable(config.stateDir)),
@@ -77,15 +78,15 @@ export function hasCapability(mask: bigint, cap: number): boolean {
   return ((mask >> BigInt(cap)) & 1n) === 1n;
 }
 
-/** nftables needs CAP_NET_ADMIN, packet capture CAP_NET_RAW; root normally has both (not in every container). */
-export function checkCapabilities(effective: bigint | undefined, uid: number): void {
-  const ok = effective === undefined ? uid === 0 : hasCapability(effective, CAP.netAdmin) && hasCapability(effective, CAP.netRaw);
+/**
+ * nftables needs CAP_NET_ADMIN, packet capture (the pcap listener) CAP_NET_RAW; root normally has both (not in
+ * every container). The log listener reads what the kernel already logged and captures nothing.
+ */
+export function checkCapabilities(effective: bigint | undefined, uid: number, captures = true): void {
+  const ok = effective === undefined ? uid === 0 : hasCapability(effective, CAP.netAdmin) && (!captures || hasCapability(effective, CAP.netRaw));
   if (!ok) {
-    throw new TknockError(
-      "TKNOCK_PERMISSION",
-      "tknock-server run needs CAP_NET_ADMIN and CAP_NET_RAW (nftables and packet capture): run as root or with sudo",
-      ExitCode.usage,
-    );
+    const needs = captures ? "CAP_NET_ADMIN and CAP_NET_RAW (nftables and packet capture)" : "CAP_NET_ADMIN (nftables)";
+    throw new TknockError("TKNOCK_PERMISSION", `tknock-server run needs ${needs}: run as root or with sudo`, ExitCode.usage);
   }
 }
 
