@@ -10,29 +10,22 @@ import { CapturedKnock } from "../../server/packets/captured-knock.js";
 import { client, knock, MATCHER_OPTIONS as OPTIONS, profile, T, T0_MS } from "../support/matcher-fixtures.js";
 
 describe("matcher: source keys", () => {
-  it("when one source knocks both as captured bytes and as text then it is one source and its sequence opens", () => {
-    const p = profile(1);
-    const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
-    const [a, b, c, d] = deriveSequence(p, T) as [number, number, number, number];
-    const captured = (dstPort: number, atMs: number): CapturedKnock => new CapturedKnock(4, 0xc612_0001 | 0, 0, 0, 0, dstPort, "tcp", atMs);
-    knock(m, "198.18.0.1", a, T0_MS);
-    m.onKnock(captured(b, T0_MS + 100));
-    knock(m, "198.18.0.1", c, T0_MS + 200);
-    expect(m.onKnock(captured(d, T0_MS + 300))).toMatchObject({ kind: "open", client: "alice", src: "198.18.0.1" });
-    expect(m.stats().sources).toBe(1);
-  });
-
-  it("when one IPv6 source knocks both as captured bytes and as text then it is one source and its sequence opens", () => {
-    const p = profile(4);
-    const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
-    const [a, b, c, d] = deriveSequence(p, T) as [number, number, number, number];
-    const captured = (dstPort: number, atMs: number): CapturedKnock => new CapturedKnock(6, 0xfd18_0018 | 0, 0, 0, 1, dstPort, "tcp", atMs);
-    knock(m, "fd18:18::1", a, T0_MS);
-    m.onKnock(captured(b, T0_MS + 100));
-    knock(m, "fd18:18::1", c, T0_MS + 200);
-    expect(m.onKnock(captured(d, T0_MS + 300))).toMatchObject({ kind: "open", client: "alice", src: "fd18:18::1" });
-    expect(m.stats().sources).toBe(1);
-  });
+  const bothWays = [
+    { src: "198.18.0.1", captured: (port: number, at: number) => new CapturedKnock(4, 0xc612_0001 | 0, 0, 0, 0, port, "tcp", at) },
+    { src: "fd18:18::1", captured: (port: number, at: number) => new CapturedKnock(6, 0xfd18_0018 | 0, 0, 0, 1, port, "tcp", at) },
+  ];
+  for (const { src, captured } of bothWays) {
+    it(`when ${src} knocks both as captured bytes and as text then it is one source and its sequence opens`, () => {
+      const p = profile(1);
+      const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
+      const [a, b, c, d] = deriveSequence(p, T) as [number, number, number, number];
+      knock(m, src, a, T0_MS);
+      m.onKnock(captured(b, T0_MS + 100));
+      knock(m, src, c, T0_MS + 200);
+      expect(m.onKnock(captured(d, T0_MS + 300))).toMatchObject({ kind: "open", client: "alice", src });
+      expect(m.stats().sources).toBe(1);
+    });
+  }
 
   it("when an address is spelt another way (leading zeros, IPv4-mapped IPv6) then it is a source of its own", () => {
     const p = profile(2);
