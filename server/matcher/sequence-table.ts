@@ -53,7 +53,7 @@ const MIN_PURGE_IDS = 1024;
 export class SequenceTable {
   /** 1 where some client's range covers the port and that client does not exclude it. */
   readonly watched = new Uint8Array(PORT_SLOTS);
-  /** First port -> [id, second port] pairs, one table per protocol. */
+  /** First port -> [id, wanted] pairs (the start of a source's progress entry), one table per protocol. */
   readonly startsTcp = new StartTable();
   readonly startsUdp = new StartTable();
   private readonly clients = new Set<TrackedClient>();

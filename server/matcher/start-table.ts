@@ -6,13 +6,12 @@ const INLINE_STARTS = 8;
 
 /**
  * Port -> sequences whose first port it is, as pairs [id, wanted, id, wanted, ...] (wanted: the progress word of
- * the sequence's second port, source-table.ts progressWanted) in one flat Int32Array
- * with a fixed region per port: a packet reads one cache line to learn what it starts (a JS array per port costs
- * a header and a backing store, two dependent loads). The counts sit apart (256 KB, stays in cache), so a port
- * that starts nothing costs no miss. A port that starts more than INLINE_STARTS sequences keeps its pairs in
- * `more[port]`. Pairs are appended at the end and removed by moving the
- * last pair into the hole, so the order (which starts are dropped when a source's progress is full) is a pure
- * function of the adds and removes.
+ * the sequence's second port, source-table.ts progressWanted) in one flat Int32Array with a fixed region per
+ * port: a packet reads one cache line to learn what it starts (a JS array per port costs a header and a backing
+ * store, two dependent loads). The counts sit apart (256 KB, stays in cache), so a port that starts nothing costs
+ * no miss. A port that starts more than INLINE_STARTS sequences keeps its pairs in `more[port]`. Pairs are
+ * appended at the end and removed by moving the last pair into the hole, so the order (which starts are dropped
+ * when a source's progress is full) is a pure function of the adds and removes.
  */
 export class StartTable {
   /** Empty until the first add (a protocol no client uses costs nothing). */

@@ -31,8 +31,11 @@ export function formatAddress(family: AddressFamily, w0: number, w1: number, w2:
   return family === 4 ? formatIPv4(w0) : formatIPv6([w0 >>> 16, w0 & 0xffff, w1 >>> 16, w1 & 0xffff, w2 >>> 16, w2 & 0xffff, w3 >>> 16, w3 & 0xffff], w3);
 }
 
+/** The decimal text of every octet, made once: formatting an address then only joins four strings. */
+const OCTETS: readonly string[] = Array.from({ length: 256 }, (_, i) => String(i));
+
 function formatIPv4(w: number): string {
-  return `${w >>> 24}.${(w >>> 16) & 255}.${(w >>> 8) & 255}.${w & 255}`;
+  return `${OCTETS[w >>> 24]!}.${OCTETS[(w >>> 16) & 255]!}.${OCTETS[(w >>> 8) & 255]!}.${OCTETS[w & 255]!}`;
 }
 
 function formatIPv6(g: readonly number[], low32: number): string {
