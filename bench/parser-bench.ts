@@ -1,5 +1,5 @@
 /**
- * Part 1b: the pcap stream parser alone (src/packets/pcap.ts) on a synthetic capture built in memory, fed in
+ * Part 1b: the pcap stream parser alone (server/packets/pcap.ts) on a synthetic capture built in memory, fed in
  * 64 KiB chunks as a pipe from tcpdump delivers it. Baselines in the same run: a loop that only walks the records
  * and reads each destination port, and `tcpdump -r FILE -w /dev/null` on the same bytes (process start included).
  * Also the daemon's whole in-process path, parser + matcher (1000 clients), on the same capture.
@@ -7,8 +7,8 @@
 import { execFile } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PcapStreamParser } from "../src/packets/pcap.js";
-import { Matcher } from "../server/matcher.js";
+import { PcapStreamParser } from "../server/packets/pcap.js";
+import { Matcher } from "../server/matcher/matcher.js";
 import { benchEpochMs, DEFAULT_MATCHER_OPTIONS, KNOCK_RANGE, makeClients } from "./matcher-bench.js";
 import { median } from "./stats.js";
 import { buildSynCapture, GLOBAL_HEADER_BYTES, RECORD_HEADER_BYTES, type SyntheticCapture } from "./synthetic.js";

@@ -7,7 +7,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { fsError } from "../src/fs-errors.js";
-import type { Decision } from "./matcher.js";
+import type { Decision } from "./matcher/decision.js";
 
 export type ReplayKind = "replay" | "skew" | "lockout" | "bruteforce";
 

@@ -8,12 +8,11 @@ export type KnockProto = "tcp" | "udp";
 
 /** One packet that may be a knock: a TCP SYN without ACK, or a UDP datagram, addressed to this host. */
 export type ObservedKnock = {
-  readonly src: string;
   /**
-   * The same address as src when it is IPv4, as an unsigned 32-bit integer (198.18.0.1 -> 0xc6120001), for
-   * listeners that have the bytes at hand: the matcher then keys the source without reading the text.
+   * The source address as inet_ntop(3) prints it (dotted quad; RFC 5952 IPv6), as listeners give it. Any other
+   * text is still a source, one of its own.
    */
-  readonly srcV4?: number;
+  readonly src: string;
   readonly dstPort: number;
   readonly proto: KnockProto;
   readonly atMs: number;

@@ -2,15 +2,13 @@
  * Checks shared by every firewall adapter, so they all accept and refuse the same input. A firewall turns these
  * values into command text, so nothing reaches an adapter without passing here first.
  */
-import { isIP, SocketAddress } from "node:net";
 import { ExitCode, TknockError } from "../../src/errors.js";
 import { isPort } from "../../src/port-number.js";
 import type { GateSpec, Grant, ServicePort } from "../../src/ports.js";
+import { canonicalAddress as canonicalAddressText, type AddressFamily } from "../packets/address.js";
 
 /** Same bound as the config's openSeconds. */
 export const MAX_OPEN_SECONDS = 86_400;
-
-export type AddressFamily = 4 | 6;
 
 /** A grant that passed validation: canonical address, family known. */
 export type ValidGrant = {
@@ -45,13 +43,10 @@ export function show(value: unknown): string {
 
 /**
  * The canonical text of an IP address (lowercase, zeros compressed as inet_ntop does, so it equals what nft
- * lists), or undefined. Zone ids ("fe80::1%eth0") pass isIP() but are refused: only hex digits, dots and colons.
+ * lists), or undefined. Zone ids ("fe80::1%eth0") are refused: only hex digits, dots and colons.
  */
 export function canonicalAddress(value: unknown): { family: AddressFamily; address: string } | undefined {
-  if (typeof value !== "string" || value.length > 45 || !/^[0-9A-Fa-f:.]+$/.test(value)) return undefined;
-  const family = isIP(value);
-  if (family !== 4 && family !== 6) return undefined;
-  return { family, address: new SocketAddress({ address: value, family: family === 4 ? "ipv4" : "ipv6" }).address };
+  return typeof value === "string" ? canonicalAddressText(value) : undefined;
 }
 
 export function validateGrant(grant: Grant): ValidGrant {

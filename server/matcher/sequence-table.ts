@@ -2,6 +2,8 @@ import type { KnockProto } from "../../src/ports.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import type { KnockProfile } from "../../src/protocol/profile.js";
 import { stepAt, stepStartMs } from "../../src/protocol/window.js";
+import { wrongKnocksAllowed } from "./acceptance.js";
+import { progressWanted } from "./source-table.js";
 import { StartTable } from "./start-table.js";
 
 /** One enrolled client as the matcher tracks it. */
@@ -38,7 +40,6 @@ export type Sequence = {
 
 const PORT_SLOTS = 65_536;
 
-
 /** Dead ids waiting for a progress purge before reuse; below this many, growing byId is cheaper than purging. */
 const MIN_PURGE_IDS = 1024;
 
@@ -52,13 +53,14 @@ const MIN_PURGE_IDS = 1024;
 export class SequenceTable {
   /** 1 where some client's range covers the port and that client does not exclude it. */
   readonly watched = new Uint8Array(PORT_SLOTS);
-  /** First port -> [id, second port] pairs, one table per protocol. */
+  /** First port -> [id, wanted] pairs (the start of a source's progress entry), one table per protocol. */
   readonly startsTcp = new StartTable();
   readonly startsUdp = new StartTable();
   private readonly clients = new Set<TrackedClient>();
   /**
    * Sequence id -> sequence; undefined once dropped. A dropped id is reused only after the matcher has purged it
-   * from every source's progress (takeDeadIds), so a stale progress entry can never reach another sequence.
+   * from every source's progress (purgeDue, then releaseDeadIds), so a stale progress entry can never reach
+   * another sequence.
    */
   readonly byId: (Sequence | undefined)[] = [];
   private freeIds: number[] = [];
@@ -74,31 +76,26 @@ export class SequenceTable {
     readonly spanWindows: number,
     private readonly incremental: boolean,
     /** s: steps T-s..T+s are candidates (they can open). */
-    private readonly skewWindows: number = spanWindows,
-    /**
-     * Miss count (in MISS_UNIT) a sequence of a step that cannot open starts with: the matcher's whole tolerance,
-     * so the first wrong knock drops it. Tolerance is for knocks that can open; a diagnostic sequence (skew
-     * logging) is not worth a source's progress room, and with it most sources' progress fits their record.
-     */
-    private readonly diagnosticMisses = 0,
+    private readonly skewWindows: number,
+    /** W: wrong knocks a candidate's sequence survives between two of its ports. */
+    private readonly toleratedWrongKnocks: number,
   ) {}
 
   /** The wanted word of a sequence's progress entry once its first port is knocked. */
-  firstWanted(c: TrackedClient, step: number, ports: readonly number[]): number {
-    return ports[1]! + this.missesAt(c, step);
+  private firstWanted(c: TrackedClient, step: number, ports: readonly number[]): number {
+    return progressWanted(ports[1]!, this.wrongKnocksAllowed(c, step));
   }
 
-  /** The miss count a progress entry of this step starts with (0 for a candidate step). */
-  missesAt(c: TrackedClient, step: number): number {
-    const off = step - c.step;
-    return off <= this.skewWindows && off >= -this.skewWindows ? 0 : this.diagnosticMisses;
+  /** Wrong knocks a progress entry of this step of the client may take (acceptance rule 2). */
+  wrongKnocksAllowed(c: TrackedClient, step: number): number {
+    return wrongKnocksAllowed(step, c.step, this.skewWindows, this.toleratedWrongKnocks);
   }
 
   get ringLength(): number {
     return 2 * this.spanWindows + 1;
   }
 
-  /** True when enough ids are dead that the matcher should purge them from progress (see takeDeadIds). */
+  /** True when enough ids are dead that the matcher should purge them from progress, then call releaseDeadIds. */
   get purgeDue(): boolean {
     return this.deadIds.length >= MIN_PURGE_IDS && this.deadIds.length >= this.size;
   }
@@ -221,7 +218,7 @@ export class SequenceTable {
       const firstNew = c.step + d + 1;
       c.step = newStep;
       for (let x = firstNew; x <= newStep + d; x++) this.addStep(c, x, undefined);
-      // Steps that became candidates, or stopped being ones, start progress with another miss count now.
+      // Steps that became candidates, or stopped being ones, start progress with another wrong-knock allowance now.
       for (let x = Math.max(old - this.skewWindows, newStep - d); x < firstNew && x <= newStep + this.skewWindows; x++) {
         const seq = c.ring[slotOf(x, len)];
         if (seq !== undefined && seq.step === x) (c.proto === "tcp" ? this.startsTcp : this.startsUdp).setSecond(seq.ports[0]!, seq.id, this.firstWanted(c, x, seq.ports));

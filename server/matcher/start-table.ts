@@ -1,23 +1,23 @@
 const PORT_SLOTS = 65_536;
 
 /** Words per port in StartTable.heads: up to INLINE_STARTS pairs (64 bytes, one cache line). */
-export const START_WORDS = 16;
-export const INLINE_STARTS = 8;
+const START_WORDS = 16;
+const INLINE_STARTS = 8;
 
 /**
- * Port -> sequences whose first port it is, as pairs [id, secondPort, id, secondPort, ...] in one flat Int32Array
- * with a fixed region per port: a packet reads one cache line to learn what it starts (a JS array per port costs
- * a header and a backing store, two dependent loads). The counts sit apart (256 KB, stays in cache), so a port
- * that starts nothing costs no miss. A port that starts more than INLINE_STARTS sequences keeps its pairs in
- * `more[port]`. Pairs are appended at the end and removed by moving the
- * last pair into the hole, so the order (which starts are dropped when a source's progress is full) is a pure
- * function of the adds and removes.
+ * Port -> sequences whose first port it is, as pairs [id, wanted, id, wanted, ...] (wanted: the progress word of
+ * the sequence's second port, source-table.ts progressWanted) in one flat Int32Array with a fixed region per
+ * port: a packet reads one cache line to learn what it starts (a JS array per port costs a header and a backing
+ * store, two dependent loads). The counts sit apart (256 KB, stays in cache), so a port that starts nothing costs
+ * no miss. A port that starts more than INLINE_STARTS sequences keeps its pairs in `more[port]`. Pairs are
+ * appended at the end and removed by moving the last pair into the hole, so the order (which starts are dropped
+ * when a source's progress is full) is a pure function of the adds and removes.
  */
 export class StartTable {
   /** Empty until the first add (a protocol no client uses costs nothing). */
-  heads = new Int32Array(0);
-  counts = new Int32Array(0);
-  more: (Int32Array | undefined)[] = [];
+  private heads = new Int32Array(0);
+  private counts = new Int32Array(0);
+  private more: (Int32Array | undefined)[] = [];
 
   count(port: number): number {
     return port < this.counts.length ? this.counts[port]! : 0;
@@ -27,6 +27,15 @@ export class StartTable {
   pairsOf(port: number): [Int32Array, number] {
     const n = this.count(port);
     return n <= INLINE_STARTS ? [this.heads, port * START_WORDS] : [this.more[port]!, 0];
+  }
+
+  /** Copies the first n pairs of `port` (n <= count(port)) into dst at `at`. */
+  copyPairs(port: number, dst: Int32Array, at: number, n: number): void {
+    if (n === 0) return;
+    const inline = this.counts[port]! <= INLINE_STARTS;
+    const from = inline ? port * START_WORDS : 0;
+    const src = inline ? this.heads : this.more[port]!;
+    for (let i = 0; i < 2 * n; i++) dst[at + i] = src[from + i]!;
   }
 
   add(port: number, id: number, second: number): void {

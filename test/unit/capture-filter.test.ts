@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import type { NetworkInterfaceInfo } from "node:os";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { parsePcapBuffer } from "../../src/packets/pcap.js";
+import { parsePcapBuffer } from "../../server/packets/pcap.js";
 import type { ObservedKnock } from "../../src/ports.js";
 import { addressesOfInterfaces, buildCaptureFilter, buildTcpdumpArgv, normalizeLocalAddresses } from "../../server/listeners/pcap/capture-filter.js";
 import { codeOf } from "../support/error-code.js";

@@ -21,6 +21,7 @@ import { deriveSequence } from "../../src/protocol/derive.js";
 import { decodeSecret } from "../../src/protocol/profile-uri.js";
 import { stepStartMs } from "../../src/protocol/window.js";
 import { waitFor } from "../support/wait.js";
+import { PERIOD, T, T0_MS } from "../support/matcher-fixtures.js";
 
 // The state directory "fills up": writes of state.json fail with ENOSPC; with `moves`, renaming or removing it
 // fails too (EROFS), so the store cannot even move it aside.
@@ -37,12 +38,8 @@ vi.mock("node:fs", async (importOriginal) => {
   return { ...fs, ...over, default: { ...fs, ...over } };
 });
 
-const PERIOD = 30;
 /** diagnosticWindows by default: a start without a valid state file refuses up to T + this. */
 const FAIL_CLOSED_AHEAD = 10;
-const T = 56_666_666;
-/** A few seconds into step T, so T-1..T+1 stay put while a test knocks. */
-const T0_MS = stepStartMs(T, PERIOD) + 2000;
 const OPEN_SECONDS = 7;
 const ALICE = "198.18.0.1";
 const OTHER = "198.18.0.3";

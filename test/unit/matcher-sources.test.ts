@@ -1,41 +1,31 @@
-import { defaultServerConfig } from "../../server/config/schema.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { ObservedKnock } from "../../src/ports.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import type { KnockProfile } from "../../src/protocol/profile.js";
 import { stepStartMs } from "../../src/protocol/window.js";
-import { matcherOptionsFromConfig, Matcher, type Decision, type MatcherClient, type MatcherOptions } from "../../server/matcher.js";
+import { Matcher } from "../../server/matcher/matcher.js";
 import { SourceTable } from "../../server/matcher/source-table.js";
-
-const OPTIONS: MatcherOptions = { ...matcherOptionsFromConfig(defaultServerConfig({ clientsFile: "/dev/null" })), maxSources: 1000 }; // the daemon's defaults, fewer sources
-const T = 56_666_666;
-const T0_MS = stepStartMs(T, 30) + 2000;
-
-function profile(seed: number, over: Partial<KnockProfile> = {}): KnockProfile {
-  return { secret: new Uint8Array(32).fill(seed), periodSeconds: 30, knocks: 4, portMin: 10000, portMax: 59999, exclude: [], proto: "tcp", ...over };
-}
-
-function client(name: string, p: KnockProfile): MatcherClient {
-  return { name, profile: p, open: [22], lastAcceptedStep: undefined };
-}
-
-function knock(m: Matcher, src: string, dstPort: number, atMs: number, srcV4?: number): Decision {
-  const k: ObservedKnock = srcV4 === undefined ? { src, dstPort, proto: "tcp", atMs } : { src, srcV4, dstPort, proto: "tcp", atMs };
-  return m.onKnock(k);
-}
+import { CapturedKnock } from "../../server/packets/captured-knock.js";
+import { client, knock, MATCHER_OPTIONS as OPTIONS, profile, T, T0_MS } from "../support/matcher-fixtures.js";
 
 describe("matcher: source keys", () => {
-  it("when one IPv4 source knocks with and without srcV4 then it is one source and its sequence opens", () => {
-    const p = profile(1);
-    const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
-    const [a, b, c, d] = deriveSequence(p, T) as [number, number, number, number];
-    knock(m, "198.18.0.1", a, T0_MS);
-    knock(m, "198.18.0.1", b, T0_MS + 100, 0xc612_0001);
-    knock(m, "198.18.0.1", c, T0_MS + 200);
-    expect(knock(m, "198.18.0.1", d, T0_MS + 300, 0xc612_0001)).toMatchObject({ kind: "open", client: "alice", src: "198.18.0.1" });
-    expect(m.stats().sources).toBe(1);
-  });
+  const bothWays = [
+    { src: "198.18.0.1", captured: (port: number, at: number) => new CapturedKnock(4, 0xc612_0001 | 0, 0, 0, 0, port, "tcp", at) },
+    { src: "fd18:18::1", captured: (port: number, at: number) => new CapturedKnock(6, 0xfd18_0018 | 0, 0, 0, 1, port, "tcp", at) },
+  ];
+  for (const { src, captured } of bothWays) {
+    it(`when ${src} knocks both as captured bytes and as text then it is one source and its sequence opens`, () => {
+      const p = profile(1);
+      const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
+      const [a, b, c, d] = deriveSequence(p, T) as [number, number, number, number];
+      knock(m, src, a, T0_MS);
+      m.onKnock(captured(b, T0_MS + 100));
+      knock(m, src, c, T0_MS + 200);
+      expect(m.onKnock(captured(d, T0_MS + 300))).toMatchObject({ kind: "open", client: "alice", src });
+      expect(m.stats().sources).toBe(1);
+    });
+  }
 
   it("when an address is spelt another way (leading zeros, IPv4-mapped IPv6) then it is a source of its own", () => {
     const p = profile(2);
@@ -70,10 +60,11 @@ describe("matcher: source keys", () => {
     fc.assert(
       fc.property(fc.array(src, { maxLength: 3000 }), fc.integer({ min: 1, max: 700 }), (srcs, capacity) => {
         const t = new SourceTable(capacity, 4);
-        const find = (s: string): number => t.find(t.keyOf({ src: s, dstPort: 1, proto: "tcp", atMs: 0 }), s);
+        const knockFrom = (s: string): ObservedKnock => ({ src: s, dstPort: 1, proto: "tcp", atMs: 0 });
+        const find = (s: string): number => t.find(knockFrom(s));
         for (const s of srcs) {
           if (find(s) >= 0) continue;
-          const slot = t.insert(t.keyOf({ src: s, dstPort: 1, proto: "tcp", atMs: 0 }), s);
+          const slot = t.insert(knockFrom(s));
           expect(find(s)).toBe(slot);
         }
         const distinct = [...new Set(srcs)];

@@ -1,4 +1,3 @@
-import { defaultServerConfig } from "../../server/config/schema.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { KnockProto } from "../../src/ports.js";
@@ -6,38 +5,14 @@ import { deriveSequence } from "../../src/protocol/derive.js";
 import { decodeSecret } from "../../src/protocol/profile-uri.js";
 import type { KnockProfile } from "../../src/protocol/profile.js";
 import { stepAt, stepStartMs } from "../../src/protocol/window.js";
-import { matcherOptionsFromConfig, Matcher, type Decision, type MatcherClient, type MatcherOptions } from "../../server/matcher.js";
+import type { Decision } from "../../server/matcher/decision.js";
+import { Matcher, type MatcherClient } from "../../server/matcher/matcher.js";
+import type { MatcherOptions } from "../../server/matcher/options.js";
+import { client, knock, MATCHER_OPTIONS as OPTIONS, profile, T, T0_MS } from "../support/matcher-fixtures.js";
 import { VECTORS } from "../vectors/v1.js";
-
-const OPTIONS: MatcherOptions = { ...matcherOptionsFromConfig(defaultServerConfig({ clientsFile: "/dev/null" })), maxSources: 1000 }; // the daemon's defaults, fewer sources
-
-/** A few seconds into step 56666666 (P = 30), so T-1..T+1 stay put while a test knocks. */
-const T0_MS = stepStartMs(56_666_666, 30) + 2000;
-const T = 56_666_666;
-
-function profile(seed: number, over: Partial<KnockProfile> = {}): KnockProfile {
-  return {
-    secret: new Uint8Array(32).fill(seed),
-    periodSeconds: 30,
-    knocks: 4,
-    portMin: 10000,
-    portMax: 59999,
-    exclude: [22],
-    proto: "tcp",
-    ...over,
-  };
-}
-
-function client(name: string, p: KnockProfile, lastAcceptedStep?: number): MatcherClient {
-  return { name, profile: p, open: [22], lastAcceptedStep };
-}
 
 function opts(over: Partial<MatcherOptions> = {}): MatcherOptions {
   return { ...OPTIONS, ...over, bruteForce: { ...OPTIONS.bruteForce, ...over.bruteForce } };
-}
-
-function knock(m: Matcher, src: string, dstPort: number, atMs: number, proto: KnockProto = "tcp"): Decision {
-  return m.onKnock({ src, dstPort, proto, atMs });
 }
 
 /** Knocks every port 200 ms apart; returns all decisions (the last one is the interesting one). */

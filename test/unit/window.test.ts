@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { candidateSteps, msUntilNextStep, stepAt, stepStartMs } from "../../src/protocol/window.js";
+import { msUntilNextStep, stepAt, stepStartMs } from "../../src/protocol/window.js";
 
 const periodArb = fc.integer({ min: 10, max: 300 });
 /** Steps up to unix time 2^36 s (year ~4000), so step*P*1000 stays an exact double. */
@@ -55,24 +55,5 @@ describe("msUntilNextStep", () => {
       }),
       { numRuns: 500 },
     );
-  });
-});
-
-describe("candidateSteps", () => {
-  it("when skew is 1 then T-1, T, T+1 are candidates, oldest first", () => {
-    expect(candidateSteps(56666666, 1)).toEqual([56666665, 56666666, 56666667]);
-  });
-
-  it("when skew is 0 then only T is a candidate", () => {
-    expect(candidateSteps(100, 0)).toEqual([100]);
-  });
-
-  it("when skew is s then 2s+1 consecutive steps centred on T are candidates", () => {
-    expect(candidateSteps(100, 3)).toEqual([97, 98, 99, 100, 101, 102, 103]);
-  });
-
-  it("when the clock reads the epoch (no RTC yet) then no negative step is a candidate", () => {
-    expect(candidateSteps(0, 1)).toEqual([0, 1]);
-    expect(candidateSteps(1, 3)).toEqual([0, 1, 2, 3, 4]);
   });
 });

@@ -54,7 +54,7 @@ function checkRange(r: KnockRange): void {
 
 /**
  * Packets to this host's addresses that can be knocks: TCP with SYN and without ACK, FIN or RST (the parser's
- * rule, src/packets/ip.ts), or UDP, to a port of the
+ * rule, server/packets/ip.ts), or UDP, to a port of the
  * knock range. Addressing the host's own addresses is what keeps forwarded traffic out; the direction is left to
  * tcpdump's `-Q in` (see buildTcpdumpArgv), not to BPF `inbound`: on a named interface libpcap compiles `inbound`
  * to a Linux ancillary load that its userland copy of the filter cannot run, and libpcap runs that copy on the

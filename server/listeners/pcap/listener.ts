@@ -1,13 +1,13 @@
 /**
  * The pcap listener: runs tcpdump with a BPF filter that keeps only possible knocks, parses its pcap stream
- * (src/packets/pcap.ts) and hands each knock to the callback synchronously. tcpdump sees packets before netfilter,
+ * (server/packets/pcap.ts) and hands each knock to the callback synchronously. tcpdump sees packets before netfilter,
  * so knocks arrive even when the firewall drops them. If tcpdump dies it is restarted with exponential backoff; the
  * backoff starts over once a tcpdump has captured for `stableMs`, so a second kill soon after a recovery costs
  * half a second of capture again, not the grown delay. health() says whether packets are being captured now.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { ExitCode, TknockError } from "../../../src/errors.js";
-import { PcapStreamParser } from "../../../src/packets/pcap.js";
+import { PcapStreamParser } from "../../packets/pcap.js";
 import type { Listener, ListenerHealth, ListenerStats, ObservedKnock } from "../../../src/ports.js";
 import { addressesOfInterfaces, buildTcpdumpArgv, normalizeLocalAddresses, type KnockRange } from "./capture-filter.js";
 

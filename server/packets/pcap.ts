@@ -1,11 +1,12 @@
 /**
  * A streaming parser for the classic pcap format (what `tcpdump -w -` writes): global header, then records of a
  * 16-byte header and the captured bytes. Chunks may split anything anywhere. Built for floods: a record costs a
- * few integer reads and, only when it is a knock, one ObservedKnock; a record never throws and bad input is
+ * few integer reads and, only when it is a knock, one CapturedKnock; a record never throws and bad input is
  * counted. See https://www.ietf.org/archive/id/draft-ietf-opsawg-pcap-04.html for the format.
  */
-import type { ObservedKnock } from "../ports.js";
-import { createIpScratch, formatIPv4, formatIPv6, IP_KNOCK, IP_MALFORMED, parseIpPacket, type IpScratch } from "./ip.js";
+import type { ObservedKnock } from "../../src/ports.js";
+import { capturedKnock } from "./captured-knock.js";
+import { createIpScratch, IP_KNOCK, IP_MALFORMED, parseIpPacket } from "./ip.js";
 
 export const LINKTYPE_ETHERNET = 1;
 export const LINKTYPE_RAW = 101;
@@ -55,11 +56,12 @@ export type PcapParseResult = PcapCounters & {
   readonly fatal: string | undefined;
 };
 
-// Link-layer decoding result, kept in module scope so a record allocates nothing.
+// Link-layer decoding results.
 const LINK_IP = 0;
 const LINK_OTHER = 1; // ARP, outgoing (cooked captures), ...: a packet, not a knock
 const LINK_MALFORMED = 2;
-const link = { ipOffset: 0, family: 0 as 0 | 4 | 6 };
+/** Where the IP packet starts, filled by decodeLink on LINK_IP; one per parser, so a record allocates nothing. */
+type LinkScratch = { ipOffset: number; family: 0 | 4 | 6 };
 
 const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_IPV6 = 0x86dd;
@@ -77,7 +79,7 @@ function u32(b: Uint8Array, o: number, littleEndian: boolean): number {
 }
 
 /** Skips 802.1Q and 802.1ad (QinQ) tags from an ethertype at b[p - 2]; sets `link` for IP. */
-function afterEthertype(b: Uint8Array, type: number, p: number, end: number): number {
+function afterEthertype(b: Uint8Array, type: number, p: number, end: number, link: LinkScratch): number {
   while (type === 0x8100 || type === 0x88a8 || type === 0x9100) {
     if (p + 4 > end) return LINK_MALFORMED;
     type = u16(b, p + 2);
@@ -90,19 +92,19 @@ function afterEthertype(b: Uint8Array, type: number, p: number, end: number): nu
   return LINK_IP;
 }
 
-function decodeLink(linkType: number, b: Uint8Array, off: number, end: number): number {
+function decodeLink(linkType: number, b: Uint8Array, off: number, end: number, link: LinkScratch): number {
   switch (linkType) {
     case LINKTYPE_ETHERNET:
       if (end - off < 14) return LINK_MALFORMED;
-      return afterEthertype(b, u16(b, off + 12), off + 14, end);
+      return afterEthertype(b, u16(b, off + 12), off + 14, end, link);
     case LINKTYPE_LINUX_SLL: // https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL.html
       if (end - off < 16) return LINK_MALFORMED;
       if (u16(b, off) === PACKET_OUTGOING) return LINK_OTHER;
-      return afterEthertype(b, u16(b, off + 14), off + 16, end);
+      return afterEthertype(b, u16(b, off + 14), off + 16, end, link);
     case LINKTYPE_LINUX_SLL2: // https://www.tcpdump.org/linktypes/LINKTYPE_LINUX_SLL2.html
       if (end - off < 20) return LINK_MALFORMED;
       if (b[off + 10] === PACKET_OUTGOING) return LINK_OTHER;
-      return afterEthertype(b, u16(b, off), off + 20, end);
+      return afterEthertype(b, u16(b, off), off + 20, end, link);
     case LINKTYPE_IPV4:
       link.family = 4;
       link.ipOffset = off;
@@ -116,31 +118,6 @@ function decodeLink(linkType: number, b: Uint8Array, off: number, end: number): 
       link.ipOffset = off;
       return LINK_IP;
   }
-}
-
-function makeKnock(b: Uint8Array, s: IpScratch, atMs: number): ObservedKnock {
-  if (s.family === 4) {
-    const o = s.srcOffset;
-    // srcV4: the matcher keys the source by this number instead of hashing the text.
-    const srcV4 = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-    return { src: formatIPv4(b, o), srcV4, dstPort: s.dstPort, proto: s.proto, atMs };
-  }
-  return { src: formatIPv6(b, s.srcOffset), dstPort: s.dstPort, proto: s.proto, atMs };
-}
-
-export type FrameResult = ObservedKnock | "not-knock" | "malformed";
-
-/** Decodes one captured frame of a supported link type (for sources other than a pcap stream, e.g. raw sockets). */
-export function decodeFrame(linkType: number, frame: Uint8Array, atMs: number): FrameResult {
-  if (!isSupportedLinkType(linkType)) return "malformed";
-  const l = decodeLink(linkType, frame, 0, frame.length);
-  if (l === LINK_MALFORMED) return "malformed";
-  if (l === LINK_OTHER) return "not-knock";
-  const s = createIpScratch();
-  const r = parseIpPacket(frame, link.ipOffset, frame.length, link.family, s);
-  if (r === IP_MALFORMED) return "malformed";
-  if (r !== IP_KNOCK) return "not-knock";
-  return makeKnock(frame, s, atMs);
 }
 
 const STATE_GLOBAL = 0;
@@ -161,6 +138,7 @@ export class PcapStreamParser {
   /** Holds the one unit (global header or record) that straddles chunks; grows to the largest seen. */
   private carry: Buffer = Buffer.allocUnsafe(256);
   private carryLen = 0;
+  private readonly link: LinkScratch = { ipOffset: 0, family: 0 };
   private readonly scratch = createIpScratch();
 
   constructor(private readonly onKnock: (knock: ObservedKnock) => void = noop) {}
@@ -303,7 +281,8 @@ export class PcapStreamParser {
     }
     const start = off + RECORD_HEADER_BYTES;
     const end = start + captured;
-    const l = decodeLink(this.currentLinkType!, b, start, end);
+    const link = this.link;
+    const l = decodeLink(this.currentLinkType!, b, start, end, link);
     if (l !== LINK_IP) {
       if (l === LINK_MALFORMED) c.malformed++;
       return;
@@ -312,7 +291,7 @@ export class PcapStreamParser {
     const r = parseIpPacket(b, link.ipOffset, end, link.family, s);
     if (r === IP_KNOCK) {
       c.knocks++;
-      this.onKnock(makeKnock(b, s, seconds * 1000 + fraction / this.fracPerMs));
+      this.onKnock(capturedKnock(b, s.srcOffset, s.family, s.dstPort, s.proto, seconds * 1000 + fraction / this.fracPerMs));
     } else if (r === IP_MALFORMED) {
       c.malformed++;
     }
