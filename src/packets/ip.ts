@@ -274,7 +274,6 @@ export function parseIPv6Canonical(s: string, out: Uint16Array): boolean {
       if (v4 < 0) return false;
       out[g++] = v4 >>> 16;
       out[g++] = v4 & 0xffff;
-      i = n;
       break;
     }
     if (i === start || i - start > 4 || g === 8) return false;
