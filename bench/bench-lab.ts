@@ -97,7 +97,7 @@ export class BenchLab {
       };
       const profile = validateProfile(clientProfile(name, record));
       const uri = formatProfileUri({ ...profile, open: record.open, host: record.host, addr: this.serverAddr, client: name });
-      store.add(name, { uri, addr: this.serverAddr }, true);
+      await store.add(name, { uri, addr: this.serverAddr }, true);
       added[name] = record;
       this.enrolled.push({ name, record });
     }

@@ -159,6 +159,8 @@ async function runLabParts(o: Options, results: BenchResults): Promise<void> {
 
   log("lab: creating namespaces");
   // Registered before the lab's own hooks (which delete the namespaces and exit), so this runs first.
+  // A let, set once below: the handler reads it before the lab exists, where a const would still be unset (TDZ).
+  // eslint-disable-next-line prefer-const
   let current: BenchLab | undefined;
   const onSignal = (): void => current?.killAllSync();
   process.once("SIGINT", onSignal);

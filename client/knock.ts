@@ -204,7 +204,7 @@ async function chooseAndRecord(
     if (known === undefined && check.probeMs > 0) {
       const r = await probePort(ctx, target, check, check.probeMs);
       if (r.kind === "open" || r.kind === "reachable") {
-        r.kind === "open" && r.socket?.destroy();
+        if (r.kind === "open") r.socket?.destroy();
         ctx.info(`${entry.name}: this window's steps are used, but ${target.address} port ${check.port} is already open for this address: no knock sent`);
         return { done: { target, state: "unchecked" } };
       }

@@ -17,7 +17,8 @@ import type * as Url from "node:url";
 import type * as Vm from "node:vm";
 
 // process.getBuiltinModule (Node 20.16) hands out Node's modules without building their ESM facades.
-const builtin = process.getBuiltinModule as ((id: string) => unknown) | undefined;
+const getBuiltinModule = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+const builtin = getBuiltinModule ? (id: string): unknown => getBuiltinModule.call(process, id) : undefined;
 const [fs, vm, mod, url] = builtin
   ? [builtin("node:fs") as typeof Fs, builtin("node:vm") as typeof Vm, builtin("node:module") as typeof Module, builtin("node:url") as typeof Url]
   : await Promise.all([import("node:fs"), import("node:vm"), import("node:module"), import("node:url")]);

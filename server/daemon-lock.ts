@@ -27,8 +27,11 @@ export type LockHolder = {
 export type DaemonLock = {
   readonly path: string;
   readonly holder: LockHolder;
-  /** Removes the pid file if it is still ours; synchronous so it can run on the way out of a process. */
-  release(): void;
+  /**
+   * Removes the pid file if it is still ours; synchronous so it can run on the way out of a process, and a plain
+   * function (no `this`) so it can be passed as the exit listener itself.
+   */
+  readonly release: () => void;
 };
 
 /** Takes the lock of stateDir, or fails with TKNOCK_ALREADY_RUNNING naming the running daemon's pid. */

@@ -164,6 +164,7 @@ export class Daemon {
       await this.firewall.close();
       log.info({ ...this.counters, listener: this.listener.stats() }, "tknock-server stopped; the gate stays in place");
     }
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what stop() was given, as it was caught
     if (this.fatal !== undefined) throw this.fatal;
   }
 
@@ -190,7 +191,7 @@ export class Daemon {
   /** SIGHUP: re-read config and clients. Fields that need a restart (listener, paths) are reported. */
   reload(): void {
     const { log } = this.deps;
-    let matcherChanged = false;
+    let matcherChanged: boolean;
     try {
       const next = loadServerConfig(this.deps.configPath);
       const restartNeeded = (["interface", "listener", "logSource", "logExisting", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const).filter(

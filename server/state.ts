@@ -255,7 +255,7 @@ function parseStateFile(text: string): StateContent | undefined {
     if (typeof rawSpent !== "object" || rawSpent === null || Array.isArray(rawSpent)) return undefined;
     for (const [name, xs] of Object.entries(rawSpent as Record<string, unknown>)) {
       if (!isValidClientName(name) || !Array.isArray(xs) || !xs.every(isStep)) return undefined;
-      spent.set(name, [...(xs as number[])].sort((a, b) => a - b));
+      spent.set(name, [...xs].sort((a, b) => a - b));
     }
   }
   return { steps: out, spent };

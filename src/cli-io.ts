@@ -43,7 +43,7 @@ export type RunCliOptions = {
 /** Runs a CLI to completion and returns the exit code; the only place errors become text and codes. */
 export async function runCli(program: Command, argv: readonly string[], io: CliIo, options: RunCliOptions = {}): Promise<number> {
   try {
-    await program.parseAsync(argv as string[], { from: "user" });
+    await program.parseAsync(argv, { from: "user" });
     return ExitCode.ok;
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -11,7 +11,7 @@ import { parseTimeOffset } from "./knock.js";
 
 type AddFlags = { name?: string; addr?: string; qr?: string; index?: number; force?: boolean; timeOffset?: number };
 
-const ADDR_RE = /^[A-Za-z0-9:.\[\]_%-]{1,253}$/;
+const ADDR_RE = /^[A-Za-z0-9:.[\]_%-]{1,253}$/;
 
 /** Reads the first line of input: `tknock add -` keeps the secret out of shell history. */
 async function readFirstLine(stdin: NodeJS.ReadableStream): Promise<string> {

@@ -77,5 +77,6 @@ export function describe(value: unknown): string {
   if (Array.isArray(value)) return "a list";
   if (value === null) return "null";
   if (typeof value === "object") return "an object";
-  return String(value);
+  // What is left of a JSON value is a number or a boolean.
+  return typeof value === "number" || typeof value === "boolean" ? String(value) : typeof value;
 }

@@ -56,7 +56,7 @@ export function defaultProfileFields(open: readonly number[]): Omit<KnockProfile
 
 /** Client and host names travel in the URI label `tknock:CLIENT@HOST`. */
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-const HOST_RE = /^[A-Za-z0-9:.\[\]_-]{1,253}$/;
+const HOST_RE = /^[A-Za-z0-9:.[\]_-]{1,253}$/;
 
 export function isValidClientName(name: string): boolean {
   return NAME_RE.test(name);

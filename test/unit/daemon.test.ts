@@ -198,6 +198,7 @@ describe("daemon wiring", () => {
       if (opts.mayFail !== true) expect(failed).toBeUndefined();
     });
     await waitFor("the daemon to run", () => listener.running || failed !== undefined);
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what run() rejected with, as it was
     if (failed !== undefined) throw failed;
     return { daemon, listener, stopped: running.then(() => failed) };
   }

@@ -152,8 +152,8 @@ export function parseGrantsJson(json: string, tableName: string): Grant[] {
 function parseElement(raw: unknown): Grant | undefined {
   if (typeof raw !== "object" || raw === null) return undefined;
   const wrapped = (raw as { elem?: NftElem }).elem;
-  const elem: NftElem = wrapped ?? (raw as NftElem);
-  const concat = (wrapped ? (elem.val as NftElem | undefined)?.concat : elem.concat) as unknown;
+  const elem: NftElem = wrapped ?? raw;
+  const concat = wrapped ? (elem.val as NftElem | undefined)?.concat : elem.concat;
   if (!Array.isArray(concat) || concat.length !== 2) return undefined;
   const [addr, port] = concat as [unknown, unknown];
   const canonical = canonicalAddress(addr);

@@ -28,7 +28,7 @@ export async function checkLogSource(source: LogSource, options: LogSourceCheckO
   }
   const path = source.slice("file:".length);
   const dir = dirname(path);
-  let isDir = false;
+  let isDir: boolean;
   try {
     isDir = statSync(dir).isDirectory();
   } catch {
