@@ -145,7 +145,11 @@ export class BenchLab {
   }
 
   /** Runs a command in a host and measures its wall time from here (includes `ip netns exec`, ~1-2 ms). */
-  async timed(host: string, argv: readonly string[], timeoutMs = 20_000): Promise<{ code: number; stdout: string; stderr: string; wallMs: number; startMs: number }> {
+  async timed(
+    host: string,
+    argv: readonly string[],
+    timeoutMs = 20_000,
+  ): Promise<{ code: number; stdout: string; stderr: string; wallMs: number; startMs: number }> {
     const startMs = Date.now();
     const t0 = performance.now();
     const r = await this.t.lab.exec(host, argv, { timeoutMs });

@@ -19,11 +19,19 @@ export function ensureKnockdInstalled(log: (line: string) => void): boolean {
   if (have()) return true;
   log("knockd: not installed; running apt-get install -y knockd");
   try {
-    execFileSync("apt-get", ["install", "-y", "knockd"], { stdio: ["ignore", "ignore", "inherit"], timeout: 180_000, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    execFileSync("apt-get", ["install", "-y", "knockd"], {
+      stdio: ["ignore", "ignore", "inherit"],
+      timeout: 180_000,
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    });
   } catch {
     try {
       execFileSync("apt-get", ["update"], { stdio: "ignore", timeout: 180_000 });
-      execFileSync("apt-get", ["install", "-y", "knockd"], { stdio: ["ignore", "ignore", "inherit"], timeout: 180_000, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+      execFileSync("apt-get", ["install", "-y", "knockd"], {
+        stdio: ["ignore", "ignore", "inherit"],
+        timeout: 180_000,
+        env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+      });
     } catch {
       /* reported below */
     }
@@ -67,7 +75,12 @@ export class KnockdServer {
   ) {}
 
   /** Installs the gate (once per host; idempotent) and starts knockd in the foreground; resolves when it listens. */
-  static async start(lab: Lab, host: string, dir: string, o: { protectPort: number; openSeconds: number; range: { min: number; max: number } }): Promise<KnockdServer> {
+  static async start(
+    lab: Lab,
+    host: string,
+    dir: string,
+    o: { protectPort: number; openSeconds: number; range: { min: number; max: number } },
+  ): Promise<KnockdServer> {
     const gate = await lab.exec(host, ["nft", "-f", "-"], { input: knockdGateScript(o.protectPort, o.range) });
     if (gate.code !== 0) throw new Error(`knockd gate: nft failed: ${gate.stderr.trim()}`);
     const logFile = join(dir, `knockd-${Date.now()}.log`);

@@ -94,7 +94,8 @@ export async function benchLatency(
   const events = caps.flatMap((c) => c.events).sort((a, b) => a.atMs - b.atMs);
   const opened = new Map<string, { knockToOpenMs: number; firewallMs: number }>();
   for (const l of bl.daemon?.logs.slice(daemonLogFrom) ?? []) {
-    if (l.msg === "opened" && typeof l["client"] === "string") opened.set(l["client"], { knockToOpenMs: Number(l["knockToOpenMs"]), firewallMs: Number(l["firewallMs"]) });
+    if (l.msg === "opened" && typeof l["client"] === "string")
+      opened.set(l["client"], { knockToOpenMs: Number(l["knockToOpenMs"]), firewallMs: Number(l["firewallMs"]) });
   }
   const runs = pending.map((p) => finishRun(p, events, opened));
   const result: LatencyResult = { n: o.n, proberIntervalMs: 1, modes: {}, runs };
@@ -113,7 +114,9 @@ export async function benchLatency(
       s.firewallMs = summarize(rs.flatMap((r) => (r.firewallMs !== undefined ? [r.firewallMs] : [])));
     }
     result.modes[mode] = s;
-    o.log(`latency ${mode}: ${ok.length}/${rs.length} opened; first knock -> connect median ${s.firstKnockToConnectMs.median.toFixed(2)} ms, p90 ${s.firstKnockToConnectMs.p90.toFixed(2)} ms`);
+    o.log(
+      `latency ${mode}: ${ok.length}/${rs.length} opened; first knock -> connect median ${s.firstKnockToConnectMs.median.toFixed(2)} ms, p90 ${s.firstKnockToConnectMs.p90.toFixed(2)} ms`,
+    );
   }
   return result;
 }

@@ -50,7 +50,10 @@ export function benchEpochMs(): number {
 
 export type MatcherWorkload = { knocks: ObservedKnock[]; validSequences: number; noiseSources: number; startMs: number };
 
-export function buildWorkload(clients: readonly MatcherClient[], opts: { packets: number; noiseSources: number; validSequences: number; seed: number }): MatcherWorkload {
+export function buildWorkload(
+  clients: readonly MatcherClient[],
+  opts: { packets: number; noiseSources: number; validSequences: number; seed: number },
+): MatcherWorkload {
   const rnd = seededRandom(opts.seed);
   const startMs = benchEpochMs();
   const step = stepAt(startMs, PERIOD_SECONDS);
@@ -164,7 +167,9 @@ export function benchMatcher(
       });
       log(formatProfile(profile, `matcher profile, ${count} clients`));
     }
-    log(`matcher: ${count} clients: ${(row.pps / 1e6).toFixed(2)} M pkt/s (baseline ${(row.baselinePps / 1e6).toFixed(1)} M), opens ${stats.decisions.open}, refusals ${stats.decisions.refuse}`);
+    log(
+      `matcher: ${count} clients: ${(row.pps / 1e6).toFixed(2)} M pkt/s (baseline ${(row.baselinePps / 1e6).toFixed(1)} M), opens ${stats.decisions.open}, refusals ${stats.decisions.refuse}`,
+    );
   }
   if (sink === -1) log("");
   return { packets, noiseSources, validSequences, rows, ...(profile ? { profile } : {}) };

@@ -57,7 +57,9 @@ export function parentPid(pid: number): number | undefined {
 
 export function cmdline(pid: number): string[] {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((s) => s !== "");
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8")
+      .split("\0")
+      .filter((s) => s !== "");
   } catch {
     return [];
   }
@@ -66,10 +68,7 @@ export function cmdline(pid: number): string[] {
 /** Pids of the processes inside a network namespace (`ip netns pids`). */
 export function pidsInNamespace(ns: string): number[] {
   try {
-    return execFileSync("ip", ["netns", "pids", ns], { encoding: "utf8" })
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
+    return execFileSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).split(/\s+/).filter(Boolean).map(Number);
   } catch {
     return [];
   }
@@ -117,4 +116,3 @@ export async function cpuBusyPercent(ms: number): Promise<number> {
     return Number.NaN;
   }
 }
-

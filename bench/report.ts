@@ -129,7 +129,9 @@ export function buildRows(r: BenchResults): Row[] {
       knockd: k ? trio(k.firstKnockToConnectMs) + opened(k) : "",
       ratio: ratio(t?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median),
       target: "median < 5 ms",
-      verdict: [met(t ? t.firstKnockToConnectMs.median < 5 : undefined), better(t?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median)].filter(Boolean).join(", "),
+      verdict: [met(t ? t.firstKnockToConnectMs.median < 5 : undefined), better(t?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median)]
+        .filter(Boolean)
+        .join(", "),
     });
     push({
       label: "  the same, both daemons knocked by `knock -d 0` (same client, so only the servers differ)",
@@ -137,7 +139,9 @@ export function buildRows(r: BenchResults): Row[] {
       knockd: k ? trio(k.firstKnockToConnectMs) + opened(k) : "",
       ratio: ratio(tk?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median),
       target: "median < 5 ms",
-      verdict: [met(tk ? tk.firstKnockToConnectMs.median < 5 : undefined), better(tk?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median)].filter(Boolean).join(", "),
+      verdict: [met(tk ? tk.firstKnockToConnectMs.median < 5 : undefined), better(tk?.firstKnockToConnectMs.median, k?.firstKnockToConnectMs.median)]
+        .filter(Boolean)
+        .join(", "),
     });
     push({
       label: "Server reaction: last knock -> service's SYN-ACK (knocked by `knock`), median / p90 / max",
@@ -276,7 +280,10 @@ export function buildRows(r: BenchResults): Row[] {
       });
       push({ label: "  until the open grant is back too", tknock: trio(c.grantMs) });
     }
-    push({ label: "  daemon's own repairMs (problem found -> gate and grants re-installed)", tknock: `${trio(r.heal.daemonRepairMs)} (${r.heal.repairsLogged} repairs logged)` });
+    push({
+      label: "  daemon's own repairMs (problem found -> gate and grants re-installed)",
+      tknock: `${trio(r.heal.daemonRepairMs)} (${r.heal.repairsLogged} repairs logged)`,
+    });
   }
   return rows;
 }

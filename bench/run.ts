@@ -80,7 +80,10 @@ function parseArgs(argv: readonly string[]): Options {
     const v = (): string | undefined => argv[++i];
     switch (a) {
       case "--only": {
-        const list = (v() ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+        const list = (v() ?? "")
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean);
         const bad = list.filter((p) => !(ALL_PARTS as readonly string[]).includes(p));
         if (bad.length > 0 || list.length === 0) throw new Error(`--only takes parts from: ${ALL_PARTS.join(", ")}`);
         o.parts = new Set(list as Part[]);
@@ -242,7 +245,9 @@ async function runLabParts(o: Options, results: BenchResults): Promise<void> {
   }
   if (o.profile) {
     results.profiles = [];
-    for (const f of readdirSync(profileDir).filter((x) => x.endsWith(".cpuprofile") && !profilesBefore.has(x)).sort()) {
+    for (const f of readdirSync(profileDir)
+      .filter((x) => x.endsWith(".cpuprofile") && !profilesBefore.has(x))
+      .sort()) {
       const summary = summarizeCpuProfile(join(profileDir, f));
       results.profiles.push(summary);
       log(formatProfile(summary, `daemon profile ${f}`));

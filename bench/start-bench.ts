@@ -29,7 +29,14 @@ export async function benchStart(opts: { n: number; log: (line: string) => void 
     const homes: string[] = [];
     for (let i = 0; i < opts.n; i++) {
       const home = join(dir, `home-${i}`);
-      const uri = formatProfileUri({ client: "bench", host: "gw.example.org", addr: "127.0.0.1", open: [22], secret: randomBytes(32), ...defaultProfileFields([22]) });
+      const uri = formatProfileUri({
+        client: "bench",
+        host: "gw.example.org",
+        addr: "127.0.0.1",
+        open: [22],
+        secret: randomBytes(32),
+        ...defaultProfileFields([22]),
+      });
       await ProfileStore.open({ dir: home, warn: () => {} }).add("gw", { uri, addr: "127.0.0.1" }, false);
       homes.push(home);
     }

@@ -99,7 +99,11 @@ export function pickTransport(entry: StoredProfile, wanted: Transport | undefine
   if (wanted === undefined) return defaultTransport(proto);
   if (transportProto(wanted) !== proto) {
     const fits = proto === "udp" ? "udp" : "tcp or raw";
-    throw new TknockError("TKNOCK_USAGE", `--transport ${wanted} sends ${transportProto(wanted)} knocks but profile ${entry.name} knocks over ${proto}: use ${fits}`, ExitCode.usage);
+    throw new TknockError(
+      "TKNOCK_USAGE",
+      `--transport ${wanted} sends ${transportProto(wanted)} knocks but profile ${entry.name} knocks over ${proto}: use ${fits}`,
+      ExitCode.usage,
+    );
   }
   return wanted;
 }
@@ -213,7 +217,11 @@ async function chooseAndRecord(
     const what = `${entry.name}: steps ${current} and ${current + 1} (this window and the next) are used${portState}`;
     const seconds = (waitMs / 1000).toFixed(1);
     if (opts.noWaitWindow === true) {
-      throw new TknockError("TKNOCK_STEPS_USED", `${what}: the next window starts in ${seconds} s; run again then (or without --no-wait-window to wait)`, ExitCode.notOpened);
+      throw new TknockError(
+        "TKNOCK_STEPS_USED",
+        `${what}: the next window starts in ${seconds} s; run again then (or without --no-wait-window to wait)`,
+        ExitCode.notOpened,
+      );
     }
     ctx.notice(`${what}: waiting ${seconds} s for the next window (--no-wait-window exits instead)`);
     return { waitMs };

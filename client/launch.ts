@@ -44,7 +44,9 @@ try {
 // Strict, as the ES modules it was bundled from are.
 const script = new vm.Script(`(function (require, importLazy) {"use strict";${source}\n})`, { filename: mainPath, ...(cachedData ? { cachedData } : {}) });
 if (process.env["TKNOCK_DEBUG"] === "1") {
-  process.stderr.write(`debug: code cache ${cachedData === undefined ? "missing" : script.cachedDataRejected === true ? "rejected (compiling)" : "used"}: ${cachePath}\n`);
+  process.stderr.write(
+    `debug: code cache ${cachedData === undefined ? "missing" : script.cachedDataRejected === true ? "rejected (compiling)" : "used"}: ${cachePath}\n`,
+  );
 }
 const run = script.runInThisContext() as (require: NodeJS.Require, importLazy: (specifier: string) => Promise<unknown>) => void;
 // Only the build sets this: it runs a few commands, each adding what it compiled to the cache.

@@ -14,7 +14,12 @@ export async function resolveTarget(host: string): Promise<KnockTarget> {
     return { address, family: family === 6 ? 6 : 4 };
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code ?? "error";
-    throw new TknockError("TKNOCK_RESOLVE", `cannot resolve ${host} (${code}): check the name, or store an address with \`tknock add URI --addr ADDRESS --force\``, ExitCode.network, { cause });
+    throw new TknockError(
+      "TKNOCK_RESOLVE",
+      `cannot resolve ${host} (${code}): check the name, or store an address with \`tknock add URI --addr ADDRESS --force\``,
+      ExitCode.network,
+      { cause },
+    );
   }
 }
 

@@ -144,9 +144,14 @@ function release(lockPath: string): void {
 function lockError(path: string, cause: unknown, options: PidLockOptions): TknockError {
   const known = options.fsError?.(cause) ?? knownFsError(cause, "lock", path, options.permissionFix);
   if (known !== undefined) return known;
-  return new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${errnoCode(cause) ?? String(cause)}): check that its directory exists and is writable`, ExitCode.system, {
-    cause,
-  });
+  return new TknockError(
+    "TKNOCK_LOCK",
+    `cannot lock ${path} (${errnoCode(cause) ?? String(cause)}): check that its directory exists and is writable`,
+    ExitCode.system,
+    {
+      cause,
+    },
+  );
 }
 
 /**
@@ -173,7 +178,11 @@ export async function withPidLock<T>(path: string, fn: () => T | Promise<T>, opt
     }
     if (Date.now() >= deadline) {
       const by = holder !== undefined ? ` (pid ${holder.pid} on ${holder.host})` : "";
-      throw new TknockError("TKNOCK_LOCKED", `${path} is locked by another tknock command${by}: try again, or remove ${lockPath} if no tknock command is running`, ExitCode.usage);
+      throw new TknockError(
+        "TKNOCK_LOCKED",
+        `${path} is locked by another tknock command${by}: try again, or remove ${lockPath} if no tknock command is running`,
+        ExitCode.usage,
+      );
     }
     if (!waited) options.onWait?.();
     waited = true;

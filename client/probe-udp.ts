@@ -16,7 +16,9 @@ export function udpExchange(target: KnockTarget, port: number, payload: Buffer, 
     };
     const timer = setTimeout(() => settle({ kind: "closed" }), timeoutMs);
     socket.on("message", () => settle({ kind: "open" }));
-    socket.on("error", (err: NodeJS.ErrnoException) => settle(err.code === "ECONNREFUSED" ? { kind: "reachable" } : { kind: "error", code: err.code ?? "error" }));
+    socket.on("error", (err: NodeJS.ErrnoException) =>
+      settle(err.code === "ECONNREFUSED" ? { kind: "reachable" } : { kind: "error", code: err.code ?? "error" }),
+    );
     // Connected, so the kernel reports an ICMP port unreachable as ECONNREFUSED.
     socket.connect(port, target.address, () => {
       socket.send(payload, (err) => {

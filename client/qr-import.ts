@@ -27,12 +27,13 @@ export function decodeImage(bytes: Buffer): RgbaImage {
   const isJpeg = bytes.length > 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
   if (!isPng && !isJpeg) throw unreadable("not a PNG or JPEG image: save the picture as PNG or JPEG, or paste the URI instead");
   try {
-    const raw = isPng
-      ? PNG.sync.read(bytes)
-      : jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: 100, maxMemoryUsageInMB: 1024 });
+    const raw = isPng ? PNG.sync.read(bytes) : jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: 100, maxMemoryUsageInMB: 1024 });
     return { width: raw.width, height: raw.height, data: new Uint8ClampedArray(raw.data.buffer, raw.data.byteOffset, raw.data.byteLength) };
   } catch (cause) {
-    throw unreadable(`not a readable ${isPng ? "PNG" : "JPEG"} image (${(cause as Error).message.slice(0, 80)}): save it again, or paste the URI instead`, cause);
+    throw unreadable(
+      `not a readable ${isPng ? "PNG" : "JPEG"} image (${(cause as Error).message.slice(0, 80)}): save it again, or paste the URI instead`,
+      cause,
+    );
   }
 }
 
@@ -72,9 +73,16 @@ function crop(img: RgbaImage, x0: number, y0: number, width: number, height: num
 function findOne(img: RgbaImage): Found | undefined {
   const regions: [number, number, number, number][] = [[0, 0, 1, 1]];
   for (const [fx, fy, fw, fh] of [
-    [0, 0, 0.6, 1], [0.4, 0, 0.6, 1], [0, 0, 1, 0.6], [0, 0.4, 1, 0.6],
-    [0, 0, 0.6, 0.6], [0.4, 0, 0.6, 0.6], [0, 0.4, 0.6, 0.6], [0.4, 0.4, 0.6, 0.6],
-  ] as const) regions.push([fx, fy, fw, fh]);
+    [0, 0, 0.6, 1],
+    [0.4, 0, 0.6, 1],
+    [0, 0, 1, 0.6],
+    [0, 0.4, 1, 0.6],
+    [0, 0, 0.6, 0.6],
+    [0.4, 0, 0.6, 0.6],
+    [0, 0.4, 0.6, 0.6],
+    [0.4, 0.4, 0.6, 0.6],
+  ] as const)
+    regions.push([fx, fy, fw, fh]);
   for (const [fx, fy, fw, fh] of regions) {
     const x0 = Math.floor(img.width * fx);
     const y0 = Math.floor(img.height * fy);
@@ -147,7 +155,9 @@ export function enrolmentUriFromImage(bytes: Buffer, index?: number): string {
   if (codes.length === 0) throw unreadable("no QR code found in the image: crop it to the code, take a sharper picture, or paste the URI instead");
   const candidates = codes.filter(isTknockUri);
   if (candidates.length === 0) {
-    throw unreadable(`found ${codes.length} QR code${codes.length > 1 ? "s" : ""}, none of them a tknock enrolment (otpauth://totp/tknock:...): scan the code \`tknock-server enroll\` printed`);
+    throw unreadable(
+      `found ${codes.length} QR code${codes.length > 1 ? "s" : ""}, none of them a tknock enrolment (otpauth://totp/tknock:...): scan the code \`tknock-server enroll\` printed`,
+    );
   }
   if (index !== undefined) {
     const picked = candidates[index - 1];

@@ -22,6 +22,7 @@ export function renderQrPng(text: string): Promise<Buffer> {
 export async function decodeQrPng(image: Buffer): Promise<string> {
   const { decodeImage, findQrCodes } = await import("./qr-import.js");
   const first = findQrCodes(decodeImage(image))[0];
-  if (first === undefined) throw new TknockError("TKNOCK_QR_UNREADABLE", "no QR code found in the image: crop it to the code, or paste the URI instead", ExitCode.usage);
+  if (first === undefined)
+    throw new TknockError("TKNOCK_QR_UNREADABLE", "no QR code found in the image: crop it to the code, or paste the URI instead", ExitCode.usage);
   return first;
 }

@@ -225,7 +225,11 @@ export class ProfileStore {
   /** Adds a profile; a name in use is refused unless force (then it is replaced, its step history kept). */
   async add(name: string, entry: StoredEntry, force: boolean): Promise<void> {
     if (!isValidProfileName(name)) {
-      throw new TknockError("TKNOCK_BAD_NAME", `profile name ${JSON.stringify(name.slice(0, 40))} is not allowed: use letters, digits and . _ : @ - (start with a letter or digit)`, ExitCode.usage);
+      throw new TknockError(
+        "TKNOCK_BAD_NAME",
+        `profile name ${JSON.stringify(name.slice(0, 40))} is not allowed: use letters, digits and . _ : @ - (start with a letter or digit)`,
+        ExitCode.usage,
+      );
     }
     await this.update((file) => {
       const old = file.profiles[name];
@@ -235,7 +239,11 @@ export class ProfileStore {
       // Keeping the step record of a replaced profile with the same URI stops a re-import from reusing a step.
       const keep = old !== undefined && old.uri === entry.uri && entry.lastStepUsed === undefined;
       file.profiles[name] = keep
-        ? { ...entry, ...(old.lastStepUsed !== undefined ? { lastStepUsed: old.lastStepUsed } : {}), ...(old.avoidSteps !== undefined ? { avoidSteps: old.avoidSteps } : {}) }
+        ? {
+            ...entry,
+            ...(old.lastStepUsed !== undefined ? { lastStepUsed: old.lastStepUsed } : {}),
+            ...(old.avoidSteps !== undefined ? { avoidSteps: old.avoidSteps } : {}),
+          }
         : entry;
     });
   }
@@ -300,13 +308,20 @@ export class ProfileStore {
         throw new TknockError("TKNOCK_AMBIGUOUS_PROFILE", `${hostOrName} matches profiles ${list}: give the profile name`, ExitCode.usage);
       }
     }
-    throw noProfile(hostOrName, all.map((p) => p.name));
+    throw noProfile(
+      hostOrName,
+      all.map((p) => p.name),
+    );
   }
 }
 
 function noProfile(name: string, known: readonly string[]): TknockError {
   const hint = known.length === 0 ? "the store is empty: add one with `tknock add URI`" : `known: ${[...known].sort().join(", ")} (see \`tknock list\`)`;
-  return new TknockError("TKNOCK_NO_PROFILE", `no profile named ${name}, and no profile's host, address or short host name is ${name}: ${hint}`, ExitCode.usage);
+  return new TknockError(
+    "TKNOCK_NO_PROFILE",
+    `no profile named ${name}, and no profile's host, address or short host name is ${name}: ${hint}`,
+    ExitCode.usage,
+  );
 }
 
 function storeError(path: string, cause: unknown): TknockError {

@@ -25,7 +25,9 @@ async function main(): Promise<number> {
     const service = lab.startService(lab.protectPort, "SSH-2.0-tknock-demo greeting: you are in\n");
     await step("server: demo service listening on port 2222", () => sleep(300));
     const { uri, qr } = await step("server: `tknock-server enroll laptop` made a secret; client: `tknock add URI` stored it", () => lab.enrollClient("laptop"));
-    process.stdout.write(`${qr}\n        the QR code above holds the enrolment URI (secret hidden here):\n        ${uri.replace(/secret=[A-Z2-7]+/, "secret=<hidden>")}\n`);
+    process.stdout.write(
+      `${qr}\n        the QR code above holds the enrolment URI (secret hidden here):\n        ${uri.replace(/secret=[A-Z2-7]+/, "secret=<hidden>")}\n`,
+    );
     await step("server: `tknock-server run` is watching eth0 (tcpdump) behind the nftables gate", () => lab.startDaemon());
     const before = await step("client: connect to 2222 before knocking", () => lab.probe("client", lab.protectPort));
     process.stdout.write(`        -> ${before.state} (no answer: the gate drops it)\n`);
@@ -34,7 +36,10 @@ async function main(): Promise<number> {
     const knock = await step("client: `tknock laptop --wait` knocked the current window's 4 ports", () => lab.client(["laptop", "--wait", "10"]));
     process.stdout.write(`        -> exit ${knock.code}; ${knock.stderr.trim().split("\n").at(-1) ?? ""}\n`);
     const opened = await lab.waitForLog((l) => l.msg === "opened", 5000).catch(() => undefined);
-    if (opened) process.stdout.write(`        server: opened port 2222 for ${String(opened["src"])} (step ${String(opened["step"])}): last knock to open ${String(opened["knockToOpenMs"])} ms, of which nft ${String(opened["firewallMs"])} ms\n`);
+    if (opened)
+      process.stdout.write(
+        `        server: opened port 2222 for ${String(opened["src"])} (step ${String(opened["step"])}): last knock to open ${String(opened["knockToOpenMs"])} ms, of which nft ${String(opened["firewallMs"])} ms\n`,
+      );
     const after = await step("client: connect to 2222 after knocking", () => lab.probe("client", lab.protectPort));
     process.stdout.write(`        -> ${after.state}: ${after.data.trim()}\n`);
     const captured = await cap.stop();
@@ -48,7 +53,8 @@ async function main(): Promise<number> {
     const replays = await step("server: `tknock-server replays --json`", () => lab.replays());
     for (const r of replays) process.stdout.write(`        ${r.kind} from ${r.source}, client ${r.client ?? "?"}, step ${r.step ?? "?"}\n`);
     service.kill();
-    const ok = before.state === "filtered" && knock.code === 0 && after.state === "open" && stolen.state === "filtered" && replays.some((r) => r.kind === "replay");
+    const ok =
+      before.state === "filtered" && knock.code === 0 && after.state === "open" && stolen.state === "filtered" && replays.some((r) => r.kind === "replay");
     process.stdout.write(ok ? "demo: OK: the knock opened the port, the replay was refused and recorded\n" : "demo: FAILED: see the lines above\n");
     return ok ? 0 : 1;
   } finally {

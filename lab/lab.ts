@@ -30,7 +30,7 @@ function run(argv: readonly string[], opts: { timeoutMs?: number; input?: string
   return new Promise((resolve) => {
     const [cmd, ...args] = argv;
     const child = execFile(cmd as string, args, { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
     if (opts.input !== undefined) child.stdin?.end(opts.input);
@@ -185,7 +185,6 @@ function installExitHooks(): void {
     });
   }
 }
-
 
 function spawnSyncQuiet(argv: readonly string[]): void {
   const [cmd, ...args] = argv;

@@ -20,7 +20,6 @@ export const REPO_ROOT = (() => {
 export const SERVER_BIN = join(REPO_ROOT, "dist/server/bin.js");
 export const CLIENT_BIN = join(REPO_ROOT, "dist/client/bin.js");
 
-
 export type TknockLabOptions = {
   readonly protectPort?: number;
   readonly openSeconds?: number;
@@ -188,7 +187,12 @@ export class TknockLab {
    * One TCP connect from a host: "open" (connected; returns the first bytes received), "refused" (RST: closed),
    * or "filtered" (no answer within timeoutMs).
    */
-  async probe(host: string, port: number, timeoutMs = 1000, addr = this.serverAddr): Promise<{ state: "open" | "refused" | "filtered" | "error"; data: string }> {
+  async probe(
+    host: string,
+    port: number,
+    timeoutMs = 1000,
+    addr = this.serverAddr,
+  ): Promise<{ state: "open" | "refused" | "filtered" | "error"; data: string }> {
     const code = `const s=require("net").connect({host:${JSON.stringify(addr)},port:${port}});let d="";const t=setTimeout(()=>{console.log(JSON.stringify({state:"filtered",data:""}));process.exit(0)},${timeoutMs});
 s.on("connect",()=>{setTimeout(()=>{clearTimeout(t);console.log(JSON.stringify({state:"open",data:d}));s.destroy();process.exit(0)},150)});
 s.on("data",c=>d+=c);s.on("error",e=>{clearTimeout(t);console.log(JSON.stringify({state:e.code==="ECONNREFUSED"?"refused":"error",data:e.code}));process.exit(0)});`;

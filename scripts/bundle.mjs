@@ -98,7 +98,11 @@ const lazyBuiltins = {
     const builtins = new Set(builtinModules);
     const nodeRequire = createRequire(import.meta.url);
     const started = spawnSync(process.execPath, ["-e", "process.stdout.write(JSON.stringify(process.moduleLoadList))"], { encoding: "utf8" });
-    const atStart = new Set(JSON.parse(started.stdout).filter((m) => m.startsWith("NativeModule ")).map((m) => m.slice("NativeModule ".length)));
+    const atStart = new Set(
+      JSON.parse(started.stdout)
+        .filter((m) => m.startsWith("NativeModule "))
+        .map((m) => m.slice("NativeModule ".length)),
+    );
     b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
       const name = args.path.replace(/^node:/, "");
       if (!builtins.has(name)) return undefined;
@@ -261,7 +265,14 @@ async function writeCodeCache() {
   const { randomBytes } = await import("node:crypto");
   const home = mkdtempSync(join(tmpdir(), "tknock-code-cache-"));
   try {
-    const uri = formatProfileUri({ client: "build", host: "warm-up.invalid", addr: "127.0.0.1", open: [22], secret: randomBytes(32), ...defaultProfileFields([22]) });
+    const uri = formatProfileUri({
+      client: "build",
+      host: "warm-up.invalid",
+      addr: "127.0.0.1",
+      open: [22],
+      secret: randomBytes(32),
+      ...defaultProfileFields([22]),
+    });
     const step = Math.floor(Date.now() / 30_000);
     const store = { version: 1, profiles: { warm: { uri, addr: "127.0.0.1", lastStepUsed: step + 1, avoidSteps: [step + 2, step + 3] } } };
     writeFileSync(join(home, "profiles.json"), JSON.stringify(store), { mode: 0o600 });
@@ -272,7 +283,10 @@ async function writeCodeCache() {
       [["--store", home, "warm", "--delay", "0", "--probe-timeout", "0", "--no-wait-window"], 3],
     ];
     for (const [args, status] of runs) {
-      const r = spawnSync(process.execPath, ["dist/client/bin.js", ...args], { env: { ...process.env, TKNOCK_BUILD_CODE_CACHE: "dist/client/main.cjs.v8cache" }, encoding: "utf8" });
+      const r = spawnSync(process.execPath, ["dist/client/bin.js", ...args], {
+        env: { ...process.env, TKNOCK_BUILD_CODE_CACHE: "dist/client/main.cjs.v8cache" },
+        encoding: "utf8",
+      });
       if (r.status !== status) throw new Error(`code cache warm-up \`tknock ${args.join(" ")}\` exited ${r.status}, not ${status}: ${r.stderr}`);
     }
   } finally {

@@ -38,17 +38,21 @@ export type DaemonLock = {
 export async function acquireDaemonLock(stateDir: string, nowMs = Date.now()): Promise<DaemonLock> {
   const path = join(stateDir, DAEMON_LOCK_FILE);
   const me: LockHolder = { pid: process.pid, startTicks: processStartTicks(process.pid), startedAt: new Date(nowMs).toISOString() };
-  await withFileLock(path, () => {
-    const holder = readLockHolder(path);
-    if (holder !== undefined && holderAlive(holder)) {
-      throw new TknockError(
-        "TKNOCK_ALREADY_RUNNING",
-        `tknock-server is already running with state directory ${stateDir} (pid ${holder.pid}, since ${holder.startedAt}): stop it first (systemctl stop tknock-server, or kill ${holder.pid})`,
-        ExitCode.usage,
-      );
-    }
-    writeFileAtomic(path, `${JSON.stringify(me)}\n`, 0o644);
-  }, { waitMs: 1000 });
+  await withFileLock(
+    path,
+    () => {
+      const holder = readLockHolder(path);
+      if (holder !== undefined && holderAlive(holder)) {
+        throw new TknockError(
+          "TKNOCK_ALREADY_RUNNING",
+          `tknock-server is already running with state directory ${stateDir} (pid ${holder.pid}, since ${holder.startedAt}): stop it first (systemctl stop tknock-server, or kill ${holder.pid})`,
+          ExitCode.usage,
+        );
+      }
+      writeFileAtomic(path, `${JSON.stringify(me)}\n`, 0o644);
+    },
+    { waitMs: 1000 },
+  );
   return {
     path,
     holder: me,

@@ -5,14 +5,7 @@
  * error at once and then once a minute for as long as it lasts, and `status` reports it.
  */
 import type { Clock, ListenerHealth } from "../src/ports.js";
-import {
-  classifyCapture,
-  gateReportOf,
-  writeRuntimeStatus,
-  type CaptureReport,
-  type GateHealthLike,
-  type RuntimeStatus,
-} from "./runtime-status.js";
+import { classifyCapture, gateReportOf, writeRuntimeStatus, type CaptureReport, type GateHealthLike, type RuntimeStatus } from "./runtime-status.js";
 
 /** How often a lasting capture failure is logged again. */
 export const CAPTURE_ERROR_EVERY_MS = 60_000;
@@ -97,7 +90,11 @@ export class DaemonMonitor {
       this.writeFailing = false;
     } catch (err) {
       // Once per failure streak: `status` will see the report grow old and say so.
-      if (!this.writeFailing) this.deps.log.error({ path: this.deps.path, err: err instanceof Error ? err.message : String(err) }, "cannot write the runtime status file; `status` will report this daemon as not responding");
+      if (!this.writeFailing)
+        this.deps.log.error(
+          { path: this.deps.path, err: err instanceof Error ? err.message : String(err) },
+          "cannot write the runtime status file; `status` will report this daemon as not responding",
+        );
       this.writeFailing = true;
     }
   }

@@ -67,7 +67,11 @@ export class Daemon {
     });
     this.replays = new ReplayLog(join(this.config.stateDir, "replays.jsonl"), {
       ...this.config.replayLog,
-      onWriteError: (r) => log.error({ path: r.path, error: r.error, lost: r.lost }, "cannot write the replay record: refused knocks are not being recorded (free space or fix the state directory)"),
+      onWriteError: (r) =>
+        log.error(
+          { path: r.path, error: r.error, lost: r.lost },
+          "cannot write the replay record: refused knocks are not being recorded (free space or fix the state directory)",
+        ),
     });
     this.matcher = new Matcher(this.matcherClients(), this.config, nowMs);
     this.firewall = deps.createFirewall(this.config, log);
@@ -123,7 +127,15 @@ export class Daemon {
     const guarding = new AbortController();
     this.guard.start(guarding.signal);
     log.info(
-      { protect: this.config.protect, knockRange: this.config.knockRange, knockRangeDrop: this.config.knockRangeDrop, exemptServices: this.services.current, clients: Object.keys(this.clients.clients).length, listener: this.listener.name, firewall: this.firewall.name },
+      {
+        protect: this.config.protect,
+        knockRange: this.config.knockRange,
+        knockRangeDrop: this.config.knockRangeDrop,
+        exemptServices: this.services.current,
+        clients: Object.keys(this.clients.clients).length,
+        listener: this.listener.name,
+        firewall: this.firewall.name,
+      },
       "tknock-server running",
     );
     // daemon.json for `status`, and a loud error while capture is down (see daemon-monitor.ts).
@@ -194,9 +206,9 @@ export class Daemon {
     let matcherChanged: boolean;
     try {
       const next = loadServerConfig(this.deps.configPath);
-      const restartNeeded = (["interface", "listener", "logSource", "logExisting", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const).filter(
-        (k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
-      );
+      const restartNeeded = (
+        ["interface", "listener", "logSource", "logExisting", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const
+      ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
       const gateChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect) || next.knockRangeDrop !== this.config.knockRangeDrop;
       matcherChanged = JSON.stringify(matcherOptionsFromConfig(next)) !== JSON.stringify(matcherOptionsFromConfig(this.config));
@@ -246,7 +258,10 @@ export class Daemon {
     // from the same clock as ours and are never ahead of it by more than jitter.
     if (!(knock.atMs <= this.deps.clock.nowMs() + MAX_FUTURE_MS)) {
       if (this.counters.futureKnocks++ === 0) {
-        this.deps.log.warn({ src: String(knock.src).slice(0, 64), atMs: knock.atMs }, "knock timestamped in the future dropped; further ones are only counted (stats: futureKnocks)");
+        this.deps.log.warn(
+          { src: String(knock.src).slice(0, 64), atMs: knock.atMs },
+          "knock timestamped in the future dropped; further ones are only counted (stats: futureKnocks)",
+        );
       }
       return;
     }
@@ -281,7 +296,18 @@ export class Daemon {
         opening.then(
           () => {
             this.counters.opened++;
-            log.info({ client: d.client, src: d.src, step: d.step, ports: d.open, openSeconds: this.config.openSeconds, firewallMs: round(performance.now() - t0), knockToOpenMs: round(this.deps.clock.nowMs() - knock.atMs) }, "opened");
+            log.info(
+              {
+                client: d.client,
+                src: d.src,
+                step: d.step,
+                ports: d.open,
+                openSeconds: this.config.openSeconds,
+                firewallMs: round(performance.now() - t0),
+                knockToOpenMs: round(this.deps.clock.nowMs() - knock.atMs),
+              },
+              "opened",
+            );
           },
           (err: unknown) => {
             this.counters.openErrors++;
@@ -296,19 +322,28 @@ export class Daemon {
         this.counters.refused++;
         if (d.reason === "skew" && (d.offsetWindows ?? 0) > 0) {
           // The matcher spent this future step; it must stay spent after a restart too.
-          this.persisted(() => this.steps.setSpent(d.client, this.matcher.spentSteps(d.client)), "could not persist the step spent by a skew refusal", d.client);
+          this.persisted(
+            () => this.steps.setSpent(d.client, this.matcher.spentSteps(d.client)),
+            "could not persist the step spent by a skew refusal",
+            d.client,
+          );
         }
         this.record(d, knock);
         const hint = d.reason === "skew" ? `client clock is off by about ${d.offsetWindows ?? "?"} windows: fix its time (NTP)` : undefined;
         const admitted = this.refusalLines.admit(knock.atMs);
-        if (admitted) log.warn({ reason: d.reason, client: d.client, src: d.src, step: d.step, offsetWindows: d.offsetWindows, hint, ...suppressed(admitted) }, "knock refused");
+        if (admitted)
+          log.warn(
+            { reason: d.reason, client: d.client, src: d.src, step: d.step, offsetWindows: d.offsetWindows, hint, ...suppressed(admitted) },
+            "knock refused",
+          );
         return;
       }
       case "bruteforce": {
         this.counters.bruteforce++;
         this.record(d, knock);
         const admitted = this.bruteForceLines.admit(knock.atMs);
-        if (admitted) log.warn({ src: d.src, failures: d.failures, banned: d.banned, ...suppressed(admitted) }, "brute force: many failed sequences from one source");
+        if (admitted)
+          log.warn({ src: d.src, failures: d.failures, banned: d.banned, ...suppressed(admitted) }, "brute force: many failed sequences from one source");
         return;
       }
       default:

@@ -10,8 +10,8 @@ const NFT_REFUSED = /Operation not permitted|you must be root|Permission denied/
  */
 export function firewallPermissionError(err: unknown, action: string, table: string): unknown {
   if (!(err instanceof TknockError) || err.code !== "TKNOCK_FIREWALL" || !NFT_REFUSED.test(err.message)) return err;
-  const fix = isRoot()
-    ? "refused even to root: the process lacks CAP_NET_ADMIN (a container or a unit that drops it)"
-    : RUN_AS_ROOT;
-  return new TknockError("TKNOCK_PERMISSION", `cannot ${action} nftables table inet ${table} (operation not permitted): ${fix}`, ExitCode.usage, { cause: err });
+  const fix = isRoot() ? "refused even to root: the process lacks CAP_NET_ADMIN (a container or a unit that drops it)" : RUN_AS_ROOT;
+  return new TknockError("TKNOCK_PERMISSION", `cannot ${action} nftables table inet ${table} (operation not permitted): ${fix}`, ExitCode.usage, {
+    cause: err,
+  });
 }

@@ -18,7 +18,13 @@ function nearestExisting(path: string, what: string): { path: string; isDir: boo
       const code = errnoCode(cause);
       const parent = dirname(current);
       if (code !== "ENOENT" || parent === current) {
-        if (code === "ENOTDIR") throw new TknockError("TKNOCK_NOT_A_DIRECTORY", `cannot create ${what}: a part of ${path} is a file, not a directory: choose another path`, ExitCode.usage, { cause });
+        if (code === "ENOTDIR")
+          throw new TknockError(
+            "TKNOCK_NOT_A_DIRECTORY",
+            `cannot create ${what}: a part of ${path} is a file, not a directory: choose another path`,
+            ExitCode.usage,
+            { cause },
+          );
         throw fsError(cause, "read", `${what} (looking at ${current})`);
       }
       current = parent;
@@ -32,7 +38,12 @@ function checkWritableDir(dir: string, target: string, what: string): void {
   } catch (cause) {
     const code = errnoCode(cause);
     if (code === "EACCES" || code === "EPERM") {
-      throw new TknockError("TKNOCK_PERMISSION", `cannot write ${what} ${target}: ${dir} is not writable for this user: ${defaultPermissionFix()}`, ExitCode.usage, { cause });
+      throw new TknockError(
+        "TKNOCK_PERMISSION",
+        `cannot write ${what} ${target}: ${dir} is not writable for this user: ${defaultPermissionFix()}`,
+        ExitCode.usage,
+        { cause },
+      );
     }
     throw fsError(cause, "write", `${what} ${target}`);
   }
@@ -42,7 +53,11 @@ function checkWritableDir(dir: string, target: string, what: string): void {
 export function checkCanCreateDir(dir: string, what: string): void {
   const found = nearestExisting(dir, `${what} ${dir}`);
   if (!found.isDir) {
-    throw new TknockError("TKNOCK_NOT_A_DIRECTORY", `cannot create ${what} ${dir}: ${found.path} is a file, not a directory: choose another path`, ExitCode.usage);
+    throw new TknockError(
+      "TKNOCK_NOT_A_DIRECTORY",
+      `cannot create ${what} ${dir}: ${found.path} is a file, not a directory: choose another path`,
+      ExitCode.usage,
+    );
   }
   checkWritableDir(found.path, dir, what);
 }
@@ -67,7 +82,11 @@ export function checkCanWriteFile(file: string, what: string, opts: { inPlace: b
     return;
   }
   if (!found.isDir) {
-    throw new TknockError("TKNOCK_NOT_A_DIRECTORY", `cannot write ${what} ${file}: ${found.path} is a file, not a directory: choose another path`, ExitCode.usage);
+    throw new TknockError(
+      "TKNOCK_NOT_A_DIRECTORY",
+      `cannot write ${what} ${file}: ${found.path} is a file, not a directory: choose another path`,
+      ExitCode.usage,
+    );
   }
   checkWritableDir(found.path, file, what);
 }

@@ -185,11 +185,22 @@ export class GateGuard {
       this.failures = 0;
       this.setPresent(true);
       log.error(
-        { problem: problem.message, detectedBy: reason, grantsRestored: restored, repairMs: Math.round((performance.now() - t0) * 100) / 100, repairs: this.repairs, atMs: clock.nowMs() },
+        {
+          problem: problem.message,
+          detectedBy: reason,
+          grantsRestored: restored,
+          repairMs: Math.round((performance.now() - t0) * 100) / 100,
+          repairs: this.repairs,
+          atMs: clock.nowMs(),
+        },
         `gate re-installed after an outside change: ${problem.message}`,
       );
     } catch (err) {
-      this.failed(`gate missing or changed (${problem.message}) and re-installing it failed`, { problem: problem.message, detectedBy: reason, err: errText(err) });
+      this.failed(`gate missing or changed (${problem.message}) and re-installing it failed`, {
+        problem: problem.message,
+        detectedBy: reason,
+        err: errText(err),
+      });
     }
   }
 

@@ -127,7 +127,7 @@ function formatAddress(b: readonly number[]): string {
   const groups = Array.from({ length: 8 }, (_, i) => (((b[2 * i] as number) << 8) | (b[2 * i + 1] as number)).toString(16));
   // Compress the longest run of zero groups (RFC 5952), as inet_ntop does.
   let best = { at: -1, len: 0 };
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== "0") {
       i++;
       continue;

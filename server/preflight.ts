@@ -120,7 +120,11 @@ export function checkStateDirWritable(stateDir: string): void {
       ENOSPC: ["TKNOCK_NO_SPACE", system, `state directory ${stateDir} is full (ENOSPC): free some space; accepted steps must be written before a port opens`],
       EDQUOT: ["TKNOCK_NO_SPACE", system, `state directory ${stateDir} is over quota (EDQUOT): free some space`],
     };
-    const [errCode, exitCode, message] = fix[code] ?? ["TKNOCK_STATE_DIR", usage, `cannot write to state directory ${stateDir} (${code || String(cause)}): check that it exists and is writable`];
+    const [errCode, exitCode, message] = fix[code] ?? [
+      "TKNOCK_STATE_DIR",
+      usage,
+      `cannot write to state directory ${stateDir} (${code || String(cause)}): check that it exists and is writable`,
+    ];
     throw new TknockError(errCode, message, exitCode, { cause });
   }
 }
@@ -168,7 +172,9 @@ async function checkFirewallNeeds(config: ServerConfig, timeoutMs: number): Prom
         await runNftOnce([config.nftables.nftPath], ["list", "tables"], { timeoutMs });
       } catch (err) {
         if (err instanceof Error && /Operation not permitted/i.test(err.message)) {
-          throw new TknockError("TKNOCK_PERMISSION", "nft may not read the ruleset (Operation not permitted): run as root or with sudo", ExitCode.usage, { cause: err });
+          throw new TknockError("TKNOCK_PERMISSION", "nft may not read the ruleset (Operation not permitted): run as root or with sudo", ExitCode.usage, {
+            cause: err,
+          });
         }
         throw err;
       }

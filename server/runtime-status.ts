@@ -96,7 +96,8 @@ export function writeRuntimeStatus(path: string, status: RuntimeStatus): void {
 export function readRuntimeStatus(path: string): RuntimeStatus | undefined {
   try {
     const o = JSON.parse(readFileSync(path, "utf8")) as Partial<RuntimeStatus>;
-    if (o.version !== 1 || typeof o.pid !== "number" || typeof o.updatedAt !== "string" || typeof o.capture !== "object" || o.capture === null) return undefined;
+    if (o.version !== 1 || typeof o.pid !== "number" || typeof o.updatedAt !== "string" || typeof o.capture !== "object" || o.capture === null)
+      return undefined;
     return o as RuntimeStatus;
   } catch {
     return undefined;

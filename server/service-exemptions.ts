@@ -40,7 +40,9 @@ export function knockExclusions(input: {
   readonly portMax: number;
 }): { exclude: number[]; leftOut: number[] } {
   const exclude = [...new Set(input.protect)];
-  const listening = [...new Set(servicesInRange(input.services, { min: input.portMin, max: input.portMax }, input.protect).map((s) => s.port))].sort((a, b) => a - b);
+  const listening = [...new Set(servicesInRange(input.services, { min: input.portMin, max: input.portMax }, input.protect).map((s) => s.port))].sort(
+    (a, b) => a - b,
+  );
   const size = input.portMax - input.portMin + 1;
   const minUsable = Math.max(PROFILE_LIMITS.knocks.max, Math.ceil(size / 2));
   const leftOut: number[] = [];
@@ -71,14 +73,19 @@ export async function enrollExclusions(
     services = reachableServices((await read()).sockets);
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
-    return { exclude: [...new Set(config.protect)], notes: [`note: cannot read the listening sockets (${why}); only the protected ports are excluded from the knock ports`] };
+    return {
+      exclude: [...new Set(config.protect)],
+      notes: [`note: cannot read the listening sockets (${why}); only the protected ports are excluded from the knock ports`],
+    };
   }
   const { exclude, leftOut } = knockExclusions({ protect: config.protect, services, portMin: config.knockRange.min, portMax: config.knockRange.max });
   const notes: string[] = [];
   const excluded = exclude.filter((p) => !config.protect.includes(p));
   if (excluded.length > 0) notes.push(`local services listen on ${excluded.join(",")} inside the knock range: left out of this client's knock ports`);
   if (leftOut.length > 0) {
-    notes.push(`note: local services also listen on ${leftOut.join(",")} inside the knock range; too many to exclude, so this client may knock them: move those services or the knock range`);
+    notes.push(
+      `note: local services also listen on ${leftOut.join(",")} inside the knock range; too many to exclude, so this client may knock them: move those services or the knock range`,
+    );
   }
   return { exclude, notes };
 }
@@ -120,7 +127,11 @@ export class ServiceWatch {
     try {
       parsed = await this.opts.read();
     } catch (err) {
-      if (!this.readFailing) this.opts.log.error({ err: err instanceof Error ? err.message : String(err) }, "cannot read the listening sockets (/proc/net); keeping the previous service exemptions");
+      if (!this.readFailing)
+        this.opts.log.error(
+          { err: err instanceof Error ? err.message : String(err) },
+          "cannot read the listening sockets (/proc/net); keeping the previous service exemptions",
+        );
       this.readFailing = true;
       return false;
     }

@@ -179,12 +179,9 @@ export class StepStore {
           { cause },
         );
       }
-      throw new TknockError(
-        "TKNOCK_STATE_WRITE",
-        `${failure}; the state file was moved to ${aside}, so the next start fails closed`,
-        ExitCode.system,
-        { cause: err },
-      );
+      throw new TknockError("TKNOCK_STATE_WRITE", `${failure}; the state file was moved to ${aside}, so the next start fails closed`, ExitCode.system, {
+        cause: err,
+      });
     }
   }
 
@@ -255,7 +252,10 @@ function parseStateFile(text: string): StateContent | undefined {
     if (typeof rawSpent !== "object" || rawSpent === null || Array.isArray(rawSpent)) return undefined;
     for (const [name, xs] of Object.entries(rawSpent as Record<string, unknown>)) {
       if (!isValidClientName(name) || !Array.isArray(xs) || !xs.every(isStep)) return undefined;
-      spent.set(name, [...xs].sort((a, b) => a - b));
+      spent.set(
+        name,
+        [...xs].sort((a, b) => a - b),
+      );
     }
   }
   return { steps: out, spent };

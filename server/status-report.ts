@@ -43,14 +43,20 @@ export function assessStatus(f: StatusFacts): StatusReport {
   const runtime = f.runtime !== undefined && (!running || f.runtime.pid === pid) ? f.runtime : undefined;
 
   if (!running) {
-    const last = runtime?.stoppedAt !== undefined ? `stopped at ${runtime.stoppedAt}` : runtime !== undefined ? `last report ${runtime.updatedAt}, no clean stop` : "no daemon has run here";
+    const last =
+      runtime?.stoppedAt !== undefined
+        ? `stopped at ${runtime.stoppedAt}`
+        : runtime !== undefined
+          ? `last report ${runtime.updatedAt}, no clean stop`
+          : "no daemon has run here";
     problems.push(`daemon not running (${last}): no knock can open a port; start it (systemctl start tknock-server)`);
   } else if (runtime === undefined) {
     const sinceStartMs = f.nowMs - Date.parse(f.lock.holder?.startedAt ?? "");
     if (!(sinceStartMs < REPORT_STALE_MS)) problems.push(`daemon pid ${pid} has written no status report: it may be stuck (see its log)`);
   } else {
     const ageMs = f.nowMs - Date.parse(runtime.updatedAt);
-    if (!(ageMs < REPORT_STALE_MS)) problems.push(`daemon pid ${pid} has not updated its status for ${Math.round(ageMs / 1000)} s: it may be stuck (see its log)`);
+    if (!(ageMs < REPORT_STALE_MS))
+      problems.push(`daemon pid ${pid} has not updated its status for ${Math.round(ageMs / 1000)} s: it may be stuck (see its log)`);
   }
 
   const capture: StatusReport["capture"] = running
@@ -70,7 +76,9 @@ export function assessStatus(f: StatusFacts): StatusReport {
     ...(g?.lastProblem !== undefined ? { lastProblem: g.lastProblem } : {}),
   };
   if (!f.gate.present) {
-    problems.push(`gate missing: ${f.gate.name} is not in the kernel, so the protected ports are open to everyone unless another firewall closes them; ${running ? "the daemon should restore it (see its log)" : "start the daemon to restore it"}`);
+    problems.push(
+      `gate missing: ${f.gate.name} is not in the kernel, so the protected ports are open to everyone unless another firewall closes them; ${running ? "the daemon should restore it (see its log)" : "start the daemon to restore it"}`,
+    );
   }
 
   return {
@@ -101,7 +109,9 @@ export function formatStatusLines(r: StatusReport, nowMs: number): string[] {
   }
   const c = r.capture;
   const failed = c.failedStarts > 0 ? `, ${c.failedStarts} failed starts` : "";
-  lines.push(`capture: ${c.state}${c.since !== null ? ` since ${c.since}` : ""}${failed}${c.state === "failing" && c.lastProblem !== undefined ? `: ${c.lastProblem}` : ""}`);
+  lines.push(
+    `capture: ${c.state}${c.since !== null ? ` since ${c.since}` : ""}${failed}${c.state === "failing" && c.lastProblem !== undefined ? `: ${c.lastProblem}` : ""}`,
+  );
   const g = r.gate;
   const since = g.since !== undefined ? ` since ${g.since}` : "";
   const repairs = g.repairs !== undefined && g.repairs > 0 ? `, repaired ${g.repairs} times` : "";

@@ -44,11 +44,18 @@ export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, op
         continue;
       }
       if (code === "ELOCKED") {
-        throw new TknockError("TKNOCK_LOCKED", `${path} is locked by another tknock command: try again, or remove ${path}.lock if no tknock command is running`, ExitCode.usage, { cause });
+        throw new TknockError(
+          "TKNOCK_LOCKED",
+          `${path} is locked by another tknock command: try again, or remove ${path}.lock if no tknock command is running`,
+          ExitCode.usage,
+          { cause },
+        );
       }
       const known = knownFsError(cause, "lock", path, options.permissionFix);
       if (known !== undefined) throw known;
-      throw new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${code ?? String(cause)}): check that its directory exists and is writable`, ExitCode.system, { cause });
+      throw new TknockError("TKNOCK_LOCK", `cannot lock ${path} (${code ?? String(cause)}): check that its directory exists and is writable`, ExitCode.system, {
+        cause,
+      });
     }
   }
   try {

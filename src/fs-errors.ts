@@ -41,13 +41,28 @@ export function knownFsError(err: unknown, action: FsAction, what: string, permi
   const code = errnoCode(err);
   const options = { cause: err };
   if (code === "EACCES" || code === "EPERM") {
-    return new TknockError("TKNOCK_PERMISSION", `cannot ${action} ${what} (permission denied): ${permissionFix ?? defaultPermissionFix()}`, ExitCode.usage, options);
+    return new TknockError(
+      "TKNOCK_PERMISSION",
+      `cannot ${action} ${what} (permission denied): ${permissionFix ?? defaultPermissionFix()}`,
+      ExitCode.usage,
+      options,
+    );
   }
   if (code === "EROFS") {
-    return new TknockError("TKNOCK_READ_ONLY_FS", `cannot ${action} ${what}: its filesystem is read-only: remount it read-write or choose another path`, ExitCode.system, options);
+    return new TknockError(
+      "TKNOCK_READ_ONLY_FS",
+      `cannot ${action} ${what}: its filesystem is read-only: remount it read-write or choose another path`,
+      ExitCode.system,
+      options,
+    );
   }
   if (code === "ENOSPC" || code === "EDQUOT") {
-    return new TknockError("TKNOCK_NO_SPACE", `cannot ${action} ${what}: no space left on its filesystem (${code}): free some space and try again`, ExitCode.system, options);
+    return new TknockError(
+      "TKNOCK_NO_SPACE",
+      `cannot ${action} ${what}: no space left on its filesystem (${code}): free some space and try again`,
+      ExitCode.system,
+      options,
+    );
   }
   return undefined;
 }
@@ -73,7 +88,12 @@ export function fsError(err: unknown, action: FsAction, what: string, permission
   if (err instanceof TknockError) return err;
   return (
     knownFsError(err, action, what, permissionFix) ??
-    new TknockError("TKNOCK_FILE_ERROR", `cannot ${action} ${what} (${errnoCode(err) ?? (err instanceof Error ? err.message : "error")}): check the path and its permissions`, ExitCode.usage, { cause: err })
+    new TknockError(
+      "TKNOCK_FILE_ERROR",
+      `cannot ${action} ${what} (${errnoCode(err) ?? (err instanceof Error ? err.message : "error")}): check the path and its permissions`,
+      ExitCode.usage,
+      { cause: err },
+    )
   );
 }
 
@@ -89,9 +109,25 @@ export function withPermissionFix(err: unknown, action: FsAction, what: string, 
 }
 
 const SYSCALL_ACTIONS: Readonly<Record<string, FsAction>> = {
-  open: "open", read: "read", scandir: "read", stat: "read", lstat: "read", readlink: "read", access: "access",
-  write: "write", rename: "write", copyfile: "write", chmod: "write", chown: "write", utime: "write",
-  mkdir: "create", symlink: "create", link: "create", unlink: "remove", rmdir: "remove", rm: "remove",
+  open: "open",
+  read: "read",
+  scandir: "read",
+  stat: "read",
+  lstat: "read",
+  readlink: "read",
+  access: "access",
+  write: "write",
+  rename: "write",
+  copyfile: "write",
+  chmod: "write",
+  chown: "write",
+  utime: "write",
+  mkdir: "create",
+  symlink: "create",
+  link: "create",
+  unlink: "remove",
+  rmdir: "remove",
+  rm: "remove",
 };
 
 /**

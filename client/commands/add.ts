@@ -25,7 +25,8 @@ async function readFirstLine(stdin: NodeJS.ReadableStream): Promise<string> {
 
 async function uriFrom(io: CliIo, uri: string | undefined, qrFile: string | undefined, index: number | undefined): Promise<string> {
   if (uri !== undefined && qrFile !== undefined) throw new TknockError("TKNOCK_USAGE", "give a URI or --qr FILE, not both", ExitCode.usage);
-  if (index !== undefined && qrFile === undefined) throw new TknockError("TKNOCK_USAGE", "--index picks one of several QR codes: it needs --qr FILE", ExitCode.usage);
+  if (index !== undefined && qrFile === undefined)
+    throw new TknockError("TKNOCK_USAGE", "--index picks one of several QR codes: it needs --qr FILE", ExitCode.usage);
   if (qrFile !== undefined) {
     let image: Buffer;
     try {
@@ -61,7 +62,11 @@ export function registerAdd(program: Command, ctx: ClientContext): void {
       }
       const name = flags.name ?? profile.host.replace(/^\[(.*)\]$/, "$1");
       if (!isValidProfileName(name)) {
-        throw new TknockError("TKNOCK_BAD_NAME", `cannot name a profile ${JSON.stringify(name.slice(0, 40))}: give --name NAME (letters, digits, . _ : @ -)`, ExitCode.usage);
+        throw new TknockError(
+          "TKNOCK_BAD_NAME",
+          `cannot name a profile ${JSON.stringify(name.slice(0, 40))}: give --name NAME (letters, digits, . _ : @ -)`,
+          ExitCode.usage,
+        );
       }
       const addr = flags.addr ?? profile.addr ?? profile.host;
       const store = ctx.openStore(self);

@@ -39,14 +39,29 @@ function parseProbeUdp(value: string): Buffer {
 export function addKnockOptions(cmd: Command): Command {
   return cmd
     .addOption(
-      new Option("--transport <transport>", "tcp: connect and abort (default for tcp profiles); udp: one datagram (udp profiles); raw: crafted SYN (root)").argParser(
-        parseTransport,
-      ),
+      new Option(
+        "--transport <transport>",
+        "tcp: connect and abort (default for tcp profiles); udp: one datagram (udp profiles); raw: crafted SYN (root)",
+      ).argParser(parseTransport),
     )
-    .option("--delay <ms>", "milliseconds between knocks (default 0: back to back, still in order; raise it on a path that reorders packets)", parseIntOption("--delay", 0, 10_000), DEFAULT_DELAY_MS)
-    .option("--time-offset <seconds>", "add this to the clock for this knock only (may be negative); `tknock set NAME --time-offset` stores it", parseTimeOffset)
+    .option(
+      "--delay <ms>",
+      "milliseconds between knocks (default 0: back to back, still in order; raise it on a path that reorders packets)",
+      parseIntOption("--delay", 0, 10_000),
+      DEFAULT_DELAY_MS,
+    )
+    .option(
+      "--time-offset <seconds>",
+      "add this to the clock for this knock only (may be negative); `tknock set NAME --time-offset` stores it",
+      parseTimeOffset,
+    )
     .option("--no-wait-window", "when this window's steps are used, exit 3 at once instead of waiting for the next window")
-    .option("--probe-timeout <ms>", "how long the look at the port before knocking may take (0: always knock)", parseIntOption("--probe-timeout", 0, 10_000), DEFAULT_PROBE_MS)
+    .option(
+      "--probe-timeout <ms>",
+      "how long the look at the port before knocking may take (0: always knock)",
+      parseIntOption("--probe-timeout", 0, 10_000),
+      DEFAULT_PROBE_MS,
+    )
     .option("--probe-udp <hex>", "the protected port is a UDP service: check it by sending this payload and waiting for any reply", parseProbeUdp);
 }
 

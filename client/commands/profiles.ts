@@ -82,7 +82,12 @@ export function registerProfileCommands(program: Command, ctx: ClientContext): v
         try {
           writeFileSync(flags.qrPng, await qr.renderQrPng(entry.uri), { mode: 0o600 });
         } catch (cause) {
-          throw new TknockError("TKNOCK_FILE_UNWRITABLE", `cannot write ${flags.qrPng} (${(cause as NodeJS.ErrnoException).code ?? "error"}): check the folder`, ExitCode.usage, { cause });
+          throw new TknockError(
+            "TKNOCK_FILE_UNWRITABLE",
+            `cannot write ${flags.qrPng} (${(cause as NodeJS.ErrnoException).code ?? "error"}): check the folder`,
+            ExitCode.usage,
+            { cause },
+          );
         }
         io.err(`wrote ${flags.qrPng} (mode 600)`);
       }

@@ -28,7 +28,11 @@ export function registerProxy(program: Command, ctx: ClientContext): void {
       // accepted, or another tknock opened it) one more bounded wait gets a connection to join.
       const socket = result.socket ?? (result.state === "reachable" ? undefined : (await waitForOpen(kctx, result.target, check, flags.wait)).socket);
       if (socket === undefined) {
-        throw new TknockError("TKNOCK_NOT_OPENED", `${result.target.address} port ${port} lets this address in but refuses TCP connections: is the service running?`, ExitCode.notOpened);
+        throw new TknockError(
+          "TKNOCK_NOT_OPENED",
+          `${result.target.address} port ${port} lets this address in but refuses TCP connections: is the service running?`,
+          ExitCode.notOpened,
+        );
       }
       await pipeBothWays(socket, ctx.io.stdin, ctx.io.stdout);
     });

@@ -3,13 +3,7 @@ declare module "raw-socket" {
   import type { EventEmitter } from "node:events";
 
   interface RawSocket extends EventEmitter {
-    send(
-      buffer: Buffer,
-      offset: number,
-      length: number,
-      address: string,
-      afterCallback: (error: Error | null, bytes: number) => void,
-    ): RawSocket;
+    send(buffer: Buffer, offset: number, length: number, address: string, afterCallback: (error: Error | null, bytes: number) => void): RawSocket;
     pauseRecv(): RawSocket;
     close(): RawSocket;
   }

@@ -19,7 +19,11 @@ export function sourceAddressFor(target: KnockTarget, port: number): Promise<str
     const s = createUdpSocket(target.family === 6 ? "udp6" : "udp4");
     s.on("error", (err) => {
       s.close();
-      reject(new TknockError("TKNOCK_NETWORK", `no route to ${target.address}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, ExitCode.network, { cause: err }));
+      reject(
+        new TknockError("TKNOCK_NETWORK", `no route to ${target.address}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, ExitCode.network, {
+          cause: err,
+        }),
+      );
     });
     s.connect(port, target.address, () => {
       const { address } = s.address();
@@ -39,7 +43,12 @@ export async function createRawSender(target: KnockTarget, firstPort: number): P
     // A native CommonJS module: loaded only when the raw transport is chosen.
     raw = createRequire(import.meta.url)("raw-socket") as typeof import("raw-socket");
   } catch (cause) {
-    throw new TknockError("TKNOCK_RAW_UNAVAILABLE", "the raw transport is unavailable (raw-socket native module not built): use --transport tcp", ExitCode.usage, { cause });
+    throw new TknockError(
+      "TKNOCK_RAW_UNAVAILABLE",
+      "the raw transport is unavailable (raw-socket native module not built): use --transport tcp",
+      ExitCode.usage,
+      { cause },
+    );
   }
   let socket: ReturnType<typeof raw.createSocket>;
   try {
@@ -77,12 +86,22 @@ export async function createRawSender(target: KnockTarget, firstPort: number): P
         // raw-socket stops its poll handle between queued sends, so nothing it holds keeps Node's loop alive: the
         // process could end with the knock unsent (exit 0). This timer does, and bounds the wait.
         const timer = setTimeout(
-          () => reject(new TknockError("TKNOCK_NETWORK", `the raw socket did not send the knock to ${target.address} port ${port} within ${RAW_SEND_TIMEOUT_MS} ms`, ExitCode.network)),
+          () =>
+            reject(
+              new TknockError(
+                "TKNOCK_NETWORK",
+                `the raw socket did not send the knock to ${target.address} port ${port} within ${RAW_SEND_TIMEOUT_MS} ms`,
+                ExitCode.network,
+              ),
+            ),
           RAW_SEND_TIMEOUT_MS,
         );
         socket.send(segment, 0, segment.length, target.address, (err) => {
           clearTimeout(timer);
-          if (err) reject(new TknockError("TKNOCK_NETWORK", `cannot send a knock to ${target.address} port ${port}: ${err.message}`, ExitCode.network, { cause: err }));
+          if (err)
+            reject(
+              new TknockError("TKNOCK_NETWORK", `cannot send a knock to ${target.address} port ${port}: ${err.message}`, ExitCode.network, { cause: err }),
+            );
           else resolve();
         });
       });

@@ -16,7 +16,16 @@ import { enrollExclusions } from "../service-exemptions.js";
 import { loadConfigOf } from "./context.js";
 import { parsePortArgs } from "./init.js";
 
-type EnrollOptions = { host?: string; addr?: string; open?: string[]; qrPng?: string; force?: boolean; period?: number; knocks?: number; proto?: "tcp" | "udp" };
+type EnrollOptions = {
+  host?: string;
+  addr?: string;
+  open?: string[];
+  qrPng?: string;
+  force?: boolean;
+  period?: number;
+  knocks?: number;
+  proto?: "tcp" | "udp";
+};
 
 export function registerClientCommands(program: Command, io: CliIo): void {
   program
@@ -27,8 +36,18 @@ export function registerClientCommands(program: Command, io: CliIo): void {
     .option("--addr <address>", "address clients knock, when it differs from --host")
     .option("--open <port...>", "protected port(s) this client may open (default: all protected ports)")
     .option("--qr-png <file>", "also write the QR code as a PNG (it holds the secret: keep it private)")
-    .option("--period <seconds>", "window length", parseIntOption("--period", PROFILE_LIMITS.periodSeconds.min, PROFILE_LIMITS.periodSeconds.max), PROFILE_LIMITS.periodSeconds.default)
-    .option("--knocks <n>", "ports per sequence", parseIntOption("--knocks", PROFILE_LIMITS.knocks.min, PROFILE_LIMITS.knocks.max), PROFILE_LIMITS.knocks.default)
+    .option(
+      "--period <seconds>",
+      "window length",
+      parseIntOption("--period", PROFILE_LIMITS.periodSeconds.min, PROFILE_LIMITS.periodSeconds.max),
+      PROFILE_LIMITS.periodSeconds.default,
+    )
+    .option(
+      "--knocks <n>",
+      "ports per sequence",
+      parseIntOption("--knocks", PROFILE_LIMITS.knocks.min, PROFILE_LIMITS.knocks.max),
+      PROFILE_LIMITS.knocks.default,
+    )
     .addOption(new Option("--proto <proto>", "knock protocol").choices(["tcp", "udp"]).default("tcp"))
     .option("--force", "replace an existing client of that name (new secret)")
     .action(async (name: string, opts: EnrollOptions, cmd: Command) => {
@@ -39,7 +58,11 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       const open = parsePortArgs(opts.open, "--open") ?? [...config.protect];
       const notProtected = open.filter((p) => !config.protect.includes(p));
       if (notProtected.length > 0) {
-        throw new TknockError("TKNOCK_USAGE", `--open ${notProtected.join(",")} is not a protected port (protect: ${config.protect.join(",")}): add it to "protect" in the config first`, ExitCode.usage);
+        throw new TknockError(
+          "TKNOCK_USAGE",
+          `--open ${notProtected.join(",")} is not a protected port (protect: ${config.protect.join(",")}): add it to "protect" in the config first`,
+          ExitCode.usage,
+        );
       }
       if (opts.qrPng !== undefined) checkCanWriteFile(opts.qrPng, "QR code file", { inPlace: true });
       const exclusions = await enrollExclusions(config);

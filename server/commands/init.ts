@@ -14,11 +14,25 @@ import { StepStore } from "../state.js";
 import { configPathOf } from "./context.js";
 import { parseKnockRangeArg } from "./knock-range-arg.js";
 
-type InitOptions = { interface?: string; protect?: string[]; stateDir?: string; clients?: string; force?: boolean; knockRange?: string; knockRangeDrop?: boolean; listener?: string; logSource?: string; logExisting?: boolean };
+type InitOptions = {
+  interface?: string;
+  protect?: string[];
+  stateDir?: string;
+  clients?: string;
+  force?: boolean;
+  knockRange?: string;
+  knockRangeDrop?: boolean;
+  listener?: string;
+  logSource?: string;
+  logExisting?: boolean;
+};
 
 export function parsePortArgs(values: readonly string[] | undefined, option: string): number[] | undefined {
   if (values === undefined) return undefined;
-  const ports = values.flatMap((v) => v.split(",")).map((s) => s.trim()).filter((s) => s !== "");
+  const ports = values
+    .flatMap((v) => v.split(","))
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
   const parsed = ports.map(Number);
   const bad = ports.find((s, i) => !/^\d+$/.test(s) || !isPort(parsed[i]));
   if (bad !== undefined || parsed.length === 0) {
@@ -79,7 +93,11 @@ export function registerInit(program: Command, io: CliIo): void {
       }
       await withClientsLock(clientsFile, () => {
         if (existsSync(clientsFile) && !force) {
-          throw new TknockError("TKNOCK_EXISTS", `${clientsFile} already exists (another init just wrote it): keep it, or pass --force to overwrite it`, ExitCode.usage);
+          throw new TknockError(
+            "TKNOCK_EXISTS",
+            `${clientsFile} already exists (another init just wrote it): keep it, or pass --force to overwrite it`,
+            ExitCode.usage,
+          );
         }
         try {
           writeFileAtomic(configPath, `${JSON.stringify(config, null, 2)}\n`, 0o644);

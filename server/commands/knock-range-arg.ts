@@ -16,6 +16,7 @@ export function parseKnockRangeArg(value: string): { min: number; max: number } 
   const max = Number(m[2]);
   if (min < 1 || max > 65535) throw usage("is out of bounds: use ports from 1 to 65535");
   if (min > max) throw usage(`has MIN above MAX: write it as ${max}-${min}`);
-  if (max - min + 1 < MIN_KNOCK_RANGE_PORTS) throw usage(`holds ${max - min + 1} ports: give at least ${MIN_KNOCK_RANGE_PORTS}, so knock sequences stay hard to guess`);
+  if (max - min + 1 < MIN_KNOCK_RANGE_PORTS)
+    throw usage(`holds ${max - min + 1} ports: give at least ${MIN_KNOCK_RANGE_PORTS}, so knock sequences stay hard to guess`);
   return { min, max };
 }

@@ -19,7 +19,11 @@ export function readJsonFile(path: string, what: string): unknown {
   }
   const problem = findJsonProblem(text);
   if (problem !== undefined) {
-    throw new TknockError(problem.kind === "syntax" ? "TKNOCK_FILE_NOT_JSON" : "TKNOCK_DUPLICATE_KEY", `${what} ${path} ${describeJsonProblem(problem)}`, ExitCode.usage);
+    throw new TknockError(
+      problem.kind === "syntax" ? "TKNOCK_FILE_NOT_JSON" : "TKNOCK_DUPLICATE_KEY",
+      `${what} ${path} ${describeJsonProblem(problem)}`,
+      ExitCode.usage,
+    );
   }
   try {
     return JSON.parse(text) as unknown;

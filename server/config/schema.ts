@@ -96,14 +96,31 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
   const d = defaultServerConfig({ clientsFile: "" });
   const o =
     c.object(raw, "config", [
-      "interface", "listener", "logSource", "logExisting", "firewall", "protect", "clientsFile", "stateDir", "knockRange", "knockRangeDrop", "openSeconds",
-      "skewWindows", "diagnosticWindows", "knockTimeoutMs", "retransmitMs", "toleratedWrongKnocks", "maxSources", "bruteForce",
-      "replayLog", "nftables", "tcpdump", "logLevel",
+      "interface",
+      "listener",
+      "logSource",
+      "logExisting",
+      "firewall",
+      "protect",
+      "clientsFile",
+      "stateDir",
+      "knockRange",
+      "knockRangeDrop",
+      "openSeconds",
+      "skewWindows",
+      "diagnosticWindows",
+      "knockTimeoutMs",
+      "retransmitMs",
+      "toleratedWrongKnocks",
+      "maxSources",
+      "bruteForce",
+      "replayLog",
+      "nftables",
+      "tcpdump",
+      "logLevel",
     ]) ?? {};
-  const get = <T>(key: string, fallback: T, check: (v: unknown, path: string) => T): T =>
-    o[key] === undefined ? fallback : check(o[key], key);
-  const sub = (key: string, keys: readonly string[]): Record<string, unknown> =>
-    o[key] === undefined ? {} : (c.object(o[key], key, keys) ?? {});
+  const get = <T>(key: string, fallback: T, check: (v: unknown, path: string) => T): T => (o[key] === undefined ? fallback : check(o[key], key));
+  const sub = (key: string, keys: readonly string[]): Record<string, unknown> => (o[key] === undefined ? {} : (c.object(o[key], key, keys) ?? {}));
 
   const kr = sub("knockRange", ["min", "max"]);
   const bf = sub("bruteForce", ["maxFailuresPerMinute", "ban", "banSeconds"]);
@@ -116,8 +133,12 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
   const config: ServerConfig = {
     interface: get("interface", d.interface, (v, p) => c.string(v, p, { pattern: /^[A-Za-z0-9_.:@-]{1,15}$/, hint: 'use an interface name or "any"' })),
     listener: get("listener", d.listener, (v, p) => c.oneOf(v, p, ["pcap", "log"] as const)),
-    logSource: get("logSource", d.logSource, (v, p) =>
-      c.string(v, p, { pattern: /^(journald|kmsg|file:\/[^\0]+)$/, hint: 'use "journald", "kmsg" or "file:/absolute/path"' }) as ServerConfig["logSource"]),
+    logSource: get(
+      "logSource",
+      d.logSource,
+      (v, p) =>
+        c.string(v, p, { pattern: /^(journald|kmsg|file:\/[^\0]+)$/, hint: 'use "journald", "kmsg" or "file:/absolute/path"' }) as ServerConfig["logSource"],
+    ),
     logExisting: get("logExisting", d.logExisting, (v, p) => c.bool(v, p)),
     firewall: get("firewall", d.firewall, (v, p) => c.oneOf(v, p, ["nftables"] as const)),
     protect: get("protect", d.protect, (v, p) => c.ports(v, p, { allowEmpty: false })),
@@ -145,7 +166,9 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       keepFiles: or(rl["keepFiles"], d.replayLog.keepFiles, (v) => c.int(v, "replayLog.keepFiles", 1, 100)),
     },
     nftables: {
-      table: or(nf["table"], d.nftables.table, (v) => c.string(v, "nftables.table", { pattern: /^[A-Za-z][A-Za-z0-9_]{0,31}$/, hint: "use letters, digits and _ (up to 32)" })),
+      table: or(nf["table"], d.nftables.table, (v) =>
+        c.string(v, "nftables.table", { pattern: /^[A-Za-z][A-Za-z0-9_]{0,31}$/, hint: "use letters, digits and _ (up to 32)" }),
+      ),
       nftPath: or(nf["nftPath"], d.nftables.nftPath, (v) => c.string(v, "nftables.nftPath")),
     },
     tcpdump: {

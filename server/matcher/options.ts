@@ -51,7 +51,8 @@ export function checkOptions(o: MatcherOptions): void {
   int(o.knockTimeoutMs, "knockTimeoutMs", 0);
   int(o.retransmitMs, "retransmitMs", 0);
   int(o.toleratedWrongKnocks, "toleratedWrongKnocks", 0);
-  if (o.toleratedWrongKnocks > MAX_TOLERATED_WRONG_KNOCKS) bad.push(`toleratedWrongKnocks ${o.toleratedWrongKnocks} must be at most ${MAX_TOLERATED_WRONG_KNOCKS}`);
+  if (o.toleratedWrongKnocks > MAX_TOLERATED_WRONG_KNOCKS)
+    bad.push(`toleratedWrongKnocks ${o.toleratedWrongKnocks} must be at most ${MAX_TOLERATED_WRONG_KNOCKS}`);
   int(o.maxSources, "maxSources", 1);
   int(o.bruteForce.maxFailuresPerMinute, "bruteForce.maxFailuresPerMinute", 0);
   int(o.bruteForce.banSeconds, "bruteForce.banSeconds", 0);

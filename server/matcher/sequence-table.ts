@@ -221,7 +221,8 @@ export class SequenceTable {
       // Steps that became candidates, or stopped being ones, start progress with another wrong-knock allowance now.
       for (let x = Math.max(old - this.skewWindows, newStep - d); x < firstNew && x <= newStep + this.skewWindows; x++) {
         const seq = c.ring[slotOf(x, len)];
-        if (seq !== undefined && seq.step === x) (c.proto === "tcp" ? this.startsTcp : this.startsUdp).setSecond(seq.ports[0]!, seq.id, this.firstWanted(c, x, seq.ports));
+        if (seq !== undefined && seq.step === x)
+          (c.proto === "tcp" ? this.startsTcp : this.startsUdp).setSecond(seq.ports[0]!, seq.id, this.firstWanted(c, x, seq.ports));
       }
     }
     // A clock that steps back never moves a window back: steps already passed stay passed.

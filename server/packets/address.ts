@@ -60,7 +60,7 @@ function formatIPv6(g: readonly number[], low32: number): string {
 function longestZeroRun(g: readonly number[]): [number, number] {
   let base = -1;
   let len = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;

@@ -38,7 +38,13 @@ describeAsRoot("end to end: the client never stalls and never collides", () => {
     t = await TknockLab.create({ hosts: [...HOSTS], protectPort: TCP_PORT, openSeconds: 20, extraConfig: { protect: [TCP_PORT, UDP_PORT] } });
     services.push(t.startService(TCP_PORT));
     // A UDP echo service: any datagram comes back.
-    services.push(t.lab.spawn("server", ["node", "-e", `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>s.send(m,r.port,r.address));s.bind(${UDP_PORT})`]));
+    services.push(
+      t.lab.spawn("server", [
+        "node",
+        "-e",
+        `const s=require("dgram").createSocket("udp4");s.on("message",(m,r)=>s.send(m,r.port,r.address));s.bind(${UDP_PORT})`,
+      ]),
+    );
     await enrol("par", "client", TCP_PORT);
     await enrol("burst", "burst", TCP_PORT);
     await enrol("skew", "skew", TCP_PORT);
@@ -121,4 +127,3 @@ describeAsRoot("end to end: the client never stalls and never collides", () => {
     expect(again.stderr).toMatch(/already open.*no knock sent/);
   }, 60_000);
 });
-

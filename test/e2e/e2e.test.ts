@@ -47,7 +47,10 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
 
   /** The client knocks once with tcpdump watching; returns the ports it sent, in order, and the step. */
   async function knockAndCapture(name: string, extra: readonly string[] = []): Promise<{ ports: number[]; code: number }> {
-    const cap = await t.capture("server", `src host ${t.lab.host("client").ipv4} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst portrange 10000-59999`);
+    const cap = await t.capture(
+      "server",
+      `src host ${t.lab.host("client").ipv4} and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn and dst portrange 10000-59999`,
+    );
     const r = await t.client([name, ...extra]);
     const printed = await cap.stop();
     const ports = [...printed.matchAll(/> [\d.]+\.(\d+): Flags \[S\]/g)].map((m) => Number(m[1]));
@@ -60,7 +63,9 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
     const dayAhead = String(Math.floor(Date.now() / 1000) + 86_400);
     const seq = JSON.parse(await t.serverOk(["sequence", "alice", "--json", "--at", dayAhead])) as { ports: number[] };
     const ports = [t.protectPort, ...seq.ports, 10001, 59999].join(",");
-    const r = await t.lab.exec("other", ["nmap", "-Pn", "-n", "-sS", "--max-retries", "1", "--host-timeout", "30s", "-p", ports, "-oG", "-", t.serverAddr], { timeoutMs: 60_000 });
+    const r = await t.lab.exec("other", ["nmap", "-Pn", "-n", "-sS", "--max-retries", "1", "--host-timeout", "30s", "-p", ports, "-oG", "-", t.serverAddr], {
+      timeoutMs: 60_000,
+    });
     expect(r.code).toBe(0);
     const line = r.stdout.split("\n").find((l) => l.includes("Ports:")) ?? "";
     // With every port filtered, nmap may summarise them ("Ignored State: filtered") instead of listing each.
@@ -160,7 +165,9 @@ describeAsRoot("end to end: tknock in a namespace lab", () => {
     const seq = JSON.parse(await t.serverOk(["sequence", "dave", "--json"])) as { ports: number[] };
     const [p1, p2, p3, p4] = seq.ports as [number, number, number, number];
     // toleratedWrongKnocks is 4 by default: five distinct wrong ports between p2 and p3 end the attempt.
-    const wrong = Array.from({ length: 10 }, (_, i) => 10000 + i).filter((p) => !seq.ports.includes(p)).slice(0, 5);
+    const wrong = Array.from({ length: 10 }, (_, i) => 10000 + i)
+      .filter((p) => !seq.ports.includes(p))
+      .slice(0, 5);
     await t.sendSyns("client", [p1, p2, ...wrong, p3, p4]);
     await sleep(500);
     expect((await t.probe("client", t.protectPort)).state).toBe("filtered");

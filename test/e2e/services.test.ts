@@ -78,7 +78,10 @@ describeAsRoot("end to end: local services in the knock range stay reachable", (
   it("when the daemon runs then it warns once per service, both stay reachable from another host, and the protected port and the rest of the range stay filtered", async () => {
     await t.startDaemon();
     const warnings = await Promise.all(
-      [["tcp", TCP_SERVICE], ["udp", WIREGUARD]].map(([proto, port]) => t.waitForLog((l) => l.level === 40 && l["proto"] === proto && l["port"] === port, 2000)),
+      [
+        ["tcp", TCP_SERVICE],
+        ["udp", WIREGUARD],
+      ].map(([proto, port]) => t.waitForLog((l) => l.level === 40 && l["proto"] === proto && l["port"] === port, 2000)),
     );
     expect(warnings.map((l) => l.msg)).toEqual([expect.stringContaining("left reachable"), expect.stringContaining("left reachable")]);
     const probe = await t.probe("other", TCP_SERVICE);

@@ -147,7 +147,10 @@ describeAsRoot("start-up checks, one daemon per state dir, and status, in a name
   it("when capture keeps failing after start then the gate stays, an error is logged and status exits non-zero showing it", async () => {
     // Answers the start-up check's --version, then fails every capture as a broken tcpdump would.
     const fake = join(t.dir, "broken-tcpdump");
-    writeFileSync(fake, '#!/bin/sh\n[ "$1" = --version ] && { echo "tcpdump version 0 (stand-in)"; exit 0; }\necho "broken-tcpdump: capture failed" >&2\nexit 1\n');
+    writeFileSync(
+      fake,
+      '#!/bin/sh\n[ "$1" = --version ] && { echo "tcpdump version 0 (stand-in)"; exit 0; }\necho "broken-tcpdump: capture failed" >&2\nexit 1\n',
+    );
     chmodSync(fake, 0o755);
     const config = configWith("broken-capture", { tcpdump: { path: fake } });
     const daemon = t.lab.spawn("server", ["node", SERVER_BIN, "--config", config, "run"]);

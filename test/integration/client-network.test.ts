@@ -212,7 +212,18 @@ describeAsRoot("tknock client on the wire (namespace lab)", () => {
     const p = newProfile();
     await addProfile(p);
     const packets = await capture(4, async () => {
-      const r = await lab.exec("client", ["env", `TKNOCK_HOME=${p.home}`, "setpriv", "--bounding-set", "-net_raw", process.execPath, bin, p.name, "--transport", "raw"]);
+      const r = await lab.exec("client", [
+        "env",
+        `TKNOCK_HOME=${p.home}`,
+        "setpriv",
+        "--bounding-set",
+        "-net_raw",
+        process.execPath,
+        bin,
+        p.name,
+        "--transport",
+        "raw",
+      ]);
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toMatch(/sudo/);
       expect(r.stderr).not.toMatch(/setcap/);

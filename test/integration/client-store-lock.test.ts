@@ -38,7 +38,10 @@ describe("the client store under parallel commands", () => {
   it("when 20 `tknock add` run at once into one store then all 20 profiles are stored", async () => {
     const names = Array.from({ length: 20 }, (_, i) => `host${String(i).padStart(2, "0")}`);
     const results = await Promise.all(names.map((n) => tknock(home, ["add", uri(`${n}.example`), "--name", n])));
-    expect(results.map((r) => r.code), results.map((r) => r.stderr).join("\n")).toEqual(names.map(() => 0));
+    expect(
+      results.map((r) => r.code),
+      results.map((r) => r.stderr).join("\n"),
+    ).toEqual(names.map(() => 0));
     expect(stored()).toEqual(names);
   }, 90_000);
 
@@ -46,8 +49,14 @@ describe("the client store under parallel commands", () => {
     const old = Array.from({ length: 8 }, (_, i) => `old${i}`);
     for (const n of old) expect((await tknock(home, ["add", uri(`${n}.example`), "--name", n])).code).toBe(0);
     const fresh = Array.from({ length: 8 }, (_, i) => `new${i}`);
-    const results = await Promise.all([...old.map((n) => tknock(home, ["remove", n])), ...fresh.map((n) => tknock(home, ["add", uri(`${n}.example`), "--name", n]))]);
-    expect(results.every((r) => r.code === 0), results.map((r) => r.stderr).join("\n")).toBe(true);
+    const results = await Promise.all([
+      ...old.map((n) => tknock(home, ["remove", n])),
+      ...fresh.map((n) => tknock(home, ["add", uri(`${n}.example`), "--name", n])),
+    ]);
+    expect(
+      results.every((r) => r.code === 0),
+      results.map((r) => r.stderr).join("\n"),
+    ).toBe(true);
     expect(stored()).toEqual([...fresh].sort());
   }, 90_000);
 });

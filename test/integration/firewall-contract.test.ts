@@ -67,7 +67,10 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
     });
 
     it("when the gate is installed again, also with other ports, then it is idempotent and keeps the grants", async () => {
-      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }, { src: CLIENT6, port: 2222, openSeconds: 30 }]);
+      await h.firewall.open([
+        { src: CLIENT4, port: 2222, openSeconds: 30 },
+        { src: CLIENT6, port: 2222, openSeconds: 30 },
+      ]);
       await h.firewall.install(GATE);
       await h.firewall.install({ protectedPorts: [2222, 2223], knockRange: { min: 41000, max: 41010 } });
       await h.firewall.install(GATE);
@@ -79,7 +82,13 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
 
     it("when the gate is installed with exempt services, then without, then grants stay; a bad service is refused with TKNOCK_INVALID_GATE", async () => {
       await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
-      await h.firewall.install({ ...GATE, exemptServices: [{ proto: "udp", port: 40060 }, { proto: "tcp", port: 40050 }] });
+      await h.firewall.install({
+        ...GATE,
+        exemptServices: [
+          { proto: "udp", port: 40060 },
+          { proto: "tcp", port: 40050 },
+        ],
+      });
       await h.firewall.install({ ...GATE, exemptServices: [] });
       for (const bad of [[{ proto: "icmp", port: 40050 }], [{ proto: "tcp", port: 0 }], [{ proto: "tcp", port: "40050 }; flush ruleset" }]]) {
         expect(await rejectionCodeOf(h.firewall.install({ ...GATE, exemptServices: bad as unknown as [] }))).toBe("TKNOCK_INVALID_GATE");
@@ -95,8 +104,14 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
     });
 
     it("when a grant is opened again then its timeout restarts, longer or shorter", async () => {
-      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 2 }, { src: CLIENT6, port: 2222, openSeconds: 60 }]);
-      await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 60 }, { src: CLIENT6, port: 2222, openSeconds: 2 }]);
+      await h.firewall.open([
+        { src: CLIENT4, port: 2222, openSeconds: 2 },
+        { src: CLIENT6, port: 2222, openSeconds: 60 },
+      ]);
+      await h.firewall.open([
+        { src: CLIENT4, port: 2222, openSeconds: 60 },
+        { src: CLIENT6, port: 2222, openSeconds: 2 },
+      ]);
       const grants = await h.firewall.list();
       expect(find(grants, CLIENT4, 2222)?.expiresInSeconds).toBeGreaterThanOrEqual(55);
       expect(find(grants, CLIENT6, 2222)?.expiresInSeconds).toBeLessThanOrEqual(2);
@@ -140,7 +155,11 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
       expect((await h.firewall.check({ ...GATE, protectedPorts: [2222, 2223] }))?.kind).toMatch(/^(rules|elements)-differ$/);
     });
 
-    for (const [change, kind] of [["flush", "table-missing"], ["delete-table", "table-missing"], ["add-rule", "rules-differ"]] as const) {
+    for (const [change, kind] of [
+      ["flush", "table-missing"],
+      ["delete-table", "table-missing"],
+      ["add-rule", "rules-differ"],
+    ] as const) {
       it(`when the gate is changed from outside (${change}) then check reports ${kind}, and install plus open restore the gate and the grant`, async () => {
         await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
         await h.outside(change);
@@ -200,7 +219,13 @@ describe("MemoryFirewall.isAllowed", () => {
 
   it("when services are exempted then only their protocol and port pass the knock range, and a protected port stays gated", async () => {
     const fw = new MemoryFirewall(new FakeClock(1_000_000));
-    await fw.install({ ...GATE, exemptServices: [{ proto: "udp", port: 40060 }, { proto: "tcp", port: 2222 }] });
+    await fw.install({
+      ...GATE,
+      exemptServices: [
+        { proto: "udp", port: 40060 },
+        { proto: "tcp", port: 2222 },
+      ],
+    });
     expect(fw.isAllowed(CLIENT4, 40060, undefined, "udp")).toBe(true);
     expect(fw.isAllowed(CLIENT4, 40060, undefined, "tcp")).toBe(false);
     expect(fw.isAllowed(CLIENT4, 40061, undefined, "udp")).toBe(false);
@@ -457,7 +482,14 @@ describeAsRoot("NftablesFirewall gating real traffic between lab hosts", () => {
       expect(await probe("third", server4, 40050)).toBe("timeout");
       expect(await udpProbe(40060)).toBe("timeout");
 
-      await fw.install({ ...GATE, exemptServices: [{ proto: "tcp", port: 40050 }, { proto: "udp", port: 40060 }, { proto: "tcp", port: 2222 }] });
+      await fw.install({
+        ...GATE,
+        exemptServices: [
+          { proto: "tcp", port: 40050 },
+          { proto: "udp", port: 40060 },
+          { proto: "tcp", port: 2222 },
+        ],
+      });
       expect(await probe("third", server4, 40050)).toBe("open");
       expect(await probe("third", server6, 40050)).toBe("open");
       expect(await udpProbe(40060)).toBe("reply");

@@ -82,13 +82,7 @@ describeAsRoot("pcap listener with tcpdump in a namespace lab", () => {
         await tcp(server.ipv4, RANGE.min + 50); // a full handshake: only its SYN is a knock
         await waitFor("five knocks", () => knocks.length >= 5);
         await sleep(300); // stragglers, if any, would show up now
-        expect(brief(knocks)).toEqual([
-          "tcp 198.18.0.1 40001",
-          "udp 198.18.0.1 40002",
-          "tcp fd18:18::1 40003",
-          "udp fd18:18::1 40004",
-          "tcp 198.18.0.1 40050",
-        ]);
+        expect(brief(knocks)).toEqual(["tcp 198.18.0.1 40001", "udp 198.18.0.1 40002", "tcp fd18:18::1 40003", "udp fd18:18::1 40004", "tcp 198.18.0.1 40050"]);
         const times = knocks.map((k) => k.atMs);
         expect(times).toEqual([...times].sort((a, b) => a - b));
 
@@ -125,8 +119,13 @@ describeAsRoot("pcap listener with tcpdump in a namespace lab", () => {
     try {
       await waitFor("tcpdump capturing", () => listener.captureState().capturing);
       for (const flags of ["SYNFIN", "SYNRST"]) {
-        for (const [family, address] of [["-4", server.ipv4], ["-6", server.ipv6]] as const) {
-          const r = await lab.exec("client", ["nmap", family, "-Pn", "-n", "-sS", "--scanflags", flags, "--max-retries", "0", "-p", "40010", address], { timeoutMs: 30_000 });
+        for (const [family, address] of [
+          ["-4", server.ipv4],
+          ["-6", server.ipv6],
+        ] as const) {
+          const r = await lab.exec("client", ["nmap", family, "-Pn", "-n", "-sS", "--scanflags", flags, "--max-retries", "0", "-p", "40010", address], {
+            timeoutMs: 30_000,
+          });
           expect(r.code, r.stderr).toBe(0);
         }
       }
@@ -196,7 +195,9 @@ describe("pcap listener without tcpdump", () => {
   });
 
   it("when the options are invalid then creating the listener fails with TKNOCK_INVALID_CAPTURE", () => {
-    expect(() => createPcapListener({ interface: "eth0", knockRange: { min: 10, max: 5 } })).toThrow(expect.objectContaining({ code: "TKNOCK_INVALID_CAPTURE" }));
+    expect(() => createPcapListener({ interface: "eth0", knockRange: { min: 10, max: 5 } })).toThrow(
+      expect.objectContaining({ code: "TKNOCK_INVALID_CAPTURE" }),
+    );
     expect(() => createPcapListener({ interface: "eth0", knockRange: RANGE, localAddresses: ["nope"] })).toThrow(
       expect.objectContaining({ code: "TKNOCK_INVALID_CAPTURE" }),
     );

@@ -111,7 +111,11 @@ describeAsRoot("every command run as nobody", () => {
   ];
   for (const args of serverCommands) {
     it(`when nobody runs \`tknock-server ${args.join(" ")}\` then it fails with one line: run as root or with sudo`, async () => {
-      await refused("server", ["--config", "CONFIG", ...args].map((a) => (a === "CONFIG" ? paths.config : a)), RUN_AS_ROOT);
+      await refused(
+        "server",
+        ["--config", "CONFIG", ...args].map((a) => (a === "CONFIG" ? paths.config : a)),
+        RUN_AS_ROOT,
+      );
     });
   }
 

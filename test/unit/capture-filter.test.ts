@@ -26,7 +26,22 @@ const EXPECTED_FILTER =
 describe("tcpdump command line", () => {
   it("when building the argv then it is exactly the documented command", () => {
     expect(buildTcpdumpArgv(BASE)).toEqual([
-      "tcpdump", "-i", "eth0", "-Q", "in", "-n", "-p", "-U", "-w", "-", "-s", "128", "-B", "16384", "--immediate-mode", EXPECTED_FILTER,
+      "tcpdump",
+      "-i",
+      "eth0",
+      "-Q",
+      "in",
+      "-n",
+      "-p",
+      "-U",
+      "-w",
+      "-",
+      "-s",
+      "128",
+      "-B",
+      "16384",
+      "--immediate-mode",
+      EXPECTED_FILTER,
     ]);
   });
 

@@ -14,7 +14,14 @@ import { decodeSecret, defaultProfileFields, formatProfileUri, parseProfileUri }
 
 const SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA";
 const URI = formatProfileUri({ client: "alice", host: "srv.example", open: [22], secret: decodeSecret(SECRET), ...defaultProfileFields([22]) });
-const UDP_URI = formatProfileUri({ client: "alice", host: "udp.example", open: [22], secret: decodeSecret(SECRET), ...defaultProfileFields([22]), proto: "udp" });
+const UDP_URI = formatProfileUri({
+  client: "alice",
+  host: "udp.example",
+  open: [22],
+  secret: decodeSecret(SECRET),
+  ...defaultProfileFields([22]),
+  proto: "udp",
+});
 const PROFILE = parseProfileUri(URI);
 const T = 56_666_666;
 const T_START_MS = T * 30_000;

@@ -144,7 +144,11 @@ describe("withPidLock (the client's store and knock locks)", () => {
   });
 
   it("when fn throws then the lock is released and the error passes through", async () => {
-    await expect(withPidLock(file, () => { throw new Error("boom"); })).rejects.toThrow("boom");
+    await expect(
+      withPidLock(file, () => {
+        throw new Error("boom");
+      }),
+    ).rejects.toThrow("boom");
     expect(existsSync(lock)).toBe(false);
   });
 });

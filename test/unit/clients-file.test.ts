@@ -58,7 +58,11 @@ describe("clients.json read-modify-writes", () => {
       ];
       const order = t % 3;
       const runs = await Promise.all([...ops.slice(order), ...ops.slice(0, order)].map((op) => op()));
-      expect(runs.map((r) => [r.code, r.err.filter((l) => l.startsWith("error")).join("")])).toEqual([[0, ""], [0, ""], [0, ""]]);
+      expect(runs.map((r) => [r.code, r.err.filter((l) => l.startsWith("error")).join("")])).toEqual([
+        [0, ""],
+        [0, ""],
+        [0, ""],
+      ]);
       const now = names();
       expect(now).not.toContain("victim");
       expect(now).toContain(`a${t}`);
@@ -110,7 +114,11 @@ describe("clients.json read-modify-writes", () => {
     const file = JSON.parse(readFileSync(clientsPath, "utf8")) as ClientsFile;
     const entry = (name: string): string => `    "${name}": ${JSON.stringify(file.clients[name])}`;
     // JSON.parse would keep the second alice, bob's secret under alice's name, without a word.
-    writeFileSync(clientsPath, `{\n  "version": 1,\n  "clients": {\n${entry("alice")},\n${entry("bob")},\n${entry("bob").replace('"bob"', '"alice"')}\n  }\n}\n`, { mode: 0o600 });
+    writeFileSync(
+      clientsPath,
+      `{\n  "version": 1,\n  "clients": {\n${entry("alice")},\n${entry("bob")},\n${entry("bob").replace('"bob"', '"alice"')}\n  }\n}\n`,
+      { mode: 0o600 },
+    );
     for (const args of [["list"], ["enroll", "carol"], ["revoke", "bob"], ["sequence", "alice"]]) {
       const r = await server(args);
       expect(r.code).toBe(1);

@@ -1,13 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/errors.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
-import {
-  clientProfile,
-  defaultServerConfig,
-  parseClientsFile,
-  parseServerConfig,
-  type ClientRecord,
-} from "../../server/config/schema.js";
+import { clientProfile, defaultServerConfig, parseClientsFile, parseServerConfig, type ClientRecord } from "../../server/config/schema.js";
 
 const CLIENTS_FILE = "/etc/tknock/clients.json";
 
@@ -55,7 +49,10 @@ describe("parseServerConfig", () => {
     expect(parseServerConfig({ clientsFile: CLIENTS_FILE }, "s")).toMatchObject({ listener: "pcap", logSource: "journald", logExisting: false });
     expect(parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "log" }, "s")).toMatchObject({ listener: "log", logSource: "journald" });
     for (const logSource of ["kmsg", "journald", "file:/var/log/kern.log"]) {
-      expect(parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "log", logSource, logExisting: true }, "s")).toMatchObject({ logSource, logExisting: true });
+      expect(parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "log", logSource, logExisting: true }, "s")).toMatchObject({
+        logSource,
+        logExisting: true,
+      });
     }
   });
 
@@ -63,7 +60,10 @@ describe("parseServerConfig", () => {
     for (const logSource of ["syslog", "file:relative/kern.log", "file:", "/var/log/kern.log", 5]) {
       expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, logSource }, "s")))).toEqual(["logSource"]);
     }
-    expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog", logExisting: "yes" }, "s")))).toEqual(["listener", "logExisting"]);
+    expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog", logExisting: "yes" }, "s")))).toEqual([
+      "listener",
+      "logExisting",
+    ]);
   });
 
   it("when a key is unknown (a typo) then it is rejected with its path", () => {
@@ -91,9 +91,7 @@ describe("parseServerConfig", () => {
       ),
     );
     expect(err.issues).toHaveLength(6);
-    expect(issuePaths(err).sort()).toEqual(
-      ["bruteForce.ban", "clientsFile", "knockRange", "logLevel", "openSeconds", "protect"].sort(),
-    );
+    expect(issuePaths(err).sort()).toEqual(["bruteForce.ban", "clientsFile", "knockRange", "logLevel", "openSeconds", "protect"].sort());
     expect(err.message.startsWith("server.json: ")).toBe(true);
   });
 
@@ -186,9 +184,7 @@ describe("parseClientsFile", () => {
   });
 
   it("when range minus exclusions holds fewer ports than knocks then the client is rejected", () => {
-    const err = configError(() =>
-      parseClientsFile({ version: 1, clients: { a: { ...alice, portMin: 20000, portMax: 20003, exclude: [20000] } } }, "c"),
-    );
+    const err = configError(() => parseClientsFile({ version: 1, clients: { a: { ...alice, portMin: 20000, portMax: 20003, exclude: [20000] } } }, "c"));
     expect(issuePaths(err)).toEqual(["clients.a"]);
   });
 

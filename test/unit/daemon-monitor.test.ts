@@ -23,7 +23,10 @@ describe("capture classification", () => {
 
   it("when capture has been down longer than the grace time, or failed to start twice in a row, then it is failing", () => {
     expect(classifyCapture(h({}), T0 + CAPTURE_GRACE_MS).state).toBe("failing");
-    expect(classifyCapture(h({ failedStarts: 2, lastProblem: "tcpdump not found" }), T0 + 100)).toMatchObject({ state: "failing", lastProblem: "tcpdump not found" });
+    expect(classifyCapture(h({ failedStarts: 2, lastProblem: "tcpdump not found" }), T0 + 100)).toMatchObject({
+      state: "failing",
+      lastProblem: "tcpdump not found",
+    });
   });
 
   it("when the listener cannot tell then capture is unknown", () => {

@@ -31,9 +31,12 @@ vi.mock("node:fs", async (importOriginal) => {
   const fail = (code: string): never => {
     throw Object.assign(new Error(`${code}: simulated`), { code });
   };
-  const writeSync = ((...a: unknown[]) => (diskFull.writes && typeof a[1] === "string" ? fail("ENOSPC") : (fs.writeSync as (...x: unknown[]) => number)(...a))) as typeof fs.writeSync;
-  const renameSync = ((...a: Parameters<typeof fs.renameSync>) => (diskFull.moves && String(a[0]).endsWith("state.json") ? fail("EROFS") : fs.renameSync(...a))) as typeof fs.renameSync;
-  const unlinkSync = ((...a: Parameters<typeof fs.unlinkSync>) => (diskFull.moves && String(a[0]).endsWith("state.json") ? fail("EROFS") : fs.unlinkSync(...a))) as typeof fs.unlinkSync;
+  const writeSync = ((...a: unknown[]) =>
+    diskFull.writes && typeof a[1] === "string" ? fail("ENOSPC") : (fs.writeSync as (...x: unknown[]) => number)(...a)) as typeof fs.writeSync;
+  const renameSync = ((...a: Parameters<typeof fs.renameSync>) =>
+    diskFull.moves && String(a[0]).endsWith("state.json") ? fail("EROFS") : fs.renameSync(...a)) as typeof fs.renameSync;
+  const unlinkSync = ((...a: Parameters<typeof fs.unlinkSync>) =>
+    diskFull.moves && String(a[0]).endsWith("state.json") ? fail("EROFS") : fs.unlinkSync(...a)) as typeof fs.unlinkSync;
   const over = { writeSync, renameSync, unlinkSync };
   return { ...fs, ...over, default: { ...fs, ...over } };
 });
@@ -501,7 +504,11 @@ describe("daemon wiring", () => {
     knock(restarted.listener, OTHER, ports, nowMs + 500);
     await settle();
     expect(fw2.opened).toEqual([]);
-    expect(replays().filter((r) => r["source"] === OTHER).map((r) => `${r["kind"]} ${r["step"]}`)).toEqual([`replay ${T}`]);
+    expect(
+      replays()
+        .filter((r) => r["source"] === OTHER)
+        .map((r) => `${r["kind"]} ${r["step"]}`),
+    ).toEqual([`replay ${T}`]);
   });
 
   it("when the state file can be neither written nor moved aside then the daemon stops with TKNOCK_STATE_UNPROTECTED and nothing opens", async () => {
@@ -512,7 +519,11 @@ describe("daemon wiring", () => {
     knock(listener, ALICE, portsOf("alice", T));
     expect(await stopped).toMatchObject({ code: "TKNOCK_STATE_UNPROTECTED" });
     expect(fw.opened).toEqual([]);
-    expect(logs().filter((l) => l.level === 50).map((l) => l.msg)).toContain("stopping: cannot keep replay protection across a restart");
+    expect(
+      logs()
+        .filter((l) => l.level === 50)
+        .map((l) => l.msg),
+    ).toContain("stopping: cannot keep replay protection across a restart");
   });
 
   it("when a future step is spent by a skew refusal then state.json keeps it and after a restart its knock is refused as a replay once current", async () => {
@@ -557,7 +568,7 @@ describe("daemon wiring", () => {
       { src: "not-an-address", dstPort: first, proto: "tcp", atMs: nowMs },
       { src: "999.1.1.1", dstPort: first, proto: "tcp", atMs: nowMs },
       { src: "x".repeat(100_000), dstPort: first, proto: "tcp", atMs: nowMs },
-      { src: "\u0000\n{\"msg\":\"opened\"}", dstPort: first, proto: "tcp", atMs: nowMs },
+      { src: '\u0000\n{"msg":"opened"}', dstPort: first, proto: "tcp", atMs: nowMs },
       { src: "__proto__", dstPort: first, proto: "tcp", atMs: nowMs },
       { src: "fd18:18::1", dstPort: first, proto: "udp", atMs: nowMs },
       { src: ALICE, dstPort: first, proto: "icmp" as "tcp", atMs: nowMs },
@@ -599,7 +610,10 @@ describe("daemon wiring", () => {
       const fw = new MemoryFirewall(clock);
       const sockets = [listening("udp", 51820), listening("tcp", 40000), listening("tcp", 2222), listening("tcp", 41000, "127.0.0.1")];
       await start(fw, undefined, { readListeningSockets: async () => ({ sockets, malformed: 0 }) });
-      expect(fw.installed?.exemptServices).toEqual([{ proto: "tcp", port: 40000 }, { proto: "udp", port: 51820 }]);
+      expect(fw.installed?.exemptServices).toEqual([
+        { proto: "tcp", port: 40000 },
+        { proto: "udp", port: 51820 },
+      ]);
       expect(fw.isAllowed(OTHER, 51820, nowMs, "udp")).toBe(true);
       expect(fw.isAllowed(OTHER, 51820, nowMs, "tcp")).toBe(false);
       expect(fw.isAllowed(OTHER, 40000, nowMs, "tcp")).toBe(true);

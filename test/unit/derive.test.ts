@@ -33,17 +33,15 @@ const profileArb: fc.Arbitrary<KnockProfile> = fc
     const n = r.knocks + r.spare;
     return fc.integer({ min: 1, max: 65536 - n }).chain((portMin) =>
       // At most `spare` exclusions inside the range, so range minus exclusions still holds `knocks` ports.
-      fc
-        .uniqueArray(fc.integer({ min: portMin, max: portMin + n - 1 }), { maxLength: Math.min(r.spare, 20) })
-        .map((exclude) => ({
-          secret: r.secret,
-          periodSeconds: r.periodSeconds,
-          knocks: r.knocks,
-          portMin,
-          portMax: portMin + n - 1,
-          exclude,
-          proto: r.proto,
-        })),
+      fc.uniqueArray(fc.integer({ min: portMin, max: portMin + n - 1 }), { maxLength: Math.min(r.spare, 20) }).map((exclude) => ({
+        secret: r.secret,
+        periodSeconds: r.periodSeconds,
+        knocks: r.knocks,
+        portMin,
+        portMax: portMin + n - 1,
+        exclude,
+        proto: r.proto,
+      })),
     );
   });
 
@@ -179,7 +177,10 @@ describe("validateProfile: invalid profiles", () => {
   }
 
   it("when a 16-byte secret, period 10..300 and knocks 2..16 are used then the profile is valid", () => {
-    for (const [periodSeconds, knocks] of [[10, 2], [300, 16]] as const) {
+    for (const [periodSeconds, knocks] of [
+      [10, 2],
+      [300, 16],
+    ] as const) {
       expect(() => validateProfile({ ...base, secret: new Uint8Array(16), periodSeconds, knocks })).not.toThrow();
     }
   });

@@ -55,7 +55,7 @@ function scanSources(): { codes: Map<string, string>; throws: Throw[] } {
       const isNew = ts.isNewExpression(n) && n.expression.getText(sf) === "TknockError";
       const isSuper = ts.isCallExpression(n) && n.expression.kind === ts.SyntaxKind.SuperKeyword && extendsTknockError(n);
       if (isNew || isSuper) {
-        const args = (n).arguments ?? ts.factory.createNodeArray();
+        const args = n.arguments ?? ts.factory.createNodeArray();
         throws.push({ where: where(n), codes: codeLiterals(args[0]), exit: args[2]?.getText(sf) });
       }
       ts.forEachChild(n, visit);

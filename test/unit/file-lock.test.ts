@@ -70,7 +70,11 @@ describe("withFileLock", () => {
 
   it("when the function throws then the lock is released", async () => {
     const file = join(dir, "x");
-    await expect(withFileLock(file, () => { throw new Error("boom"); })).rejects.toThrow("boom");
+    await expect(
+      withFileLock(file, () => {
+        throw new Error("boom");
+      }),
+    ).rejects.toThrow("boom");
     await expect(withFileLock(file, () => 1, { waitMs: 100 })).resolves.toBe(1);
   });
 });

@@ -70,7 +70,11 @@ describe("init checks before it writes", () => {
 
   it("when the config path is a directory then init fails before writing anything", async () => {
     const { io, err } = memoryIo();
-    const code = await runCli(createServerCli(io), ["--config", dir, "init", "--force", "--clients", join(dir, "clients.json"), "--state-dir", join(dir, "state")], io);
+    const code = await runCli(
+      createServerCli(io),
+      ["--config", dir, "init", "--force", "--clients", join(dir, "clients.json"), "--state-dir", join(dir, "state")],
+      io,
+    );
     expect(code).toBe(1);
     expect(err).toHaveLength(1);
     expect(existsSync(join(dir, "state"))).toBe(false);

@@ -67,9 +67,7 @@ describe("gate shape", () => {
   });
 
   it("when a rule is replaced by another (same count) then the snapshot tells, though the outline cannot", () => {
-    const json = edited((items) =>
-      items.map((i) => (i["rule"]?.["handle"] === 13 ? { rule: { ...i["rule"], expr: [{ accept: null }] } } : i)),
-    );
+    const json = edited((items) => items.map((i) => (i["rule"]?.["handle"] === 13 ? { rule: { ...i["rule"], expr: [{ accept: null }] } } : i)));
     expect(findGateProblem(outline(), actual(json))).toBeUndefined();
     expect(findGateProblem(snapshot(), actual(json))).toEqual({ kind: "rules-differ", message: "rules differ in chain input: rule 5 changed" });
   });
@@ -88,12 +86,15 @@ describe("gate shape", () => {
     const json = edited((items) =>
       items.map((i) => {
         if (i["set"]?.["name"] === "grants4") return { set: { ...i["set"], elem: [] } };
-        if (i["rule"]?.["handle"] === 6) return { rule: { ...i["rule"], expr: [{ counter: { packets: 7, bytes: 420 } }, ...(i["rule"]["expr"] as unknown[])] } };
+        if (i["rule"]?.["handle"] === 6)
+          return { rule: { ...i["rule"], expr: [{ counter: { packets: 7, bytes: 420 } }, ...(i["rule"]["expr"] as unknown[])] } };
         return i;
       }),
     );
     const withCounter = edited((items) =>
-      items.map((i) => (i["rule"]?.["handle"] === 6 ? { rule: { ...i["rule"], expr: [{ counter: { packets: 0, bytes: 0 } }, ...(i["rule"]["expr"] as unknown[])] } } : i)),
+      items.map((i) =>
+        i["rule"]?.["handle"] === 6 ? { rule: { ...i["rule"], expr: [{ counter: { packets: 0, bytes: 0 } }, ...(i["rule"]["expr"] as unknown[])] } } : i,
+      ),
     );
     expect(findGateProblem(actual(withCounter) as GateShape, actual(json))).toBeUndefined();
   });
@@ -104,7 +105,11 @@ describe("gate shape", () => {
   });
 
   it("when another table is listed alongside then it is ignored", () => {
-    const json = edited((items) => [...items, { chain: { family: "inet", table: "other", name: "input", handle: 1 } }, { rule: { family: "inet", table: "other", chain: "input", handle: 2, expr: [] } }]);
+    const json = edited((items) => [
+      ...items,
+      { chain: { family: "inet", table: "other", name: "input", handle: 1 } },
+      { rule: { family: "inet", table: "other", chain: "input", handle: 2, expr: [] } },
+    ]);
     expect(findGateProblem(snapshot(), actual(json))).toBeUndefined();
   });
 });

@@ -29,8 +29,12 @@ describe("findJsonProblem", () => {
   });
 
   it("when any text is scanned then it reports a syntax problem exactly when JSON.parse throws", () => {
-    const pieces = fc.constantFrom('{', '}', '[', ']', ',', ':', '"a"', '"b"', '"\\u00', '1', '-', '.5', 'e3', 'true', 'nul', ' ', '\n', '"x\\q"', '0', '01');
-    const texts = fc.oneof(fc.string(), fc.array(pieces, { maxLength: 12 }).map((p) => p.join("")), fc.json().map((j) => j.slice(0, -1)));
+    const pieces = fc.constantFrom("{", "}", "[", "]", ",", ":", '"a"', '"b"', '"\\u00', "1", "-", ".5", "e3", "true", "nul", " ", "\n", '"x\\q"', "0", "01");
+    const texts = fc.oneof(
+      fc.string(),
+      fc.array(pieces, { maxLength: 12 }).map((p) => p.join("")),
+      fc.json().map((j) => j.slice(0, -1)),
+    );
     fc.assert(
       fc.property(texts, (text) => {
         const p = findJsonProblem(text);

@@ -26,13 +26,7 @@ describe("parseProcNet on real captures", () => {
   });
 
   it("when /proc/net/tcp6 is read then IPv6 and v4-mapped listeners are found, loopback ones marked", () => {
-    expect(summary(fixture("tcp6"), "tcp6")).toEqual([
-      "::ffff:198.18.0.1 40057",
-      "fd18:18::1 40055",
-      "::ffff:127.0.0.1 40054 lo",
-      "::1 40053 lo",
-      ":: 40052",
-    ]);
+    expect(summary(fixture("tcp6"), "tcp6")).toEqual(["::ffff:198.18.0.1 40057", "fd18:18::1 40055", "::ffff:127.0.0.1 40054 lo", "::1 40053 lo", ":: 40052"]);
   });
 
   it("when /proc/net/udp is read then unconnected sockets count and the connected one does not", () => {
@@ -48,7 +42,10 @@ describe("parseProcNet on real captures", () => {
     try {
       for (const f of ["tcp", "tcp6", "udp", "udp6"]) writeFileSync(join(dir, f), fixture(f));
       // The same port on another protocol, and a second socket on a port already listed (SO_REUSEPORT).
-      writeFileSync(join(dir, "tcp"), `${fixture("tcp")}   9: 00000000:CA6C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   10: 00000000:9C72 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n`);
+      writeFileSync(
+        join(dir, "tcp"),
+        `${fixture("tcp")}   9: 00000000:CA6C 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   10: 00000000:9C72 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n`,
+      );
       const parsed = await readListeningSockets(dir);
       expect(parsed.malformed).toBe(0);
       expect(reachableServices(parsed.sockets)).toEqual([
@@ -71,7 +68,10 @@ describe("parseProcNet on real captures", () => {
     const dir = mkdtempSync(join(tmpdir(), "tknock-proc-net-"));
     try {
       writeFileSync(join(dir, "udp"), fixture("udp"));
-      expect(reachableServices((await readListeningSockets(dir)).sockets)).toEqual([{ proto: "udp", port: 40064 }, { proto: "udp", port: 51820 }]);
+      expect(reachableServices((await readListeningSockets(dir)).sockets)).toEqual([
+        { proto: "udp", port: 40064 },
+        { proto: "udp", port: 51820 },
+      ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -95,7 +95,9 @@ describe("parseProcNet edge cases", () => {
 
   it("when the host is big-endian then addresses are read in network order", () => {
     const line = "   0: 7F000001:9C73 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n";
-    expect(parseProcNet(HEADER + line, PROC_NET_TABLES.tcp, "BE").sockets).toEqual([{ proto: "tcp", family: 4, address: "127.0.0.1", port: 40051, loopback: true }]);
+    expect(parseProcNet(HEADER + line, PROC_NET_TABLES.tcp, "BE").sockets).toEqual([
+      { proto: "tcp", family: 4, address: "127.0.0.1", port: 40051, loopback: true },
+    ]);
   });
 
   it("when a line is garbage, truncated or has an address of the wrong length then it is counted as malformed and skipped", () => {

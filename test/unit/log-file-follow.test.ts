@@ -7,10 +7,11 @@ import { createLogListener } from "../../server/listeners/log/listener.js";
 import { LineSplitter } from "../../server/listeners/log/line-splitter.js";
 import type { ObservedKnock } from "../../src/ports.js";
 
-const LINES = readFileSync(join(import.meta.dirname, "../fixtures/log/lines.txt"), "utf8").split("\n").filter((l) => l !== "");
+const LINES = readFileSync(join(import.meta.dirname, "../fixtures/log/lines.txt"), "utf8")
+  .split("\n")
+  .filter((l) => l !== "");
 /** A real "tknock: " line with its destination port set to `port`, as syslog writes it to a file. */
-const knockLine = (port: number): string =>
-  `Dec  2 05:14:24 lab kernel: ${(LINES[0] as string).replace(/DPT=\d+/, `DPT=${port}`)}\n`;
+const knockLine = (port: number): string => `Dec  2 05:14:24 lab kernel: ${(LINES[0] as string).replace(/DPT=\d+/, `DPT=${port}`)}\n`;
 
 async function until(what: () => boolean, ms = 3000): Promise<void> {
   const end = Date.now() + ms;
@@ -116,7 +117,11 @@ describe("line splitter", () => {
   it("when a line grows beyond the limit then it is dropped once, skipped to its newline, and memory stays bounded", () => {
     const out: string[] = [];
     let overlong = 0;
-    const s = new LineSplitter((l) => out.push(l), () => overlong++, 100);
+    const s = new LineSplitter(
+      (l) => out.push(l),
+      () => overlong++,
+      100,
+    );
     s.push("short\n");
     for (let i = 0; i < 1000; i++) s.push("y".repeat(1000));
     s.push("tail of the long one\nnext\n");

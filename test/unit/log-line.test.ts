@@ -4,7 +4,10 @@ import { describe, expect, it } from "vitest";
 import { parseJournalJson, parseKmsgRecord, parseNetfilterLine, syslogLineTimeMs } from "../../server/listeners/log/log-line.js";
 
 const FIXTURES = join(import.meta.dirname, "../fixtures/log");
-const read = (name: string): string[] => readFileSync(join(FIXTURES, name), "utf8").split("\n").filter((l) => l !== "");
+const read = (name: string): string[] =>
+  readFileSync(join(FIXTURES, name), "utf8")
+    .split("\n")
+    .filter((l) => l !== "");
 const lines = read("lines.txt");
 const kmsg = read("kmsg.txt");
 const journal = read("journal.jsonl");

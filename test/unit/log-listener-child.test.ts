@@ -38,7 +38,12 @@ describe("log listener, child sources", () => {
     writeFileSync(fake, `#!/bin/sh\ncat ${join(FIXTURES, "journal.jsonl")}\necho 'not json'\nexit 1\n`);
     chmodSync(fake, 0o755);
     const knocks: ObservedKnock[] = [];
-    const listener = createLogListener({ source: "journald", journalctlPath: fake, knockRange: { min: 40000, max: 40999 }, backoff: { initialMs: 20, maxMs: 40 } });
+    const listener = createLogListener({
+      source: "journald",
+      journalctlPath: fake,
+      knockRange: { min: 40000, max: 40999 },
+      backoff: { initialMs: 20, maxMs: 40 },
+    });
     running = listener.run((k) => knocks.push(k), stop.signal);
     await until(() => listener.stats().starts >= 3 && knocks.length >= 8 && listener.stats().malformed >= 2);
     expect(knocks.slice(0, 4)).toEqual([
@@ -53,7 +58,12 @@ describe("log listener, child sources", () => {
   });
 
   it("when journalctl cannot be started then the listener keeps retrying and says why, without throwing", async () => {
-    const listener = createLogListener({ source: "journald", journalctlPath: join(dir, "none"), knockRange: { min: 1, max: 65535 }, backoff: { initialMs: 20, maxMs: 40 } });
+    const listener = createLogListener({
+      source: "journald",
+      journalctlPath: join(dir, "none"),
+      knockRange: { min: 1, max: 65535 },
+      backoff: { initialMs: 20, maxMs: 40 },
+    });
     running = listener.run(() => {}, stop.signal);
     await until(() => listener.stats().starts >= 3);
     expect(listener.health()).toMatchObject({ capturing: false, lastProblem: expect.stringContaining("ENOENT") });

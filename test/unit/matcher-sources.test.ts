@@ -98,7 +98,11 @@ describe("matcher: progress storage", () => {
 
   it("when the windows move hundreds of steps between two knocks then the first knocks' progress does not continue", () => {
     const ps = Array.from({ length: 20 }, (_, i) => profile(40 + i));
-    const m = new Matcher(ps.map((p, i) => client(`c${i}`, p)), OPTIONS, T0_MS);
+    const m = new Matcher(
+      ps.map((p, i) => client(`c${i}`, p)),
+      OPTIONS,
+      T0_MS,
+    );
     const seqs = ps.map((p) => deriveSequence(p, T));
     seqs.forEach((seq, i) => expect(knock(m, `198.18.${i}.1`, seq[0]!, T0_MS).kind).toBe("progress"));
     // One window at a time: every sequence those knocks started retires, and retired sequence ids get reused.

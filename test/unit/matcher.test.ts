@@ -218,7 +218,7 @@ describe("matcher: progress per source", () => {
       const startMs = T0_MS + attempt * 30_000;
       const knocks = deriveSequence(p, T + attempt).map((port, i) => ({ port, atMs: startMs + i * 1.2 }));
       const events: { port: number; atMs: number }[] = [...knocks];
-      for (let at = startMs - 50; at < startMs + 50; ) {
+      for (let at = startMs - 50; at < startMs + 50;) {
         at += -Math.log(1 - rnd()); // exponential gaps, mean 1 ms
         events.push({ port: p.portMin + Math.floor(rnd() * span), atMs: at });
       }
@@ -252,7 +252,14 @@ describe("matcher: progress per source", () => {
     const m = new Matcher([client("alice", p)], OPTIONS, T0_MS);
     const [a, b, c, d] = deriveSequence(p, T) as [number, number, number, number];
     const t = T0_MS;
-    const ds = [knock(m, "s", a, t), knock(m, "s", a, t + 1000), knock(m, "s", b, t + 1100), knock(m, "s", b, t + 3100), knock(m, "s", c, t + 3200), knock(m, "s", d, t + 3300)];
+    const ds = [
+      knock(m, "s", a, t),
+      knock(m, "s", a, t + 1000),
+      knock(m, "s", b, t + 1100),
+      knock(m, "s", b, t + 3100),
+      knock(m, "s", c, t + 3200),
+      knock(m, "s", d, t + 3300),
+    ];
     expect(ds.map((x) => x.kind)).toEqual(["progress", "ignored", "progress", "ignored", "progress", "open"]);
     expect(m.stats().retransmits).toBe(2);
   });
@@ -463,7 +470,9 @@ describe("matcher: tables", () => {
 
   it("when a client list has a duplicate name then setClients throws and changes nothing", () => {
     const m = new Matcher([client("alice", profile(47))], OPTIONS, T0_MS);
-    expect(() => m.setClients([client("bob", profile(48)), client("bob", profile(49))], T0_MS)).toThrow(expect.objectContaining({ code: "TKNOCK_INVALID_CLIENTS" }));
+    expect(() => m.setClients([client("bob", profile(48)), client("bob", profile(49))], T0_MS)).toThrow(
+      expect.objectContaining({ code: "TKNOCK_INVALID_CLIENTS" }),
+    );
     expect(m.stats().clients).toBe(1);
   });
 

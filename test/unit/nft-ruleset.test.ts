@@ -47,7 +47,12 @@ describe("nft ruleset builders", () => {
     const script = buildInstallScript("tknock", {
       protectedPorts: [22],
       knockRange: { min: 40000, max: 49999 },
-      exemptServices: [{ proto: "udp", port: 45000 }, { proto: "tcp", port: 41000 }, { proto: "udp", port: 45000 }, { proto: "tcp", port: 40001 }],
+      exemptServices: [
+        { proto: "udp", port: 45000 },
+        { proto: "tcp", port: 41000 },
+        { proto: "udp", port: 45000 },
+        { proto: "tcp", port: 40001 },
+      ],
     });
     expect(script).toContain("flush set inet tknock services\nadd element inet tknock services { tcp . 40001, tcp . 41000, udp . 45000 }\n");
     const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
@@ -86,7 +91,9 @@ describe("nft ruleset builders", () => {
   });
 
   it("when the logged range is invalid then the gate is refused before anything reaches nft", () => {
-    expect(codeOf(() => buildInstallScript("tknock", { protectedPorts: [22], knockRange: undefined, logKnocks: { min: 9, max: 8 } }))).toBe("TKNOCK_INVALID_GATE");
+    expect(codeOf(() => buildInstallScript("tknock", { protectedPorts: [22], knockRange: undefined, logKnocks: { min: 9, max: 8 } }))).toBe(
+      "TKNOCK_INVALID_GATE",
+    );
   });
 
   it("when the knock range is one port then the rule names that port", () => {
@@ -160,7 +167,12 @@ describe("nft ruleset builders", () => {
 
   it("when one grant of several is bad then no line is built at all", () => {
     expect(
-      codeOf(() => buildOpenLines("tknock", [{ src: "198.18.0.2", port: 22, openSeconds: 30 }, { src: "198.18.0.3", port: 0, openSeconds: 30 }])),
+      codeOf(() =>
+        buildOpenLines("tknock", [
+          { src: "198.18.0.2", port: 22, openSeconds: 30 },
+          { src: "198.18.0.3", port: 0, openSeconds: 30 },
+        ]),
+      ),
     ).toBe("TKNOCK_INVALID_GRANT");
   });
 
@@ -170,7 +182,10 @@ describe("nft ruleset builders", () => {
     ["an inverted knock range", { protectedPorts: [22], knockRange: { min: 5000, max: 4000 } }],
     ["a knock range end as text", { protectedPorts: [22], knockRange: { min: 4000, max: "5000 accept" as unknown as number } }],
     ["an exempt service with another protocol", { protectedPorts: [22], knockRange: undefined, exemptServices: [{ proto: "sctp" as "tcp", port: 4000 }] }],
-    ["an exempt service port as text", { protectedPorts: [22], knockRange: undefined, exemptServices: [{ proto: "tcp" as const, port: "4000 }; flush ruleset" as unknown as number }] }],
+    [
+      "an exempt service port as text",
+      { protectedPorts: [22], knockRange: undefined, exemptServices: [{ proto: "tcp" as const, port: "4000 }; flush ruleset" as unknown as number }] },
+    ],
     ["an exempt service port 0", { protectedPorts: [22], knockRange: undefined, exemptServices: [{ proto: "udp" as const, port: 0 }] }],
     ["exempt services that are not a list", { protectedPorts: [22], knockRange: undefined, exemptServices: "tcp . 4000" as unknown as [] }],
   ])("when the gate has %s then it is refused with TKNOCK_INVALID_GATE", (_what, gate) => {
@@ -221,7 +236,16 @@ describe("nft list output parser", () => {
           ],
         },
       },
-      { set: { family: "inet", name: "grants6", table: "tknock", type: ["ipv6_addr", "inet_service"], flags: ["timeout"], elem: [{ elem: { val: { concat: ["fd18:18::2", 443] }, timeout: 5, expires: 4 } }] } },
+      {
+        set: {
+          family: "inet",
+          name: "grants6",
+          table: "tknock",
+          type: ["ipv6_addr", "inet_service"],
+          flags: ["timeout"],
+          elem: [{ elem: { val: { concat: ["fd18:18::2", 443] }, timeout: 5, expires: 4 } }],
+        },
+      },
       { set: { family: "inet", name: "grants4", table: "other", elem: [{ elem: { val: { concat: ["198.18.0.9", 22] }, timeout: 30, expires: 28 } }] } },
     ],
   });

@@ -28,7 +28,8 @@ describe("pcap listener restarts", () => {
   function fakeTcpdump(opts: { failFirst: number; hang?: boolean }): string {
     const path = join(dir, "tcpdump");
     const count = join(dir, "count");
-    const capture = opts.hang === true ? "exec sleep 60" : `echo "listening on fake0, link-type EN10MB (Ethernet), snapshot length 128 bytes" >&2\nexec sleep 60`;
+    const capture =
+      opts.hang === true ? "exec sleep 60" : `echo "listening on fake0, link-type EN10MB (Ethernet), snapshot length 128 bytes" >&2\nexec sleep 60`;
     writeFileSync(
       path,
       `#!/bin/sh\nn=$(cat ${count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > ${count}\nif [ $n -le ${opts.failFirst} ]; then echo "fake0: No such device exists" >&2; exit 1; fi\n${capture}\n`,

@@ -66,7 +66,13 @@ const FIXTURES: { name: string; linkType: number; packets: number; malformed: nu
     linkType: LINKTYPE_ETHERNET,
     packets: 7,
     malformed: 0,
-    knocks: [k("198.19.7.1", 40021, "tcp"), k("198.19.7.1", 40022, "udp"), k("198.19.8.1", 40023, "tcp"), k("fd18:18::8:1", 40024, "udp"), k("fd18:18::1", 40026, "tcp")],
+    knocks: [
+      k("198.19.7.1", 40021, "tcp"),
+      k("198.19.7.1", 40022, "udp"),
+      k("198.19.8.1", 40023, "tcp"),
+      k("fd18:18::8:1", 40024, "udp"),
+      k("fd18:18::1", 40026, "tcp"),
+    ],
   },
   {
     // The same frames on `any`: the kernel strips 802.1Q tags; a QinQ frame keeps a headless inner tag that even
@@ -84,7 +90,13 @@ const FIXTURES: { name: string; linkType: number; packets: number; malformed: nu
     linkType: LINKTYPE_ETHERNET,
     packets: 14,
     malformed: 0,
-    knocks: [k("198.18.0.1", 40031, "tcp"), k("198.18.0.1", 40032, "udp"), k("fd18:18::1", 40033, "udp"), k("fd18:18::1", 40034, "udp"), k("fd18:18::1", 40035, "tcp")],
+    knocks: [
+      k("198.18.0.1", 40031, "tcp"),
+      k("198.18.0.1", 40032, "udp"),
+      k("fd18:18::1", 40033, "udp"),
+      k("fd18:18::1", 40034, "udp"),
+      k("fd18:18::1", 40035, "tcp"),
+    ],
   },
 ];
 
@@ -106,7 +118,7 @@ function collectChunked(chunks: readonly Uint8Array[]): { knocks: ObservedKnock[
 /** The records of a little-endian pcap, read the simple way (the test's own reference reader). */
 function recordsOf(pcap: Buffer): { header: Buffer; data: Buffer }[] {
   const out: { header: Buffer; data: Buffer }[] = [];
-  for (let off = 24; off + 16 <= pcap.length; ) {
+  for (let off = 24; off + 16 <= pcap.length;) {
     const incl = pcap.readUInt32LE(off + 8);
     out.push({ header: pcap.subarray(off, off + 16), data: pcap.subarray(off + 16, off + 16 + incl) });
     off += 16 + incl;
@@ -121,7 +133,7 @@ function toBigEndian(pcap: Buffer): Buffer {
   out.writeUInt16BE(pcap.readUInt16LE(4), 4);
   out.writeUInt16BE(pcap.readUInt16LE(6), 6);
   for (const o of [8, 12, 16, 20]) out.writeUInt32BE(pcap.readUInt32LE(o), o);
-  for (let off = 24; off + 16 <= pcap.length; ) {
+  for (let off = 24; off + 16 <= pcap.length;) {
     const incl = pcap.readUInt32LE(off + 8);
     for (let i = 0; i < 16; i += 4) out.writeUInt32BE(pcap.readUInt32LE(off + i), off + i);
     off += 16 + incl;
@@ -284,15 +296,20 @@ describe("pcap parser on bad input", () => {
   });
 
   it("when records are too short for their link-layer header then each is malformed", () => {
-    const records = [LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW].map((lt) =>
-      collect(pcapOf(lt, [{ seconds: 1, fraction: 0, data: Buffer.alloc(3) }])).result,
+    const records = [LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW].map(
+      (lt) => collect(pcapOf(lt, [{ seconds: 1, fraction: 0, data: Buffer.alloc(3) }])).result,
     );
     for (const r of records) expect(r).toMatchObject({ packets: 1, malformed: 1, knocks: 0 });
   });
 
   it("when a record claims more bytes captured than sent then it is skipped as malformed", () => {
     const frame = ipv4SynFrame();
-    const { result } = collect(pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1, fraction: 0, data: frame, originalBytes: 20 }, { seconds: 2, fraction: 0, data: frame }]));
+    const { result } = collect(
+      pcapOf(LINKTYPE_ETHERNET, [
+        { seconds: 1, fraction: 0, data: frame, originalBytes: 20 },
+        { seconds: 2, fraction: 0, data: frame },
+      ]),
+    );
     expect(result).toMatchObject({ packets: 2, malformed: 1, knocks: 1 });
   });
 
@@ -352,18 +369,17 @@ describe("pcap parser fuzzing", () => {
 
   it("when random records follow a valid header then it never throws and every knock is valid", () => {
     fc.assert(
-      fc.property(
-        fc.constantFrom(...supported),
-        fc.boolean(),
-        fc.array(fc.uint8Array({ maxLength: 120 }), { maxLength: 20 }),
-        (linkType, nano, frames) => {
-          const pcap = pcapOf(linkType, frames.map((data, i) => ({ seconds: i, fraction: i, data })), nano ? { magic: 0xa1b23c4d } : {});
-          const { result, knocks } = collect(pcap);
-          expect(result.fatal).toBeUndefined();
-          expect(result.packets).toBe(frames.length);
-          knocks.forEach(expectValidKnock);
-        },
-      ),
+      fc.property(fc.constantFrom(...supported), fc.boolean(), fc.array(fc.uint8Array({ maxLength: 120 }), { maxLength: 20 }), (linkType, nano, frames) => {
+        const pcap = pcapOf(
+          linkType,
+          frames.map((data, i) => ({ seconds: i, fraction: i, data })),
+          nano ? { magic: 0xa1b23c4d } : {},
+        );
+        const { result, knocks } = collect(pcap);
+        expect(result.fatal).toBeUndefined();
+        expect(result.packets).toBe(frames.length);
+        knocks.forEach(expectValidKnock);
+      }),
       { numRuns: 500 },
     );
   });
@@ -394,7 +410,8 @@ describe("pcap parser fuzzing", () => {
 
 const word = fc.oneof(fc.constant(0), fc.constant(0), fc.constant(0xffff), fc.integer({ min: 0, max: 0xffff }));
 /** The address key of eight IPv6 groups. */
-const keyOf = (ws: readonly number[]): [number, number, number, number] => [0, 1, 2, 3].map((i) => ((ws[2 * i]! << 16) | ws[2 * i + 1]!) | 0) as [number, number, number, number];
+const keyOf = (ws: readonly number[]): [number, number, number, number] =>
+  [0, 1, 2, 3].map((i) => (ws[2 * i]! << 16) | ws[2 * i + 1]! | 0) as [number, number, number, number];
 const v6 = (ws: readonly number[]): string => formatAddress(6, ...keyOf(ws));
 
 describe("address formatting", () => {
@@ -435,7 +452,24 @@ describe("address text parsing (source keys)", () => {
     const accepts = (s: string): boolean => parseCanonicalAddress(s, out) === 6 && formatAddress(6, out[0]!, out[1]!, out[2]!, out[3]!) === s;
     const rejects = (s: string): boolean => parseCanonicalAddress(s, out) === 0;
     for (const s of ["::", "::1", "fd18:18::1", "::ffff:198.18.0.1", "::198.18.0.1", "1:2:3:4:5:6:7:0", "1::", "1:0:0:2::3"]) expect(accepts(s), s).toBe(true);
-    for (const s of ["FD18::1", "fd18:0::1", "fd18:018::1", "::ffff:c612:1", "1:2:3:4:5:6:7::", "1::2::3", ":1::", "1:", "", ":", ":::", "1:2:3:4:5:6:7:8:9", "::1.2.3", "::ffff:1.2.3.04", "0:0::1", "1:0::2:0:0:0:3"]) {
+    for (const s of [
+      "FD18::1",
+      "fd18:0::1",
+      "fd18:018::1",
+      "::ffff:c612:1",
+      "1:2:3:4:5:6:7::",
+      "1::2::3",
+      ":1::",
+      "1:",
+      "",
+      ":",
+      ":::",
+      "1:2:3:4:5:6:7:8:9",
+      "::1.2.3",
+      "::ffff:1.2.3.04",
+      "0:0::1",
+      "1:0::2:0:0:0:3",
+    ]) {
       expect(rejects(s), s).toBe(true);
     }
     // Mutations of real texts and random strings: whatever is accepted must print back identically.
@@ -489,7 +523,10 @@ describe("address text parsing (source keys)", () => {
         ws.map((w) => w.toString(16)).join(":"),
         ws.map((w) => w.toString(16).toUpperCase().padStart(4, "0")).join(":"),
         v6(ws),
-        `${ws.slice(0, 6).map((w) => w.toString(16)).join(":")}:${ws[6]! >> 8}.${ws[6]! & 255}.${ws[7]! >> 8}.${ws[7]! & 255}`,
+        `${ws
+          .slice(0, 6)
+          .map((w) => w.toString(16))
+          .join(":")}:${ws[6]! >> 8}.${ws[6]! & 255}.${ws[7]! >> 8}.${ws[7]! & 255}`,
       ),
     );
     fc.assert(
@@ -499,7 +536,8 @@ describe("address text parsing (source keys)", () => {
       { numRuns: 2000 },
     );
     expect(canonicalAddress("198.18.0.1")).toEqual({ family: 4, address: "198.18.0.1" });
-    for (const s of ["fe80::1%eth0", "198.018.0.1", "1.2.3.4.5", "::1 ", "", "1:2:3:4:5:6:7:8:9", "g::1", "1.2.3.4::"]) expect(canonicalAddress(s), s).toBeUndefined();
+    for (const s of ["fe80::1%eth0", "198.018.0.1", "1.2.3.4.5", "::1 ", "", "1:2:3:4:5:6:7:8:9", "g::1", "1.2.3.4::"])
+      expect(canonicalAddress(s), s).toBeUndefined();
     const random = fc.string({ unit: fc.constantFrom(..."0123456789abcdefABCDEF:.%"), maxLength: 46 });
     fc.assert(
       fc.property(random, (s) => {

@@ -7,15 +7,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import {
-  CAP,
-  checkCapabilities,
-  checkInterface,
-  checkStateDirWritable,
-  parseCapEff,
-  preflightRun,
-  setuidWarning,
-} from "../../server/preflight.js";
+import { CAP, checkCapabilities, checkInterface, checkStateDirWritable, parseCapEff, preflightRun, setuidWarning } from "../../server/preflight.js";
 import { defaultServerConfig, type ServerConfig } from "../../server/config/schema.js";
 
 const bit = (cap: number): bigint => 1n << BigInt(cap);
@@ -49,8 +41,15 @@ describe("start-up checks", () => {
     });
 
     it("when a capability is missing, even as uid 0 in a container, then it is TKNOCK_PERMISSION saying run as root or with sudo", () => {
-      for (const [mask, uid] of [[0n, 1000], [bit(CAP.netAdmin), 1000], [bit(CAP.netRaw), 0], [0n, 0]] as const) {
-        expect(() => checkCapabilities(mask, uid)).toThrow(expect.objectContaining({ code: "TKNOCK_PERMISSION", message: expect.stringContaining("run as root or with sudo") }));
+      for (const [mask, uid] of [
+        [0n, 1000],
+        [bit(CAP.netAdmin), 1000],
+        [bit(CAP.netRaw), 0],
+        [0n, 0],
+      ] as const) {
+        expect(() => checkCapabilities(mask, uid)).toThrow(
+          expect.objectContaining({ code: "TKNOCK_PERMISSION", message: expect.stringContaining("run as root or with sudo") }),
+        );
       }
     });
 
@@ -74,13 +73,17 @@ describe("start-up checks", () => {
 
     it("when it does not exist then TKNOCK_STATE_DIR says how to create it", () => {
       const missing = join(dir, "nope");
-      expect(() => checkStateDirWritable(missing)).toThrow(expect.objectContaining({ code: "TKNOCK_STATE_DIR", message: expect.stringContaining(`mkdir -m 700 ${missing}`) }));
+      expect(() => checkStateDirWritable(missing)).toThrow(
+        expect.objectContaining({ code: "TKNOCK_STATE_DIR", message: expect.stringContaining(`mkdir -m 700 ${missing}`) }),
+      );
     });
 
     it("when it is a file then TKNOCK_STATE_DIR says it is not a directory", () => {
       const file = join(dir, "file");
       writeFileSync(file, "");
-      expect(() => checkStateDirWritable(file)).toThrow(expect.objectContaining({ code: "TKNOCK_STATE_DIR", message: expect.stringContaining("not a directory") }));
+      expect(() => checkStateDirWritable(file)).toThrow(
+        expect.objectContaining({ code: "TKNOCK_STATE_DIR", message: expect.stringContaining("not a directory") }),
+      );
     });
   });
 
@@ -99,7 +102,10 @@ describe("start-up checks", () => {
 
     it("when it does not exist then TKNOCK_NO_INTERFACE names it, where to set it and how to list interfaces", () => {
       expect(() => checkInterface("eth9", { sysClassNet: sys })).toThrow(
-        expect.objectContaining({ code: "TKNOCK_NO_INTERFACE", message: 'interface eth9 does not exist: set interface in server.json (ip -br link lists them, or use "any")' }),
+        expect.objectContaining({
+          code: "TKNOCK_NO_INTERFACE",
+          message: 'interface eth9 does not exist: set interface in server.json (ip -br link lists them, or use "any")',
+        }),
       );
     });
 
@@ -142,7 +148,10 @@ describe("start-up checks", () => {
       const path = join(dir, "tcpdump");
       writeFileSync(path, "#!/bin/sh\n");
       chmodSync(path, 0o644);
-      await expect(run({ ...config, tcpdump: { ...config.tcpdump, path } })).rejects.toMatchObject({ code: "TKNOCK_TCPDUMP_MISSING", message: expect.stringContaining("chmod") });
+      await expect(run({ ...config, tcpdump: { ...config.tcpdump, path } })).rejects.toMatchObject({
+        code: "TKNOCK_TCPDUMP_MISSING",
+        message: expect.stringContaining("chmod"),
+      });
     });
 
     it("when nft is missing then it fails naming apt-get install nftables", async () => {

@@ -3,14 +3,7 @@ import fc from "fast-check";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { InvalidUriError, TknockError } from "../../src/errors.js";
-import {
-  decodeSecret,
-  encodeSecret,
-  formatProfileUri,
-  newSecretBase32,
-  parseProfileUri,
-  type EnrolledProfile,
-} from "../../src/protocol/profile-uri.js";
+import { decodeSecret, encodeSecret, formatProfileUri, newSecretBase32, parseProfileUri, type EnrolledProfile } from "../../src/protocol/profile-uri.js";
 import { sequenceAt } from "../../src/protocol/derive.js";
 
 const SECRET = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQGEZA";
@@ -218,11 +211,7 @@ describe("parseProfileUri: arbitrary input", () => {
 
   it("when a valid URI is mangled then any error still never quotes the secret", () => {
     const mangled = fc
-      .tuple(
-        fc.integer({ min: 0, max: ISSUE_URI.length }),
-        fc.integer({ min: 0, max: 20 }),
-        fc.string({ unit: uriChars, maxLength: 20 }),
-      )
+      .tuple(fc.integer({ min: 0, max: ISSUE_URI.length }), fc.integer({ min: 0, max: 20 }), fc.string({ unit: uriChars, maxLength: 20 }))
       .map(([at, cut, insert]) => ISSUE_URI.slice(0, at) + insert + ISSUE_URI.slice(at + cut));
     fc.assert(
       fc.property(mangled, (uri) => {
@@ -262,7 +251,11 @@ describe("enrolment URI grammar (docs/protocol.md section 7): accepted forms", (
     { name: "a letter of the secret is percent-encoded", uri: uriWith({ secret: `%47${SECRET.slice(1)}` }), then: {} },
     { name: "algorithm is sha256 in lower case", uri: uriWith({ algorithm: "sha256" }), then: {} },
     { name: "algorithm is Sha256", uri: uriWith({ algorithm: "Sha256" }), then: {} },
-    { name: "algorithm, issuer, digits, period, v, knocks, ports and proto are left out", uri: `otpauth://totp/tknock:alice@host.example?secret=${SECRET}&exclude=22&open=22`, then: {} },
+    {
+      name: "algorithm, issuer, digits, period, v, knocks, ports and proto are left out",
+      uri: `otpauth://totp/tknock:alice@host.example?secret=${SECRET}&exclude=22&open=22`,
+      then: {},
+    },
     { name: "digits=8", uri: uriWith({ digits: "8" }), then: {} },
     { name: "digits=7", uri: uriWith({ digits: "7" }), then: {} },
     { name: "period=10 and knocks=16 (the bounds)", uri: uriWith({ period: "10", knocks: "16" }), then: { periodSeconds: 10, knocks: 16 } },
@@ -278,7 +271,11 @@ describe("enrolment URI grammar (docs/protocol.md section 7): accepted forms", (
     { name: "the period is given twice: the first counts", uri: uriWith({ period: "10" }) + "&period=abc", then: { periodSeconds: 10 } },
     { name: "a second secret is not base32: the first counts", uri: plus("secret=%ZZ!"), then: {} },
     { name: "the key secret is percent-encoded", uri: uriWith({ secret: null }) + `&s%65cret=${SECRET}`, then: {} },
-    { name: "a 700-byte secret fills most of the URI", uri: uriWith({ secret: encodeSecret(new Uint8Array(700).fill(7)) }), then: { secret: new Uint8Array(700).fill(7) } },
+    {
+      name: "a 700-byte secret fills most of the URI",
+      uri: uriWith({ secret: encodeSecret(new Uint8Array(700).fill(7)) }),
+      then: { secret: new Uint8Array(700).fill(7) },
+    },
     {
       name: "exclude is longer than 1024 characters",
       uri: uriWith({ exclude: Array.from({ length: 300 }, (_, i) => 20000 + i).join(",") }),

@@ -15,7 +15,15 @@ afterEach(() => {
 });
 
 function record(i: number, over: Partial<ReplayRecord> = {}): ReplayRecord {
-  return { time: new Date(T0_MS + i * 1000).toISOString(), source: "198.18.0.1", kind: "replay", client: "alice", step: 56_666_666 + i, ports: [34366, 56589, 52159, 24766], ...over };
+  return {
+    time: new Date(T0_MS + i * 1000).toISOString(),
+    source: "198.18.0.1",
+    kind: "replay",
+    client: "alice",
+    step: 56_666_666 + i,
+    ports: [34366, 56589, 52159, 24766],
+    ...over,
+  };
 }
 
 function totalBytes(): number {
@@ -67,7 +75,7 @@ describe("replay log", () => {
     const path = join(dir, "replays.jsonl");
     const log = new ReplayLog(path, { maxBytes: 1 << 20, keepFiles: 1 });
     log.append(record(0));
-    appendFileSync(path, "not json\n{\"time\":\"2026-01-01T00:00:01Z\",\"source\":\"x\",\"kind\":\"party\"}\n[1,2]\n\n");
+    appendFileSync(path, 'not json\n{"time":"2026-01-01T00:00:01Z","source":"x","kind":"party"}\n[1,2]\n\n');
     log.append(record(2));
     appendFileSync(join(dir, "replays.jsonl.1"), `${JSON.stringify(record(-1))}\n{"time":"2026-01-01T00:00:00.000Z","sour`);
     log.close();
@@ -99,11 +107,24 @@ describe("replay log", () => {
   it("when a refusal decision is turned into a record then it carries names, step and ports and no secret", () => {
     const r = replayRecordOf({ kind: "refuse", reason: "skew", client: "alice", step: 7, src: "198.18.0.1", ports: [1, 2], offsetWindows: -2 }, T0_MS);
     expect(r).toEqual({ time: "2026-01-01T00:00:00.000Z", source: "198.18.0.1", kind: "skew", client: "alice", step: 7, ports: [1, 2], offsetWindows: -2 });
-    expect(replayRecordOf({ kind: "bruteforce", src: "s", failures: 12, banned: true }, T0_MS)).toEqual({ time: "2026-01-01T00:00:00.000Z", source: "s", kind: "bruteforce", failures: 12 });
+    expect(replayRecordOf({ kind: "bruteforce", src: "s", failures: 12, banned: true }, T0_MS)).toEqual({
+      time: "2026-01-01T00:00:00.000Z",
+      source: "s",
+      kind: "bruteforce",
+      failures: 12,
+    });
     expect(replayRecordOf({ kind: "progress", src: "s" }, T0_MS)).toBeUndefined();
     const log = new ReplayLog(join(dir, "replays.jsonl"), { maxBytes: 4096, keepFiles: 1 });
     log.append(r!);
     log.close();
-    expect(Object.keys(JSON.parse(readFileSync(join(dir, "replays.jsonl"), "utf8")) as object).sort()).toEqual(["client", "kind", "offsetWindows", "ports", "source", "step", "time"]);
+    expect(Object.keys(JSON.parse(readFileSync(join(dir, "replays.jsonl"), "utf8")) as object).sort()).toEqual([
+      "client",
+      "kind",
+      "offsetWindows",
+      "ports",
+      "source",
+      "step",
+      "time",
+    ]);
   });
 });

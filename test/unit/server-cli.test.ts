@@ -120,7 +120,10 @@ describe("tknock-server CLI", () => {
     });
 
     it("when --listener or --log-source is unknown then init fails naming the key and writes nothing", async () => {
-      for (const args of [["--listener", "ebpf"], ["--listener", "log", "--log-source", "syslog"]]) {
+      for (const args of [
+        ["--listener", "ebpf"],
+        ["--listener", "log", "--log-source", "syslog"],
+      ]) {
         const r = await server(["init", ...args, "--state-dir", stateDir]);
         expect(r.code).toBe(1);
         expect(errorCodeOf(r)).toBe("TKNOCK_INVALID_CONFIG");
@@ -411,10 +414,7 @@ describe("tknock-server CLI", () => {
       const all = await ok(["replays", "--json"]);
       expect(sources(all)).toHaveLength(4);
       const recent = await ok(["replays", "--since", "10m", "--json"]);
-      expect(sources(recent)).toEqual([
-        `replay ${new Date(NOW_MS - 5 * 60_000).toISOString()}`,
-        `skew ${new Date(NOW_MS - 60_000).toISOString()}`,
-      ]);
+      expect(sources(recent)).toEqual([`replay ${new Date(NOW_MS - 5 * 60_000).toISOString()}`, `skew ${new Date(NOW_MS - 60_000).toISOString()}`]);
       expect(sources(await ok(["replays", "--since", "1h", "--json"]))).toHaveLength(3);
       expect(sources(await ok(["replays", "--since", "30s", "--json"]))).toEqual([]);
     });

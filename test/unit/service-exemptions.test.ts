@@ -27,7 +27,10 @@ describe("servicesInRange", () => {
       { proto: "tcp", port: 10000 },
       { proto: "tcp", port: 20000 },
     ];
-    expect(servicesInRange(services, RANGE, [20000])).toEqual([{ proto: "tcp", port: 10000 }, { proto: "udp", port: 51820 }]);
+    expect(servicesInRange(services, RANGE, [20000])).toEqual([
+      { proto: "tcp", port: 10000 },
+      { proto: "udp", port: 51820 },
+    ]);
   });
 });
 
@@ -35,7 +38,12 @@ describe("knockExclusions", () => {
   it("when services listen in the range then their ports follow the protected ports, once each, whatever the protocol", () => {
     const r = knockExclusions({
       protect: [22],
-      services: [{ proto: "udp", port: 51820 }, { proto: "tcp", port: 51820 }, { proto: "tcp", port: 8080 }, { proto: "tcp", port: 40000 }],
+      services: [
+        { proto: "udp", port: 51820 },
+        { proto: "tcp", port: 51820 },
+        { proto: "tcp", port: 8080 },
+        { proto: "tcp", port: 40000 },
+      ],
       portMin: RANGE.min,
       portMax: RANGE.max,
     });
@@ -56,7 +64,15 @@ describe("knockExclusions", () => {
     const services = Array.from({ length: 300 }, (_, i): ServicePort => ({ proto: "udp", port: 20000 + i }));
     const r = knockExclusions({ protect: [22], services, portMin: 20000, portMax: 20099 });
     expect(r.exclude.filter((p) => p >= 20000 && p <= 20099)).toHaveLength(50);
-    const profile = validateProfile({ secret: new Uint8Array(32).fill(7), periodSeconds: 30, knocks: 16, portMin: 20000, portMax: 20099, exclude: r.exclude, proto: "tcp" });
+    const profile = validateProfile({
+      secret: new Uint8Array(32).fill(7),
+      periodSeconds: 30,
+      knocks: 16,
+      portMin: 20000,
+      portMax: 20099,
+      exclude: r.exclude,
+      proto: "tcp",
+    });
     for (let step = 0; step < 50; step++) expect(deriveSequence(profile, step).every((p) => !r.exclude.includes(p))).toBe(true);
   });
 });
@@ -93,7 +109,9 @@ describe("ServiceWatch", () => {
     });
     return { watch, log };
   }
-  const of = (...sockets: ListeningSocket[]) => (): ParsedProcNet => ({ sockets, malformed: 0 });
+  const of =
+    (...sockets: ListeningSocket[]) =>
+    (): ParsedProcNet => ({ sockets, malformed: 0 });
 
   it("when a service in the range appears then refresh reports a change once and it is warned about once, naming port and protocol", async () => {
     const { watch, log } = watchOver([of(), of(sock("udp", 51820)), of(sock("udp", 51820)), of(), of(sock("udp", 51820))]);

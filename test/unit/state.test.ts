@@ -192,7 +192,7 @@ describe("state: fail closed", () => {
   });
 
   for (const [what, content] of [
-    ["not JSON", "{\"version\":1,\"lastAccepted"],
+    ["not JSON", '{"version":1,"lastAccepted'],
     ["the wrong version", JSON.stringify({ version: 2, lastAcceptedStep: {} })],
     ["a negative step", JSON.stringify({ version: 1, lastAcceptedStep: { alice: -1 } })],
     ["a string step", JSON.stringify({ version: 1, lastAcceptedStep: { alice: "5" } })],

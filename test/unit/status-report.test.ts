@@ -58,7 +58,10 @@ describe("status assessment", () => {
   });
 
   it("when capture is failing then it is a problem naming the cause", () => {
-    const r = assessStatus({ ...healthy, runtime: runtime({ capture: { state: "failing", since: iso(NOW - 30_000), failedStarts: 6, lastProblem: "tcpdump not found" } }) });
+    const r = assessStatus({
+      ...healthy,
+      runtime: runtime({ capture: { state: "failing", since: iso(NOW - 30_000), failedStarts: 6, lastProblem: "tcpdump not found" } }),
+    });
     expect(r.ok).toBe(false);
     expect(r.problems.join()).toMatch(/packet capture failing.*tcpdump not found/);
   });
@@ -70,7 +73,11 @@ describe("status assessment", () => {
   });
 
   it("when the report belongs to an earlier daemon then it is ignored for the running one", () => {
-    const r = assessStatus({ ...healthy, runtime: runtime({ pid: PID + 1, capture: { state: "failing", since: null, failedStarts: 9 } }), lock: { holder: { pid: PID, startTicks: "1", startedAt: iso(NOW - 2000) }, alive: true } });
+    const r = assessStatus({
+      ...healthy,
+      runtime: runtime({ pid: PID + 1, capture: { state: "failing", since: null, failedStarts: 9 } }),
+      lock: { holder: { pid: PID, startTicks: "1", startedAt: iso(NOW - 2000) }, alive: true },
+    });
     expect(r.ok).toBe(true); // just started: no report of its own yet
     expect(r.capture.state).toBe("unknown");
   });

@@ -19,13 +19,16 @@ describe("stepAt", () => {
 
   it("when the time is exactly step*P then stepAt is that step, and 1 ms earlier the step before (any P)", () => {
     fc.assert(
-      fc.property(periodArb.chain((p) => fc.tuple(fc.constant(p), stepFor(p))), ([p, step]) => {
-        const startMs = step * p * 1000;
-        expect(stepStartMs(step, p)).toBe(startMs);
-        expect(stepAt(startMs, p)).toBe(step);
-        expect(stepAt(startMs - 1, p)).toBe(step - 1);
-        expect(stepAt(startMs + p * 1000 - 1, p)).toBe(step);
-      }),
+      fc.property(
+        periodArb.chain((p) => fc.tuple(fc.constant(p), stepFor(p))),
+        ([p, step]) => {
+          const startMs = step * p * 1000;
+          expect(stepStartMs(step, p)).toBe(startMs);
+          expect(stepAt(startMs, p)).toBe(step);
+          expect(stepAt(startMs - 1, p)).toBe(step - 1);
+          expect(stepAt(startMs + p * 1000 - 1, p)).toBe(step);
+        },
+      ),
       { numRuns: 500 },
     );
   });

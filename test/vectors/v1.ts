@@ -64,7 +64,7 @@ export const VECTORS: readonly Vector[] = [
     ports: [44821, 59613, 59220, 6661],
   },
   {
-    name: "vector 5: shortest secret (16 ASCII bytes \"0123456789abcdef\"), period 10, 2 knocks",
+    name: 'vector 5: shortest secret (16 ASCII bytes "0123456789abcdef"), period 10, 2 knocks',
     secretBase32: "GAYTEMZUGU3DOOBZMFRGGZDFMY",
     atUnixSeconds: 1700000000,
     periodSeconds: 10,

@@ -64,7 +64,10 @@ export function watchTable(opts: NftMonitorOptions, onChange: (line: string) => 
       signal.removeEventListener("abort", kill);
       if (signal.aborted) return;
       if (Date.now() - startedAt >= RESET_AFTER_MS) backoffMs = FIRST_BACKOFF_MS;
-      opts.log.warn({ why, stderr: stderr.trim().slice(0, 600), restartInMs: backoffMs }, "nft monitor ended; restarting it (the gate is still checked every second)");
+      opts.log.warn(
+        { why, stderr: stderr.trim().slice(0, 600), restartInMs: backoffMs },
+        "nft monitor ended; restarting it (the gate is still checked every second)",
+      );
       timer = setTimeout(start, backoffMs);
       backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
     };

@@ -35,7 +35,10 @@ function notFound(nftCommand: readonly string[]): TknockError {
 
 /** The error lines of nft output as one bounded line (caret markers dropped). */
 export function summarizeNftOutput(text: string): string {
-  const lines = text.split("\n").map((l) => l.trimEnd()).filter((l) => l.trim() !== "" && !/^\s*\^+\s*$/.test(l));
+  const lines = text
+    .split("\n")
+    .map((l) => l.trimEnd())
+    .filter((l) => l.trim() !== "" && !/^\s*\^+\s*$/.test(l));
   const joined = lines.join(" | ");
   return joined.length > MAX_ERROR_CHARS ? `${joined.slice(0, MAX_ERROR_CHARS - 3)}...` : joined;
 }

@@ -88,7 +88,10 @@ export function buildOpenLines(tableName: string, grants: readonly Grant[]): str
   for (let i = 0; i < valid.length; i += MAX_GRANTS_PER_LINE) {
     const chunk = valid.slice(i, i + MAX_GRANTS_PER_LINE);
     const commands: string[] = [];
-    for (const [set, family] of [[SET_GRANTS4, 4], [SET_GRANTS6, 6]] as const) {
+    for (const [set, family] of [
+      [SET_GRANTS4, 4],
+      [SET_GRANTS6, 6],
+    ] as const) {
       const of = chunk.filter((g) => g.family === family);
       if (of.length === 0) continue;
       const timed = of.map(timedElement).join(", ");

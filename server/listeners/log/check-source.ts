@@ -22,7 +22,11 @@ export async function checkLogSource(source: LogSource, options: LogSourceCheckO
       closeSync(openSync(path, constants.O_RDONLY | constants.O_NONBLOCK));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? String(err);
-      throw new TknockError("TKNOCK_LOG_SOURCE", `cannot read ${path} (${code}): run as root (or with CAP_SYSLOG), or choose another logSource`, ExitCode.usage);
+      throw new TknockError(
+        "TKNOCK_LOG_SOURCE",
+        `cannot read ${path} (${code}): run as root (or with CAP_SYSLOG), or choose another logSource`,
+        ExitCode.usage,
+      );
     }
     return;
   }
@@ -35,7 +39,11 @@ export async function checkLogSource(source: LogSource, options: LogSourceCheckO
     isDir = false;
   }
   if (!isDir) {
-    throw new TknockError("TKNOCK_LOG_SOURCE", `log file folder ${dir} does not exist: create it, or point logSource at the file your syslog writes kernel messages to`, ExitCode.usage);
+    throw new TknockError(
+      "TKNOCK_LOG_SOURCE",
+      `log file folder ${dir} does not exist: create it, or point logSource at the file your syslog writes kernel messages to`,
+      ExitCode.usage,
+    );
   }
 }
 
@@ -45,7 +53,13 @@ function checkJournalctl(path: string, timeoutMs: number): Promise<void> {
       if (!err) return resolve();
       const code = (err as NodeJS.ErrnoException).code;
       const why = code === "ENOENT" ? "not found" : err.killed ? `no answer within ${timeoutMs} ms` : (err.message.split("\n")[0] ?? "failed");
-      reject(new TknockError("TKNOCK_LOG_SOURCE", `journalctl ${why} (logSource "journald"): install systemd's journalctl, or set logSource to "kmsg" or "file:/var/log/kern.log"`, ExitCode.usage));
+      reject(
+        new TknockError(
+          "TKNOCK_LOG_SOURCE",
+          `journalctl ${why} (logSource "journald"): install systemd's journalctl, or set logSource to "kmsg" or "file:/var/log/kern.log"`,
+          ExitCode.usage,
+        ),
+      );
     });
   });
 }

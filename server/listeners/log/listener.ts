@@ -167,7 +167,14 @@ class LogListener implements Listener {
       this.o.log?.("warn", "log source stopped; restarting", { source: this.o.source, problem, restartInMs: delay });
       await new Promise<void>((r) => {
         const t = setTimeout(r, delay);
-        signal.addEventListener("abort", () => { clearTimeout(t); r(); }, { once: true });
+        signal.addEventListener(
+          "abort",
+          () => {
+            clearTimeout(t);
+            r();
+          },
+          { once: true },
+        );
       });
       delay = Math.min(delay * 2, maxMs);
     }

@@ -80,7 +80,12 @@ export function parseJournalJson(line: string): { text: string; atMs: number | u
   if (typeof doc !== "object" || doc === null) return undefined;
   const { MESSAGE: message, __REALTIME_TIMESTAMP: realtime } = doc as Record<string, unknown>;
   // journald stores a message that is not valid UTF-8 as an array of bytes.
-  const text = typeof message === "string" ? message : Array.isArray(message) && message.every((b) => typeof b === "number") ? Buffer.from(message).toString("latin1") : undefined;
+  const text =
+    typeof message === "string"
+      ? message
+      : Array.isArray(message) && message.every((b) => typeof b === "number")
+        ? Buffer.from(message).toString("latin1")
+        : undefined;
   if (text === undefined) return undefined;
   const us = typeof realtime === "string" && /^\d{1,20}$/.test(realtime) ? Number(realtime) : undefined;
   return { text, atMs: us === undefined ? undefined : Math.floor(us / 1000) };

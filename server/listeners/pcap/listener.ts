@@ -67,7 +67,16 @@ export type PcapListener = Listener & {
   health(): ListenerHealth;
 };
 
-const DEFAULTS = { tcpdumpPath: "tcpdump", bufferKiB: 16_384, snaplen: 128, initialMs: 500, maxMs: 30_000, stableMs: 5_000, startTimeoutMs: 10_000, addressPollMs: 30_000 };
+const DEFAULTS = {
+  tcpdumpPath: "tcpdump",
+  bufferKiB: 16_384,
+  snaplen: 128,
+  initialMs: 500,
+  maxMs: 30_000,
+  stableMs: 5_000,
+  startTimeoutMs: 10_000,
+  addressPollMs: 30_000,
+};
 const STDERR_KEEP_LINES = 5;
 
 export function createPcapListener(options: PcapListenerOptions): PcapListener {
@@ -80,9 +89,30 @@ export function checkTcpdump(tcpdumpPath = DEFAULTS.tcpdumpPath, timeoutMs = 10_
     execFile(tcpdumpPath, ["--version"], { timeout: timeoutMs }, (err) => {
       const code = (err as NodeJS.ErrnoException | null)?.code;
       if (code === "ENOENT") reject(missingTcpdump(tcpdumpPath));
-      else if (code === "EACCES") reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `cannot run ${tcpdumpPath} (EACCES): make it executable (chmod 755) or set tcpdump.path to a working tcpdump`, ExitCode.system));
-      else if (err?.killed) reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `${tcpdumpPath} --version did not answer within ${timeoutMs} ms: check the tcpdump install (apt-get install --reinstall tcpdump)`, ExitCode.system));
-      else if (err) reject(new TknockError("TKNOCK_TCPDUMP_MISSING", `${tcpdumpPath} --version failed (${err.message.split("\n")[0] ?? ""}): reinstall tcpdump (apt-get install --reinstall tcpdump) or fix tcpdump.path`, ExitCode.system));
+      else if (code === "EACCES")
+        reject(
+          new TknockError(
+            "TKNOCK_TCPDUMP_MISSING",
+            `cannot run ${tcpdumpPath} (EACCES): make it executable (chmod 755) or set tcpdump.path to a working tcpdump`,
+            ExitCode.system,
+          ),
+        );
+      else if (err?.killed)
+        reject(
+          new TknockError(
+            "TKNOCK_TCPDUMP_MISSING",
+            `${tcpdumpPath} --version did not answer within ${timeoutMs} ms: check the tcpdump install (apt-get install --reinstall tcpdump)`,
+            ExitCode.system,
+          ),
+        );
+      else if (err)
+        reject(
+          new TknockError(
+            "TKNOCK_TCPDUMP_MISSING",
+            `${tcpdumpPath} --version failed (${err.message.split("\n")[0] ?? ""}): reinstall tcpdump (apt-get install --reinstall tcpdump) or fix tcpdump.path`,
+            ExitCode.system,
+          ),
+        );
       else resolve();
     });
   });
