@@ -5,7 +5,6 @@
  * so this suite checks the server alone.
  */
 import type { ChildProcess } from "node:child_process";
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadServerConfig } from "../../server/config/load.js";
@@ -19,21 +18,12 @@ const GREETING = "hello from the protected service\n";
 /** A lab answers in well under a millisecond; no answer in this long is "filtered". */
 const FILTERED_MS = 500;
 
-function build(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile("npx", ["tsc", "-p", "tsconfig.json"], { cwd: REPO_ROOT, timeout: 60_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`build failed: ${stdout}${stderr}`));
-      else resolve();
-    });
-  });
-}
-
 describeAsRoot("tknock-server run with tcpdump and nftables in a namespace lab", () => {
   let t: TknockLab;
   let service: ChildProcess;
 
   beforeAll(async () => {
-    await build();
+    // dist/ is built by `npm test` first: rebuilding here would replace the CLI bundles while other suites run them.
     t = await TknockLab.create();
     service = t.startService(t.protectPort, GREETING);
     await t.serverOk(["enroll", "alice", "--host", "server", "--addr", t.serverAddr]);
