@@ -11,7 +11,7 @@ import { loadServerConfig } from "../../server/config/load.js";
 import { clientProfile, type ClientsFile } from "../../server/config/schema.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import { msUntilNextStep, stepAt } from "../../src/protocol/window.js";
-import { REPO_ROOT, sleep, TknockLab } from "../../lab/tknock-lab.js";
+import { sleep, TknockLab } from "../../lab/tknock-lab.js";
 import { describeAsRoot } from "../support/root.js";
 
 const GREETING = "hello from the protected service\n";
