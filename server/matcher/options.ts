@@ -1,16 +1,11 @@
 import type { ServerConfig } from "../config/schema.js";
 import { TknockError } from "../../src/errors.js";
 
-export type MatcherOptions = {
-  readonly skewWindows: number;
-  readonly diagnosticWindows: number;
-  readonly knockTimeoutMs: number;
-  readonly retransmitMs: number;
-  /** W: wrong knocks a sequence in progress survives between two of its ports (0: the first one drops it). */
-  readonly toleratedWrongKnocks: number;
-  readonly maxSources: number;
-  readonly bruteForce: { readonly maxFailuresPerMinute: number; readonly ban: boolean; readonly banSeconds: number };
-};
+/** The matcher's settings: the server config's own fields (documented there), so the two cannot drift apart. */
+export type MatcherOptions = Pick<
+  ServerConfig,
+  "skewWindows" | "diagnosticWindows" | "knockTimeoutMs" | "retransmitMs" | "toleratedWrongKnocks" | "maxSources" | "bruteForce"
+>;
 
 /** Knobs that are not configuration; the defaults suit the daemon. */
 export type MatcherTuning = {
