@@ -76,6 +76,6 @@ describeAsRoot("end to end: the nflog listener", () => {
 
   it("when the daemon runs then its gate logs the knock range to the NFLOG group and tcpdump reads nflog:N", async () => {
     const table = await t.lab.exec("server", ["nft", "list", "table", "inet", "tknock"]);
-    expect(table.stdout).toContain(`th dport ${RANGE.min}-${RANGE.max} log group ${GROUP} queue-threshold 1`);
+    expect(table.stdout).toContain(`th dport ${RANGE.min}-${RANGE.max} log group ${GROUP} snaplen 128 queue-threshold 1`);
   });
 });

@@ -106,7 +106,7 @@ describe("nft ruleset builders", () => {
     const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
     expect(rules.slice(-3)).toEqual([
       "add rule inet tknock input meta l4proto . th dport @services return",
-      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 log group 7 queue-threshold 1",
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 log group 7 snaplen 128 queue-threshold 1",
       "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
     ]);
     expect(script).not.toContain("limit rate");
