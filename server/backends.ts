@@ -25,6 +25,15 @@ export function createListener(config: ServerConfig, log: Logger): Listener {
         knockRange: config.knockRange,
         log,
       });
+    case "nflog":
+      return createPcapListener({
+        interface: config.interface,
+        nflogGroup: config.nflogGroup,
+        tcpdumpPath: config.tcpdump.path,
+        bufferKiB: config.tcpdump.bufferKiB,
+        knockRange: config.knockRange,
+        log,
+      });
     case "log":
       return createLogListener({
         source: config.logSource,

@@ -91,6 +91,7 @@ export class Daemon {
       knockRange: this.config.knockRangeDrop ? this.config.knockRange : undefined,
       exemptServices: this.services.current,
       ...(this.config.listener === "log" && !this.config.logExisting ? { logKnocks: this.config.knockRange } : {}),
+      ...(this.config.listener === "nflog" ? { nflogKnocks: { group: this.config.nflogGroup, ...this.config.knockRange } } : {}),
     };
   }
 
@@ -207,7 +208,7 @@ export class Daemon {
     try {
       const next = loadServerConfig(this.deps.configPath);
       const restartNeeded = (
-        ["interface", "listener", "logSource", "logExisting", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const
+        ["interface", "listener", "logSource", "logExisting", "nflogGroup", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const
       ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
       const gateChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect) || next.knockRangeDrop !== this.config.knockRangeDrop;

@@ -48,11 +48,13 @@ export async function preflightRun(config: ServerConfig, options: PreflightOptio
       const caps = readEffectiveCapabilities(options.procStatusPath);
       const captures = config.listener === "pcap";
       checkCapabilities(caps, uid, captures);
-      const warning = captures ? setuidWarning(caps, uid) : undefined;
+      // nflog binds a netlink group (CAP_NET_ADMIN, checked above) but still runs tcpdump, which drops to its user.
+      const warning = captures || config.listener === "nflog" ? setuidWarning(caps, uid) : undefined;
       if (warning !== undefined) warnings.push(warning);
     }),
     Promise.resolve().then(() => checkStateDirWritable(config.stateDir)),
-    Promise.resolve().then(() => checkInterface(config.interface, { sysClassNet: options.sysClassNet })),
+    // nflog reads nflog:N, which is no interface in /sys/class/net: `interface` is not used then.
+    Promise.resolve().then(() => (config.listener === "nflog" ? undefined : checkInterface(config.interface, { sysClassNet: options.sysClassNet }))),
     checkListenerNeeds(config, timeoutMs, options),
     checkFirewallNeeds(config, timeoutMs),
   ]);
@@ -153,6 +155,7 @@ function interfaceExists(name: string, sysClassNet: string): boolean {
 async function checkListenerNeeds(config: ServerConfig, timeoutMs: number, options: PreflightOptions): Promise<void> {
   switch (config.listener) {
     case "pcap":
+    case "nflog":
       return checkTcpdump(config.tcpdump.path, timeoutMs);
     case "log":
       // No tcpdump: the kernel's log is the capture.

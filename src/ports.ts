@@ -84,6 +84,11 @@ export type GateSpec = {
    * listener. Absent: no log rule.
    */
   readonly logKnocks?: { readonly min: number; readonly max: number } | undefined;
+  /**
+   * Ports whose packets the kernel logs to NFLOG group `group` (not rate-limited: a full netlink queue drops, and
+   * the listener counts it) before the knock-range drop, for the nflog listener. Absent: no NFLOG rule.
+   */
+  readonly nflogKnocks?: { readonly group: number; readonly min: number; readonly max: number } | undefined;
 };
 
 /** What check() found wrong with the gate; message is one short line for logs and `status`. */

@@ -25,6 +25,7 @@ type InitOptions = {
   listener?: string;
   logSource?: string;
   logExisting?: boolean;
+  nflogGroup?: string;
 };
 
 export function parsePortArgs(values: readonly string[] | undefined, option: string): number[] | undefined {
@@ -49,9 +50,14 @@ export function registerInit(program: Command, io: CliIo): void {
     .option("--protect <port...>", "ports to keep closed until a knock (default 22)")
     .option("--knock-range <min-max>", "ports clients knock, e.g. 20000-29999 (default 10000-59999); keep your services out of it")
     .option("--no-knock-range-drop", "do not drop the knock range: a scan sees it closed instead of filtered (see README)")
-    .option("--listener <pcap|log>", "pcap: capture with tcpdump; log: follow the firewall's log (see README)", "pcap")
+    .option(
+      "--listener <pcap|log|nflog>",
+      "pcap: capture with tcpdump; log: follow the firewall's log; nflog: read the gate's NFLOG group (see README)",
+      "pcap",
+    )
     .option("--log-source <journald|kmsg|file:PATH>", "listener log: where to read the kernel's log (default journald)")
     .option("--log-existing", "listener log: the host already logs knock-range packets (ufw logging on): add no log rule")
+    .option("--nflog-group <n>", "listener nflog: the NFLOG group the gate logs knocks to, 0..65535 (default 5)")
     .option("--state-dir <dir>", `state directory (default ${DEFAULT_STATE_DIR})`)
     .option("--clients <file>", "clients file (default: clients.json next to the config)")
     .option("--force", "overwrite an existing config and clients file")
@@ -76,6 +82,8 @@ export function registerInit(program: Command, io: CliIo): void {
         listener: opts.listener ?? base.listener,
         logSource: opts.logSource ?? base.logSource,
         logExisting: opts.logExisting ?? base.logExisting,
+        // A non-number goes to parseServerConfig as it is, which names the key and the allowed range.
+        nflogGroup: opts.nflogGroup === undefined ? base.nflogGroup : /^\d+$/.test(opts.nflogGroup) ? Number(opts.nflogGroup) : opts.nflogGroup,
       };
       parseServerConfig(config, configPath); // the written file must load
       checkInterface(config.interface, { fix: "pass --interface with one of this host's interfaces" });

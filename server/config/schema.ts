@@ -7,8 +7,11 @@ import { Checker } from "./check.js";
 export type ServerConfig = {
   /** Interface to watch: a name or "any". */
   readonly interface: string;
-  /** "pcap": capture with tcpdump; "log": follow the firewall's log (logSource). */
-  readonly listener: "pcap" | "log";
+  /**
+   * "pcap": capture with tcpdump; "log": follow the firewall's log (logSource); "nflog": the gate logs the knock
+   * range to NFLOG group nflogGroup, read with tcpdump -i nflog:N.
+   */
+  readonly listener: "pcap" | "log" | "nflog";
   /** Where the log listener reads: "journald", "kmsg" (/dev/kmsg) or "file:/abs/path" (followed like tail -F). */
   readonly logSource: "journald" | "kmsg" | `file:${string}`;
   /**
@@ -16,6 +19,8 @@ export type ServerConfig = {
    * adds no log rule of its own and every netfilter log line counts, whatever its prefix.
    */
   readonly logExisting: boolean;
+  /** NFLOG group the gate logs knock-range packets to (listener nflog); no other program may bind it. */
+  readonly nflogGroup: number;
   readonly firewall: "nftables";
   /** Ports kept closed until a knock opens them for one source. */
   readonly protect: readonly number[];
@@ -67,6 +72,7 @@ export function defaultServerConfig(paths: { clientsFile: string; stateDir?: str
     listener: "pcap",
     logSource: "journald",
     logExisting: false,
+    nflogGroup: 5,
     firewall: "nftables",
     protect: [22],
     clientsFile: paths.clientsFile,
@@ -100,6 +106,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       "listener",
       "logSource",
       "logExisting",
+      "nflogGroup",
       "firewall",
       "protect",
       "clientsFile",
@@ -132,7 +139,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
   if (o["clientsFile"] === undefined) c.problem("clientsFile", "is missing: name the clients file (absolute path)");
   const config: ServerConfig = {
     interface: get("interface", d.interface, (v, p) => c.string(v, p, { pattern: /^[A-Za-z0-9_.:@-]{1,15}$/, hint: 'use an interface name or "any"' })),
-    listener: get("listener", d.listener, (v, p) => c.oneOf(v, p, ["pcap", "log"] as const)),
+    listener: get("listener", d.listener, (v, p) => c.oneOf(v, p, ["pcap", "log", "nflog"] as const)),
     logSource: get(
       "logSource",
       d.logSource,
@@ -140,6 +147,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
         c.string(v, p, { pattern: /^(journald|kmsg|file:\/[^\0]+)$/, hint: 'use "journald", "kmsg" or "file:/absolute/path"' }) as ServerConfig["logSource"],
     ),
     logExisting: get("logExisting", d.logExisting, (v, p) => c.bool(v, p)),
+    nflogGroup: get("nflogGroup", d.nflogGroup, (v, p) => c.int(v, p, 0, 65535)),
     firewall: get("firewall", d.firewall, (v, p) => c.oneOf(v, p, ["nftables"] as const)),
     protect: get("protect", d.protect, (v, p) => c.ports(v, p, { allowEmpty: false })),
     clientsFile: get("clientsFile", d.clientsFile, (v, p) => c.string(v, p, ABS_PATH)),

@@ -25,6 +25,7 @@ export type ValidGate = {
   /** Sorted (tcp first, then by port), without duplicates. */
   readonly exemptServices: readonly ServicePort[];
   readonly logKnocks: { readonly min: number; readonly max: number } | undefined;
+  readonly nflogKnocks: { readonly group: number; readonly min: number; readonly max: number } | undefined;
 };
 
 export function invalidGrant(message: string): TknockError {
@@ -86,7 +87,17 @@ export function validateGate(gate: GateSpec): ValidGate {
     knockRange: validRange(gate.knockRange, "knock range"),
     exemptServices: validateServices(gate.exemptServices ?? []),
     logKnocks: validRange(gate.logKnocks, "logged range"),
+    nflogKnocks: validNflog(gate.nflogKnocks),
   };
+}
+
+function validNflog(n: { readonly group: number; readonly min: number; readonly max: number } | undefined): ValidGate["nflogKnocks"] {
+  if (n === undefined) return undefined;
+  if (!Number.isInteger(n.group) || n.group < 0 || n.group > 65535) {
+    throw invalidGate(`NFLOG group ${show(n.group)} is not allowed: use an integer from 0 to 65535`);
+  }
+  const range = validRange(n, "NFLOG-logged range")!;
+  return { group: n.group, ...range };
 }
 
 function validRange(range: { readonly min: number; readonly max: number } | undefined, what: string): { min: number; max: number } | undefined {

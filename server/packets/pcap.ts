@@ -14,6 +14,8 @@ export const LINKTYPE_LINUX_SLL = 113;
 export const LINKTYPE_LINUX_SLL2 = 276;
 export const LINKTYPE_IPV4 = 228;
 export const LINKTYPE_IPV6 = 229;
+/** Linux NFLOG (tcpdump -i nflog:N): https://www.tcpdump.org/linktypes/LINKTYPE_NFLOG.html */
+export const LINKTYPE_NFLOG = 239;
 /** DLT_RAW as some systems write it into files instead of LINKTYPE_RAW (12; 14 on OpenBSD). */
 export const LINKTYPE_RAW_DLT12 = 12;
 export const LINKTYPE_RAW_DLT14 = 14;
@@ -25,6 +27,7 @@ const SUPPORTED_LINK_TYPES: ReadonlySet<number> = new Set([
   LINKTYPE_LINUX_SLL2,
   LINKTYPE_IPV4,
   LINKTYPE_IPV6,
+  LINKTYPE_NFLOG,
   LINKTYPE_RAW_DLT12,
   LINKTYPE_RAW_DLT14,
 ]);
@@ -60,8 +63,11 @@ export type PcapParseResult = PcapCounters & {
 const LINK_IP = 0;
 const LINK_OTHER = 1; // ARP, outgoing (cooked captures), ...: a packet, not a knock
 const LINK_MALFORMED = 2;
-/** Where the IP packet starts, filled by decodeLink on LINK_IP; one per parser, so a record allocates nothing. */
-type LinkScratch = { ipOffset: number; family: 0 | 4 | 6 };
+/**
+ * Where the IP packet starts and ends, filled by decodeLink on LINK_IP; one per parser, so a record allocates
+ * nothing. timeMs is the kernel's timestamp when the link layer carries one (NFLOG), else NaN.
+ */
+type LinkScratch = { ipOffset: number; ipEnd: number; family: 0 | 4 | 6; timeMs: number };
 
 const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_IPV6 = 0x86dd;
@@ -92,8 +98,56 @@ function afterEthertype(b: Uint8Array, type: number, p: number, end: number, lin
   return LINK_IP;
 }
 
-function decodeLink(linkType: number, b: Uint8Array, off: number, end: number, link: LinkScratch): number {
+const AF_INET = 2;
+const AF_INET6 = 10;
+const NFULA_TIMESTAMP = 3;
+const NFULA_PAYLOAD = 9;
+/** Netlink attribute types carry two flag bits (NLA_F_NESTED, NLA_F_NET_BYTEORDER) above the type. */
+const NLA_TYPE_MASK = 0x3fff;
+
+function u64be(b: Uint8Array, o: number): number {
+  return u32(b, o, false) * 0x1_0000_0000 + u32(b, o + 4, false);
+}
+
+/**
+ * NFLOG: family, version, resource id (4 bytes), then netlink TLVs whose length (header included) and type are in
+ * the byte order of the host that captured, i.e. the pcap file's; each TLV is padded to 4 bytes. The timestamp TLV
+ * holds two big-endian 64-bit numbers (seconds, microseconds). The payload TLV is the packet from its IP header.
+ */
+function decodeNflog(b: Uint8Array, off: number, end: number, le: boolean, link: LinkScratch): number {
+  if (end - off < 4) return LINK_MALFORMED;
+  const family = b[off];
+  if (family !== AF_INET && family !== AF_INET6) return LINK_OTHER;
+  link.timeMs = NaN;
+  let p = off + 4;
+  while (p + 4 <= end) {
+    const tlvLen = le ? b[p]! | (b[p + 1]! << 8) : u16(b, p);
+    const type = (le ? b[p + 2]! | (b[p + 3]! << 8) : u16(b, p + 2)) & NLA_TYPE_MASK;
+    if (tlvLen < 4) return LINK_MALFORMED;
+    const valueEnd = p + tlvLen;
+    if (type === NFULA_PAYLOAD) {
+      // A snaplen shorter than the packet cuts the payload TLV: parse what was kept, the IP parser bounds it.
+      link.family = family === AF_INET ? 4 : 6;
+      link.ipOffset = p + 4;
+      link.ipEnd = Math.min(valueEnd, end);
+      return LINK_IP;
+    }
+    if (valueEnd > end) return LINK_MALFORMED;
+    if (type === NFULA_TIMESTAMP && tlvLen >= 20) {
+      const usec = u64be(b, p + 12);
+      if (usec < 1_000_000) link.timeMs = u64be(b, p + 4) * 1000 + usec / 1000;
+    }
+    p += (tlvLen + 3) & ~3;
+  }
+  return LINK_OTHER; // logged without the packet (nft log without a copy): nothing to match
+}
+
+function decodeLink(linkType: number, b: Uint8Array, off: number, end: number, le: boolean, link: LinkScratch): number {
+  link.ipEnd = end;
+  link.timeMs = NaN;
   switch (linkType) {
+    case LINKTYPE_NFLOG:
+      return decodeNflog(b, off, end, le, link);
     case LINKTYPE_ETHERNET:
       if (end - off < 14) return LINK_MALFORMED;
       return afterEthertype(b, u16(b, off + 12), off + 14, end, link);
@@ -138,7 +192,7 @@ export class PcapStreamParser {
   /** Holds the one unit (global header or record) that straddles chunks; grows to the largest seen. */
   private carry: Buffer = Buffer.allocUnsafe(256);
   private carryLen = 0;
-  private readonly link: LinkScratch = { ipOffset: 0, family: 0 };
+  private readonly link: LinkScratch = { ipOffset: 0, ipEnd: 0, family: 0, timeMs: NaN };
   private readonly scratch = createIpScratch();
 
   constructor(private readonly onKnock: (knock: ObservedKnock) => void = noop) {}
@@ -258,7 +312,7 @@ export class PcapStreamParser {
     // The low 16 bits are the link type; the high bits may carry FCS information.
     const linkType = u32(b, off + 20, this.littleEndian) & 0xffff;
     if (!isSupportedLinkType(linkType)) {
-      this.fail(`unsupported link type ${linkType} (supported: EN10MB, LINUX_SLL, LINUX_SLL2, RAW)`);
+      this.fail(`unsupported link type ${linkType} (supported: EN10MB, LINUX_SLL, LINUX_SLL2, RAW, NFLOG)`);
       return;
     }
     this.currentLinkType = linkType;
@@ -282,16 +336,17 @@ export class PcapStreamParser {
     const start = off + RECORD_HEADER_BYTES;
     const end = start + captured;
     const link = this.link;
-    const l = decodeLink(this.currentLinkType!, b, start, end, link);
+    const l = decodeLink(this.currentLinkType!, b, start, end, le, link);
     if (l !== LINK_IP) {
       if (l === LINK_MALFORMED) c.malformed++;
       return;
     }
     const s = this.scratch;
-    const r = parseIpPacket(b, link.ipOffset, end, link.family, s);
+    const r = parseIpPacket(b, link.ipOffset, link.ipEnd, link.family, s);
     if (r === IP_KNOCK) {
       c.knocks++;
-      this.onKnock(capturedKnock(b, s.srcOffset, s.family, s.dstPort, s.proto, seconds * 1000 + fraction / this.fracPerMs));
+      const timeMs = Number.isNaN(link.timeMs) ? seconds * 1000 + fraction / this.fracPerMs : link.timeMs;
+      this.onKnock(capturedKnock(b, s.srcOffset, s.family, s.dstPort, s.proto, timeMs));
     } else if (r === IP_MALFORMED) {
       c.malformed++;
     }

@@ -66,6 +66,31 @@ describe("tcpdump command line", () => {
   });
 });
 
+describe("tcpdump command line for an NFLOG group", () => {
+  it("when an NFLOG group is given then tcpdump reads nflog:N with neither filter nor direction (libpcap refuses both there)", () => {
+    expect(buildTcpdumpArgv({ ...BASE, localAddresses: [], snaplen: 256, nflogGroup: 7 })).toEqual([
+      "tcpdump",
+      "-i",
+      "nflog:7",
+      "-n",
+      "-U",
+      "-w",
+      "-",
+      "-s",
+      "256",
+      "-B",
+      "16384",
+      "--immediate-mode",
+    ]);
+  });
+
+  it("when the NFLOG group, snaplen or buffer is not sane then it is refused with TKNOCK_INVALID_CAPTURE", () => {
+    for (const bad of [{ nflogGroup: -1 }, { nflogGroup: 65536 }, { nflogGroup: 1.5 }, { nflogGroup: 5, snaplen: 20 }, { nflogGroup: 5, bufferKiB: 0 }]) {
+      expect(codeOf(() => buildTcpdumpArgv({ ...BASE, ...bad }))).toBe("TKNOCK_INVALID_CAPTURE");
+    }
+  });
+});
+
 describe("capture filter", () => {
   it("when building the filter then it names each local address and the knock range", () => {
     expect(buildCaptureFilter(BASE)).toBe(EXPECTED_FILTER);

@@ -60,10 +60,19 @@ describe("parseServerConfig", () => {
     for (const logSource of ["syslog", "file:relative/kern.log", "file:", "/var/log/kern.log", 5]) {
       expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, logSource }, "s")))).toEqual(["logSource"]);
     }
-    expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog", logExisting: "yes" }, "s")))).toEqual([
+    expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "ulog", logExisting: "yes" }, "s")))).toEqual([
       "listener",
       "logExisting",
     ]);
+  });
+
+  it("when the listener is nflog then its group is read, 5 by default, and a group outside 0..65535 is rejected with its path", () => {
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog" }, "s")).toMatchObject({ listener: "nflog", nflogGroup: 5 });
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog", nflogGroup: 0 }, "s")).toMatchObject({ nflogGroup: 0 });
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog", nflogGroup: 65535 }, "s")).toMatchObject({ nflogGroup: 65535 });
+    for (const nflogGroup of [-1, 65536, 1.5, "5"]) {
+      expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog", nflogGroup }, "s")))).toEqual(["nflogGroup"]);
+    }
   });
 
   it("when a key is unknown (a typo) then it is rejected with its path", () => {

@@ -96,6 +96,33 @@ describe("nft ruleset builders", () => {
     );
   });
 
+  it("when the nflog listener needs the knock range logged then a 'log group N' rule comes after the services return and before the range drop", () => {
+    const script = buildInstallScript("tknock", {
+      protectedPorts: [22],
+      knockRange: { min: 40000, max: 49999 },
+      exemptServices: [{ proto: "udp", port: 41000 }],
+      nflogKnocks: { group: 7, min: 40000, max: 49999 },
+    });
+    const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
+    expect(rules.slice(-3)).toEqual([
+      "add rule inet tknock input meta l4proto . th dport @services return",
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 log group 7 snaplen 128 queue-threshold 1",
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
+    ]);
+    expect(script).not.toContain("limit rate");
+  });
+
+  it("when the NFLOG group or its range is invalid then the gate is refused before anything reaches nft", () => {
+    for (const nflogKnocks of [
+      { group: 65536, min: 40000, max: 49999 },
+      { group: -1, min: 40000, max: 49999 },
+      { group: 1.5, min: 40000, max: 49999 },
+      { group: 5, min: 9, max: 8 },
+    ]) {
+      expect(codeOf(() => buildInstallScript("tknock", { protectedPorts: [22], knockRange: undefined, nflogKnocks }))).toBe("TKNOCK_INVALID_GATE");
+    }
+  });
+
   it("when the knock range is one port then the rule names that port", () => {
     expect(buildInstallScript("tknock", { protectedPorts: [22], knockRange: { min: 7000, max: 7000 } })).toContain("th dport 7000 drop\n");
   });

@@ -8,6 +8,7 @@ import {
   LINKTYPE_ETHERNET,
   LINKTYPE_LINUX_SLL,
   LINKTYPE_LINUX_SLL2,
+  LINKTYPE_NFLOG,
   LINKTYPE_RAW,
   parsePcapBuffer,
   PcapStreamParser,
@@ -60,6 +61,9 @@ const FIXTURES: { name: string; linkType: number; packets: number; malformed: nu
     malformed: 0,
     knocks: [k("198.19.1.1", 40011, "tcp"), k("198.19.1.1", 40012, "udp"), k("fd18:18::b:1", 40013, "tcp"), k("fd18:18::b:1", 40014, "udp")],
   },
+  // NFLOG group 5 fed by an nft `log group` rule on ports 40001-40007: only what the firewall saw coming in (the
+  // handshake's ACKs and FIN are logged too, but are no knocks; the server's own packets never reach the input hook).
+  { name: "nflog.pcap", linkType: LINKTYPE_NFLOG, packets: 8, malformed: 0, knocks: STANDARD },
   {
     // 802.1Q vlan 7, QinQ (802.1ad 100 + 802.1Q 5) IPv4 and IPv6, a tagged SYN-ACK (no knock), a priority tag (vid 0).
     name: "vlan.pcap",
@@ -126,9 +130,10 @@ function recordsOf(pcap: Buffer): { header: Buffer; data: Buffer }[] {
   return out;
 }
 
-/** Rewrites a little-endian pcap as the same capture written on a big-endian host. */
+/** Rewrites a little-endian pcap as the same capture written on a big-endian host (NFLOG TLV headers too). */
 function toBigEndian(pcap: Buffer): Buffer {
   const out = Buffer.from(pcap);
+  const nflog = pcap.readUInt32LE(20) === LINKTYPE_NFLOG;
   out.writeUInt32BE(pcap.readUInt32LE(0), 0);
   out.writeUInt16BE(pcap.readUInt16LE(4), 4);
   out.writeUInt16BE(pcap.readUInt16LE(6), 6);
@@ -136,6 +141,13 @@ function toBigEndian(pcap: Buffer): Buffer {
   for (let off = 24; off + 16 <= pcap.length;) {
     const incl = pcap.readUInt32LE(off + 8);
     for (let i = 0; i < 16; i += 4) out.writeUInt32BE(pcap.readUInt32LE(off + i), off + i);
+    for (let p = off + 20; nflog && p + 4 <= off + 16 + incl;) {
+      const len = pcap.readUInt16LE(p);
+      out.writeUInt16BE(len, p);
+      out.writeUInt16BE(pcap.readUInt16LE(p + 2), p + 2);
+      if (len < 4) break;
+      p += (len + 3) & ~3;
+    }
     off += 16 + incl;
   }
   return out;
@@ -255,6 +267,83 @@ describe("pcap parser timestamps", () => {
     const { result, knocks } = collect(pcapOf(LINKTYPE_ETHERNET, [{ seconds: 1, fraction: 1_000_000, data: ipv4SynFrame() }]));
     expect(knocks).toEqual([]);
     expect(result.malformed).toBe(1);
+  });
+});
+
+/** An NFLOG record (little-endian TLVs) of the given family holding `tlvs`, each [type, value]. */
+function nflogRecord(family: number, tlvs: readonly [number, Uint8Array][]): Buffer {
+  const parts: Buffer[] = [Buffer.from([family, 0, 0, 5])];
+  for (const [type, value] of tlvs) {
+    const h = Buffer.alloc(4);
+    h.writeUInt16LE(4 + value.length, 0);
+    h.writeUInt16LE(type, 2);
+    parts.push(h, Buffer.from(value), Buffer.alloc((4 - (value.length % 4)) % 4));
+  }
+  return Buffer.concat(parts);
+}
+const NFULA_TIMESTAMP = 3;
+const NFULA_PAYLOAD = 9;
+function nflogTimestamp(seconds: number, usec: number): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64BE(BigInt(seconds), 0);
+  b.writeBigUInt64BE(BigInt(usec), 8);
+  return b;
+}
+
+describe("pcap parser on NFLOG records", () => {
+  it("when the record carries the kernel's timestamp then atMs is that time, not the pcap record's", () => {
+    const ip = ipv4SynFrame().subarray(14);
+    const data = nflogRecord(2, [
+      [NFULA_TIMESTAMP, nflogTimestamp(1_700_000_000, 250_000)],
+      [NFULA_PAYLOAD, ip],
+    ]);
+    const { knocks } = collect(pcapOf(LINKTYPE_NFLOG, [{ seconds: 1, fraction: 0, data }]));
+    expect(knocks).toEqual([{ src: "198.18.0.1", dstPort: 40001, proto: "tcp", atMs: 1_700_000_000_250 }]);
+  });
+
+  it("when the record has no timestamp TLV then atMs is the pcap record's time", () => {
+    const data = nflogRecord(2, [[NFULA_PAYLOAD, ipv4SynFrame().subarray(14)]]);
+    const { knocks } = collect(pcapOf(LINKTYPE_NFLOG, [{ seconds: 1_700_000_000, fraction: 5_000, data }]));
+    expect(knocks[0]?.atMs).toBe(1_700_000_000_005);
+  });
+
+  it("when every record of the real capture is re-stamped then the knock times do not move (the kernel's time is used)", () => {
+    const data = Buffer.from(fixture("nflog.pcap"));
+    const before = collect(data).knocks.map((kn) => kn.atMs);
+    for (const r of recordsOf(data)) r.header.writeUInt32LE(1, 0);
+    expect(collect(data).knocks.map((kn) => kn.atMs)).toEqual(before);
+  });
+
+  it("when a TLV is shorter than its header or runs past the record then the record is malformed, not thrown", () => {
+    const ip = ipv4SynFrame().subarray(14);
+    const short = nflogRecord(2, [[NFULA_PAYLOAD, ip]]);
+    short.writeUInt16LE(2, 4);
+    const overlong = nflogRecord(2, [
+      [NFULA_TIMESTAMP, nflogTimestamp(1, 0)],
+      [NFULA_PAYLOAD, ip],
+    ]);
+    overlong.writeUInt16LE(4000, 4);
+    const { result, knocks } = collect(
+      pcapOf(
+        LINKTYPE_NFLOG,
+        [short, overlong, Buffer.from([2, 0])].map((data) => ({ seconds: 1, fraction: 0, data })),
+      ),
+    );
+    expect(knocks).toEqual([]);
+    expect(result).toMatchObject({ packets: 3, malformed: 3 });
+  });
+
+  it("when a record has no payload or another family then it is a packet but neither a knock nor malformed", () => {
+    const noPayload = nflogRecord(2, [[NFULA_TIMESTAMP, nflogTimestamp(1, 0)]]);
+    const arp = nflogRecord(3, [[NFULA_PAYLOAD, ipv4SynFrame().subarray(14)]]);
+    const { result, knocks } = collect(
+      pcapOf(
+        LINKTYPE_NFLOG,
+        [noPayload, arp].map((data) => ({ seconds: 1, fraction: 0, data })),
+      ),
+    );
+    expect(knocks).toEqual([]);
+    expect(result).toMatchObject({ packets: 2, malformed: 0 });
   });
 });
 

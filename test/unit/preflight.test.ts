@@ -194,6 +194,25 @@ describe("start-up checks", () => {
       });
     });
 
+    describe("listener nflog", () => {
+      it("when the interface is missing then it still passes: nflog:N is read, no interface", async () => {
+        await expect(run({ ...config, listener: "nflog", interface: "eth9" })).resolves.toEqual({ warnings: [] });
+      });
+
+      it("when only CAP_NET_ADMIN is held then it passes (no capture socket), warning that tcpdump cannot drop to its user", async () => {
+        writeFileSync(procPath, procStatus(bit(CAP.netAdmin)));
+        const r = await run({ ...config, listener: "nflog" });
+        expect(r.warnings).toEqual([expect.stringContaining("CAP_SETUID")]);
+      });
+
+      it("when tcpdump is missing then it fails with TKNOCK_TCPDUMP_MISSING naming apt-get install tcpdump", async () => {
+        await expect(run({ ...config, listener: "nflog", tcpdump: { ...config.tcpdump, path: join(dir, "no-tcpdump") } })).rejects.toMatchObject({
+          code: "TKNOCK_TCPDUMP_MISSING",
+          message: expect.stringContaining("apt-get install tcpdump"),
+        });
+      });
+    });
+
     it("when the interface is missing then it fails with TKNOCK_NO_INTERFACE", async () => {
       await expect(run({ ...config, interface: "eth9" })).rejects.toMatchObject({ code: "TKNOCK_NO_INTERFACE" });
     });

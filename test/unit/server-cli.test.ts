@@ -119,6 +119,21 @@ describe("tknock-server CLI", () => {
       expect(loadServerConfig(configPath)).toMatchObject({ listener: "log", logSource: "file:/var/log/kern.log", logExisting: true });
     });
 
+    it("when --listener nflog and --nflog-group are given then the config holds them", async () => {
+      await init(["--listener", "nflog", "--nflog-group", "9"]);
+      expect(loadServerConfig(configPath)).toMatchObject({ listener: "nflog", nflogGroup: 9 });
+    });
+
+    it("when --nflog-group is not a group number then init fails naming nflogGroup and writes nothing", async () => {
+      for (const group of ["65536", "five", "-1"]) {
+        const r = await server(["init", "--listener", "nflog", `--nflog-group=${group}`, "--state-dir", stateDir]);
+        expect(r.code).toBe(1);
+        expect(errorCodeOf(r)).toBe("TKNOCK_INVALID_CONFIG");
+        expect(r.err.join("\n")).toContain("nflogGroup");
+        expect(existsSync(configPath)).toBe(false);
+      }
+    });
+
     it("when --listener or --log-source is unknown then init fails naming the key and writes nothing", async () => {
       for (const args of [
         ["--listener", "ebpf"],

@@ -72,6 +72,13 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
   const ports = ({ min, max }: { min: number; max: number }): string => (min === max ? `${min}` : `${min}-${max}`);
   // After the protected ports and the exempted services (neither is a knock), before the drop that ends the packet.
   if (gate.logKnocks) lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.logKnocks)} ${KNOCK_LOG_STATEMENT}`);
+  // snaplen 128: the packet's first 128 bytes hold every header a knock needs (as the pcap listener's snaplen), and
+  // keep each NFLOG message well inside the one-message buffer libpcap reads into (128 + its snaplen), which a
+  // longer message would overflow and stop tcpdump. queue-threshold 1: the kernel's default batches up to 100
+  // packets or 1 s before sending the group's messages, which would hold a knock back for up to a second.
+  if (gate.nflogKnocks) {
+    lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.nflogKnocks)} log group ${gate.nflogKnocks.group} snaplen 128 queue-threshold 1`);
+  }
   if (gate.knockRange) lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.knockRange)} drop`);
   return `${lines.join("\n")}\n`;
 }

@@ -23,6 +23,8 @@ export type TcpdumpArgvOptions = CaptureFilterOptions & {
   readonly argvPrefix: readonly string[];
   readonly snaplen: number;
   readonly bufferKiB: number;
+  /** Read this NFLOG group (`-i nflog:N`) instead of capturing on `interface`. */
+  readonly nflogGroup?: number | undefined;
 };
 
 function invalid(message: string): TknockError {
@@ -91,6 +93,7 @@ export function buildCaptureFilter(options: CaptureFilterOptions): string {
  * arrive anyway); -B sizes the kernel ring, what absorbs a flood's bursts.
  */
 export function buildTcpdumpArgv(options: TcpdumpArgvOptions): string[] {
+  if (options.nflogGroup !== undefined) return buildNflogTcpdumpArgv(options);
   const ifname = options.interface;
   if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname) || ifname.startsWith("-")) throw invalid(`interface "${ifname}" is not an interface name`);
   if (!Number.isInteger(options.snaplen) || options.snaplen < 64 || options.snaplen > 262_144) {
@@ -116,6 +119,37 @@ export function buildTcpdumpArgv(options: TcpdumpArgvOptions): string[] {
     String(options.bufferKiB),
     "--immediate-mode",
     buildCaptureFilter(options),
+  ];
+}
+
+/**
+ * `tcpdump -i nflog:N -n -U -w - -s SNAPLEN -B KIB --immediate-mode`, no filter and no -Q: libpcap can neither
+ * compile a filter for the NFLOG link type ("NFLOG link-layer type filtering not implemented") nor set a direction
+ * on it. Neither is needed: the gate's rule logs only knock-range packets arriving at this host (input hook), and
+ * the parser keeps only SYNs and UDP. -B sizes the netlink socket's receive buffer, what absorbs a flood's bursts.
+ */
+function buildNflogTcpdumpArgv(options: TcpdumpArgvOptions): string[] {
+  const group = options.nflogGroup;
+  if (group === undefined || !Number.isInteger(group) || group < 0 || group > 65535) throw invalid(`NFLOG group ${String(group)} is out of range (0..65535)`);
+  if (!Number.isInteger(options.snaplen) || options.snaplen < 64 || options.snaplen > 262_144) {
+    throw invalid(`snaplen ${options.snaplen} is out of range (64..262144)`);
+  }
+  if (!Number.isInteger(options.bufferKiB) || options.bufferKiB < 1) throw invalid(`bufferKiB ${options.bufferKiB} must be a positive integer`);
+  if (options.tcpdumpPath === "") throw invalid("tcpdump path is empty");
+  return [
+    ...options.argvPrefix,
+    options.tcpdumpPath,
+    "-i",
+    `nflog:${group}`,
+    "-n",
+    "-U",
+    "-w",
+    "-",
+    "-s",
+    String(options.snaplen),
+    "-B",
+    String(options.bufferKiB),
+    "--immediate-mode",
   ];
 }
 

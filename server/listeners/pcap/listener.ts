@@ -18,8 +18,13 @@ export type PcapLog =
   | { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; error(obj: object, msg: string): void };
 
 export type PcapListenerOptions = {
-  /** Interface to capture on, or "any". */
+  /** Interface to capture on, or "any". Ignored with nflogGroup. */
   readonly interface: string;
+  /**
+   * Read the packets the firewall logs to this NFLOG group (tcpdump -i nflog:N) instead of capturing on the
+   * interface: only what the gate's `log group N` rule passes reaches user space. No filter, no address polling.
+   */
+  readonly nflogGroup?: number;
   readonly knockRange: KnockRange;
   /** This host's addresses for the filter; empty or absent: every interface address, re-read while running. */
   readonly localAddresses?: readonly string[];
@@ -29,7 +34,10 @@ export type PcapListenerOptions = {
   readonly argvPrefix?: readonly string[];
   /** Kernel capture buffer (tcpdump -B), default 16384 KiB. */
   readonly bufferKiB?: number;
-  /** Bytes kept per packet, default 128: enough for SLL2/VLAN + IPv6 + extension headers + TCP flags. */
+  /**
+   * Bytes kept per packet, default 128: enough for SLL2/VLAN + IPv6 + extension headers + TCP flags. With
+   * nflogGroup 256: the NFLOG attributes (timestamp, interface, hardware header...) come before the packet.
+   */
   readonly snaplen?: number;
   readonly log?: PcapLog;
   /** Restart delays: first `initialMs` (500), doubling to `maxMs` (30 s), back to initial after `stableMs` (5 s) of capturing. */
@@ -71,6 +79,7 @@ const DEFAULTS = {
   tcpdumpPath: "tcpdump",
   bufferKiB: 16_384,
   snaplen: 128,
+  nflogSnaplen: 256,
   initialMs: 500,
   maxMs: 30_000,
   stableMs: 5_000,
@@ -260,13 +269,15 @@ class TcpdumpListener implements PcapListener {
       localAddresses,
       tcpdumpPath: o.tcpdumpPath ?? DEFAULTS.tcpdumpPath,
       argvPrefix: o.argvPrefix ?? [],
-      snaplen: o.snaplen ?? DEFAULTS.snaplen,
+      snaplen: o.snaplen ?? (o.nflogGroup !== undefined ? DEFAULTS.nflogSnaplen : DEFAULTS.snaplen),
       bufferKiB: o.bufferKiB ?? DEFAULTS.bufferKiB,
+      nflogGroup: o.nflogGroup,
     };
   }
 
   private fixedAddresses(): boolean {
-    return (this.options.localAddresses?.length ?? 0) > 0;
+    // NFLOG needs no addresses: the gate's rule in the input hook already sees only packets for this host.
+    return (this.options.localAddresses?.length ?? 0) > 0 || this.options.nflogGroup !== undefined;
   }
 
   private currentAddresses(): string[] {
