@@ -7,8 +7,9 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { buildFloodSender, startFlood } from "../../bench/flood-sender.js";
-import { sleep, TknockLab } from "../../lab/tknock-lab.js";
+import { buildFloodSender } from "../../bench/flood-sender.js";
+import { TknockLab } from "../../lab/tknock-lab.js";
+import { ascendingSweepOpensNothing, knockOpensForItsSourceOnlyAndReplayIsRefused } from "./listener-scenarios.js";
 import { describeAsRoot } from "../support/root.js";
 
 const RANGE = { min: 40000, max: 44999 };
@@ -34,44 +35,11 @@ describeAsRoot("end to end: the nflog listener", () => {
   });
 
   it("when the client knocks then the port opens for the client only; a replay from another host is refused and recorded", async () => {
-    const seq = JSON.parse(await t.serverOk(["sequence", "alice", "--json"])) as { ports: number[] };
-    await t.sendSyns("client", seq.ports);
-    await t.waitForLog((l) => l.msg === "opened" && l["client"] === "alice", 5000);
-    const probe = await t.probe("client", t.protectPort);
-    expect(probe.state).toBe("open");
-    expect(probe.data).toContain("hello from the protected service");
-    expect((await t.probe("other", t.protectPort)).state).toBe("filtered");
-
-    await t.sendSyns("other", seq.ports);
-    const deadline = Date.now() + 5000;
-    let replays: unknown[] = [];
-    while (Date.now() < deadline && replays.length === 0) {
-      replays = (await t.replays()).filter((r) => r.kind === "replay" && r.source === t.lab.host("other").ipv4);
-      if (replays.length === 0) await sleep(200);
-    }
-    expect(replays.length).toBe(1);
-    expect((await t.probe("other", t.protectPort)).state).toBe("filtered");
+    await knockOpensForItsSourceOnlyAndReplayIsRefused(t);
   }, 60_000);
 
   it("when a third host sweeps the whole knock range in ascending order then nothing opens and it is recorded as brute force", async () => {
-    const third = t.lab.host("other");
-    const mark = t.logCount;
-    const span = RANGE.max - RANGE.min + 1;
-    const report = await startFlood(t.lab, "other", {
-      dst: t.serverAddr,
-      rate: 20_000,
-      maxPackets: span,
-      maxSeconds: 30,
-      portRange: RANGE,
-      ascending: true,
-      sources: "fixed4",
-      source: third.ipv4,
-    }).done;
-    expect(report.sent).toBe(span);
-    await t.waitForLog((l) => l.msg === "brute force: many failed sequences from one source" && l["src"] === third.ipv4, 5000, mark);
-    await sleep(500);
-    expect(t.logsSince(mark).filter((l) => l.msg === "opened")).toEqual([]);
-    expect((await t.probe("other", t.protectPort)).state).toBe("filtered");
+    await ascendingSweepOpensNothing(t, RANGE);
   }, 60_000);
 
   it("when the daemon runs then its gate logs the knock range to the NFLOG group and tcpdump reads nflog:N", async () => {
