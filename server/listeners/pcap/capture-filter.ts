@@ -96,11 +96,7 @@ export function buildTcpdumpArgv(options: TcpdumpArgvOptions): string[] {
   if (options.nflogGroup !== undefined) return buildNflogTcpdumpArgv(options);
   const ifname = options.interface;
   if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname) || ifname.startsWith("-")) throw invalid(`interface "${ifname}" is not an interface name`);
-  if (!Number.isInteger(options.snaplen) || options.snaplen < 64 || options.snaplen > 262_144) {
-    throw invalid(`snaplen ${options.snaplen} is out of range (64..262144)`);
-  }
-  if (!Number.isInteger(options.bufferKiB) || options.bufferKiB < 1) throw invalid(`bufferKiB ${options.bufferKiB} must be a positive integer`);
-  if (options.tcpdumpPath === "") throw invalid("tcpdump path is empty");
+  checkCaptureOptions(options);
   return [
     ...options.argvPrefix,
     options.tcpdumpPath,
@@ -131,11 +127,7 @@ export function buildTcpdumpArgv(options: TcpdumpArgvOptions): string[] {
 function buildNflogTcpdumpArgv(options: TcpdumpArgvOptions): string[] {
   const group = options.nflogGroup;
   if (group === undefined || !Number.isInteger(group) || group < 0 || group > 65535) throw invalid(`NFLOG group ${String(group)} is out of range (0..65535)`);
-  if (!Number.isInteger(options.snaplen) || options.snaplen < 64 || options.snaplen > 262_144) {
-    throw invalid(`snaplen ${options.snaplen} is out of range (64..262144)`);
-  }
-  if (!Number.isInteger(options.bufferKiB) || options.bufferKiB < 1) throw invalid(`bufferKiB ${options.bufferKiB} must be a positive integer`);
-  if (options.tcpdumpPath === "") throw invalid("tcpdump path is empty");
+  checkCaptureOptions(options);
   return [
     ...options.argvPrefix,
     options.tcpdumpPath,
@@ -160,4 +152,13 @@ export function addressesOfInterfaces(interfaces: NodeJS.Dict<NetworkInterfaceIn
     for (const info of infos ?? []) out.push(info.address);
   }
   return normalizeLocalAddresses(out);
+}
+
+/** What both capture command lines take from the options: checked before anything is run. */
+function checkCaptureOptions(options: TcpdumpArgvOptions): void {
+  if (!Number.isInteger(options.snaplen) || options.snaplen < 64 || options.snaplen > 262_144) {
+    throw invalid(`snaplen ${options.snaplen} is out of range (64..262144)`);
+  }
+  if (!Number.isInteger(options.bufferKiB) || options.bufferKiB < 1) throw invalid(`bufferKiB ${options.bufferKiB} must be a positive integer`);
+  if (options.tcpdumpPath === "") throw invalid("tcpdump path is empty");
 }
