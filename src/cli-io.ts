@@ -15,6 +15,10 @@ export type CliIo = {
 };
 
 export function processIo(): CliIo {
+  // A reader that went away (`tknock-server list | head`) gets nothing more; any other write error still ends us.
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+  });
   return {
     out: (t) => process.stdout.write(t.endsWith("\n") ? t : `${t}\n`),
     err: (t) => process.stderr.write(t.endsWith("\n") ? t : `${t}\n`),
