@@ -322,6 +322,7 @@ function listenerRows(l: ListenersResult, push: (row: Partial<Row> & { label: st
   }
   const k = l.flood.knockd;
   const cpu = (x: FloodResult | undefined): number | undefined => (x ? x.daemonCpuMs + (x.captureCpuMs ?? 0) + (x.childCpuMs ?? 0) : undefined);
+  const perM = (cpuMs: number, x: FloodResult): string => (x.flood.sent > 0 ? ((cpuMs / x.flood.sent / 1000) * 1e6).toFixed(2) : "n/a");
   for (const name of ["nflog", "pcap"] as const) {
     const t = l.flood[name];
     if (!t) continue;
@@ -331,8 +332,9 @@ function listenerRows(l: ListenersResult, push: (row: Partial<Row> & { label: st
     const target = name === "nflog";
     push({
       label: `Listener ${name}, random flood (${si(t.flood.pps)}pkt/s x ${t.flood.seconds.toFixed(1)} s${name === "nflog" ? ", no prefilter" : ""}): daemon CPU (node + tcpdump)`,
-      tknock: `${(c / 1000).toFixed(2)} s (${(t.daemonCpuMs / 1000).toFixed(2)} + ${((t.captureCpuMs ?? 0) / 1000).toFixed(2)})`,
-      knockd: k && kc !== undefined ? `${(kc / 1000).toFixed(2)} s (${si(k.flood.pps)}pkt/s x ${k.flood.seconds.toFixed(1)} s)` : "",
+      tknock: `${(c / 1000).toFixed(2)} s (${(t.daemonCpuMs / 1000).toFixed(2)} + ${((t.captureCpuMs ?? 0) / 1000).toFixed(2)}; ${perM(c, t)} s per M packets)`,
+      knockd:
+        k && kc !== undefined ? `${(kc / 1000).toFixed(2)} s (${si(k.flood.pps)}pkt/s x ${k.flood.seconds.toFixed(1)} s; ${perM(kc, k)} s per M packets)` : "",
       ratio: cpuRatio !== undefined ? `${cpuRatio.toFixed(1)}x` : "",
       target: target ? `<= ${NFLOG_FLOOD_CPU_RATIO_TARGET}x of knockd` : "",
       verdict: target ? met(cpuRatio !== undefined ? cpuRatio <= NFLOG_FLOOD_CPU_RATIO_TARGET : undefined) : "",
