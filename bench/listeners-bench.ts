@@ -47,7 +47,10 @@ async function withNfLogAllNetns<T>(log: (l: string) => void, fn: () => Promise<
       process.stderr.write(`bench: could not restore ${SYSCTL}=${old}: ${err instanceof Error ? err.message : String(err)}; run: sysctl -w ${SYSCTL}=${old}\n`);
     }
   };
+  // First in line on a signal: the lab's own hook exits the process right after it.
   process.once("exit", restore);
+  process.prependOnceListener("SIGINT", restore);
+  process.prependOnceListener("SIGTERM", restore);
   try {
     if (old !== "1") {
       log(`listeners: ${SYSCTL}=1 for the log listener (was ${old}; restored after)`);
@@ -57,6 +60,8 @@ async function withNfLogAllNetns<T>(log: (l: string) => void, fn: () => Promise<
   } finally {
     restore();
     process.off("exit", restore);
+    process.off("SIGINT", restore);
+    process.off("SIGTERM", restore);
   }
 }
 
