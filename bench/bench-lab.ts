@@ -5,6 +5,7 @@
  * after its last grant expired. A TCP service listens on port 2222 on both servers.
  */
 import type { ChildProcess } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { loadServerConfig } from "../server/config/load.js";
 import { clientProfile, type ClientRecord } from "../server/config/schema.js";
@@ -26,6 +27,9 @@ export const OPEN_SECONDS = 1;
 export const KNOCK_RANGE = { min: 10000, max: 59999 } as const;
 
 export type BenchLabOptions = { clientHosts: number; knockd: boolean };
+
+/** The daemon's listener (server.json `listener`); the log listener reads /dev/kmsg in the lab. */
+export type BenchListener = "pcap" | "log" | "nflog";
 
 export class BenchLab {
   readonly clientHosts: string[];
@@ -107,8 +111,14 @@ export class BenchLab {
   /** Node flags for the daemon (profiling); set by run.ts --profile. */
   daemonNodeFlags: string[] = [];
 
-  async startDaemon(): Promise<DaemonHandle> {
+  /**
+   * Starts a fresh daemon with the given listener (written into server.json first). The log listener needs
+   * net.netfilter.nf_log_all_netns=1 on the host, which the caller sets and restores (bench/listeners-bench.ts).
+   */
+  async startDaemon(listener: BenchListener = "pcap"): Promise<DaemonHandle> {
     if (this.daemon) await this.daemon.stop();
+    const config = JSON.parse(readFileSync(this.t.configPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(this.t.configPath, JSON.stringify({ ...config, listener, ...(listener === "log" ? { logSource: "kmsg" } : {}) }, null, 2));
     this.daemon = await DaemonHandle.start(this.t, this.daemonNodeFlags);
     return this.daemon;
   }

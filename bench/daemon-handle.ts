@@ -33,7 +33,8 @@ export class DaemonHandle {
     const d = new DaemonHandle(child, child.pid);
     const exited = new Promise<never>((_, reject) => child.once("exit", (code) => reject(new Error(`tknock-server run exited (${code}): ${d.stderr.trim()}`))));
     exited.catch(() => undefined);
-    await Promise.race([d.waitForLog((l) => l.msg === "tcpdump capturing", 20_000), exited]);
+    // pcap and nflog listeners: tcpdump has attached; log listener: the log source is open.
+    await Promise.race([d.waitForLog((l) => l.msg === "tcpdump capturing" || l.msg === "log source reading", 20_000), exited]);
     return d;
   }
 

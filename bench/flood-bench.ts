@@ -6,7 +6,7 @@
  * daemon's CPU time and peak RSS during the part (a fresh daemon per part, so VmHWM is this part's), and what the
  * capture saw and dropped (tcpdump's own counters, read through the daemon's stats).
  */
-import { KNOCK_RANGE, PROTECT_PORT, type BenchLab } from "./bench-lab.js";
+import { KNOCK_RANGE, PROTECT_PORT, type BenchLab, type BenchListener } from "./bench-lab.js";
 import { PacketCapture, TCP_ACK, TCP_SYN, type ProbeResult } from "./capture.js";
 import { startFlood, type FloodReport } from "./flood-sender.js";
 import { KNOCKD_SEQUENCE } from "./knockd.js";
@@ -53,7 +53,16 @@ function cpuDelta(a: ProcSample | undefined, b: ProcSample | undefined): number 
 export async function benchFlood(
   bl: BenchLab,
   target: FloodTarget,
-  o: { seconds: number; maxPackets: number; knocks: number; clientNames: readonly string[]; aimed?: boolean; log: (l: string) => void },
+  o: {
+    seconds: number;
+    maxPackets: number;
+    knocks: number;
+    clientNames: readonly string[];
+    aimed?: boolean;
+    log: (l: string) => void;
+    /** tknock's listener (default pcap). */
+    listener?: BenchListener;
+  },
 ): Promise<FloodResult> {
   const aimed = target === "knockd" && o.aimed === true;
   const serverHost = target === "tknock" ? "server" : "kserver";
@@ -64,7 +73,7 @@ export async function benchFlood(
   let capturePid: number | undefined;
   let knockdOpenedBefore = 0;
   if (target === "tknock") {
-    const d = await bl.startDaemon();
+    const d = await bl.startDaemon(o.listener ?? "pcap");
     daemonPid = d.pid;
     capturePid = d.tcpdumpPid(serverNs);
   } else {
@@ -172,7 +181,7 @@ export async function benchFlood(
       out.childCpuMs = after && before ? after.childCpuMs - before.childCpuMs : Number.NaN;
     }
     o.log(
-      `flood ${target}${aimed ? " (aimed at its knock ports)" : ""}: ${(out.flood.pps / 1000).toFixed(0)} k pkt/s for ${report.seconds.toFixed(1)} s; ${out.connected}/${o.knocks} connected, ${out.daemonOpened} opened; daemon CPU ${(out.daemonCpuMs / 1000).toFixed(2)} s, peak RSS ${(out.daemonPeakRssBytes / 1e6).toFixed(1)} MB` +
+      `flood ${target}${target === "tknock" && o.listener !== undefined ? ` (${o.listener})` : ""}${aimed ? " (aimed at its knock ports)" : ""}: ${(out.flood.pps / 1000).toFixed(0)} k pkt/s for ${report.seconds.toFixed(1)} s; ${out.connected}/${o.knocks} connected, ${out.daemonOpened} opened; daemon CPU ${(out.daemonCpuMs / 1000).toFixed(2)} s, peak RSS ${(out.daemonPeakRssBytes / 1e6).toFixed(1)} MB` +
         (out.captureKernelDrops !== undefined ? `; capture drops ${out.captureKernelDrops}` : ""),
     );
     return out;

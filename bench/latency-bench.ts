@@ -62,21 +62,33 @@ function captureFilter(serverAddr: string): string {
 type Pending = LatencyRun & { serverAddr: string; hostAddr: string; startMs: number; endMs: number };
 
 /** Client names per mode (enrolled by the caller before the daemon starts); each is used once. */
-export function latencyClientNames(n: number): Record<"tknock" | "tknock-knock" | "tknock-wait", string[]> {
-  const names = (prefix: string): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+export function latencyClientNames(n: number, prefix = ""): Record<"tknock" | "tknock-knock" | "tknock-wait", string[]> {
+  const names = (p: string): string[] => Array.from({ length: n }, (_, i) => `${prefix}${p}${i}`);
   return { tknock: names("lat"), "tknock-knock": names("latk"), "tknock-wait": names("wait") };
 }
 
 export async function benchLatency(
   bl: BenchLab,
-  o: { n: number; tknock: boolean; knockd: boolean; knockClient: boolean; log: (l: string) => void },
+  o: {
+    n: number;
+    tknock: boolean;
+    knockd: boolean;
+    knockClient: boolean;
+    log: (l: string) => void;
+    /** Only these modes (default: every mode the flags allow). */
+    only?: readonly LatencyMode[];
+    /** Client names per mode (default latencyClientNames(n)); a second run against the same state needs fresh ones. */
+    names?: ReturnType<typeof latencyClientNames>;
+  },
 ): Promise<LatencyResult> {
-  const modes: LatencyMode[] = [
+  const names = o.names ?? latencyClientNames(o.n);
+  const allowed: LatencyMode[] = [
     ...(o.tknock ? (["tknock"] as const) : []),
     ...(o.tknock && o.knockClient ? (["tknock-knock"] as const) : []),
     ...(o.knockd ? (["knockd"] as const) : []),
     ...(o.tknock ? (["tknock-wait"] as const) : []),
   ];
+  const modes = o.only ? allowed.filter((m) => o.only!.includes(m)) : allowed;
   const caps: PacketCapture[] = [];
   const pending: Pending[] = [];
   const daemonLogFrom = bl.daemon?.logs.length ?? 0;
@@ -84,7 +96,7 @@ export async function benchLatency(
     if (o.tknock) caps.push(await PacketCapture.start(bl.t.lab, "server", captureFilter(bl.serverAddr)));
     if (o.knockd) caps.push(await PacketCapture.start(bl.t.lab, "kserver", captureFilter(bl.kserverAddr)));
     for (let i = 0; i < o.n; i++) {
-      for (const mode of modes) pending.push(await oneRun(bl, mode, i, latencyClientNames(o.n)));
+      for (const mode of modes) pending.push(await oneRun(bl, mode, i, names));
       if ((i + 1) % 10 === 0) o.log(`latency: ${i + 1}/${o.n} rounds`);
     }
     await new Promise((r) => setTimeout(r, 300)); // last packets reach the capture

@@ -6,6 +6,7 @@ import { cpus, release, totalmem } from "node:os";
 import type { FloodResult } from "./flood-bench.js";
 import type { HealResult } from "./heal-bench.js";
 import type { LatencyResult, ModeSummary } from "./latency-bench.js";
+import type { ListenersResult } from "./listeners-bench.js";
 import type { MatcherResult } from "./matcher-bench.js";
 import type { MemoryResult } from "./memory-bench.js";
 import type { ParserResult } from "./parser-bench.js";
@@ -38,6 +39,7 @@ export type BenchResults = {
   memory?: MemoryResult;
   memoryHeapCap?: MemoryResult & { nodeFlags: string[] };
   heal?: HealResult;
+  listeners?: ListenersResult;
   profiles?: ProfileSummary[];
   skipped: string[];
 };
@@ -285,7 +287,77 @@ export function buildRows(r: BenchResults): Row[] {
       tknock: `${trio(r.heal.daemonRepairMs)} (${r.heal.repairsLogged} repairs logged)`,
     });
   }
+  if (r.listeners) listenerRows(r.listeners, push);
   return rows;
+}
+
+/** Targets of issue 12: log reaction median <= 20 ms; nflog reaction within 1.5x of pcap; nflog flood CPU within 3x of knockd. */
+export const LOG_REACTION_TARGET_MS = 20;
+export const NFLOG_REACTION_RATIO_TARGET = 1.5;
+export const NFLOG_FLOOD_CPU_RATIO_TARGET = 3;
+
+function listenerRows(l: ListenersResult, push: (row: Partial<Row> & { label: string }) => void): void {
+  const pcap = l.reaction.pcap?.lastKnockToConnectMs.median;
+  for (const name of ["pcap", "log", "nflog"] as const) {
+    const s = l.reaction[name];
+    if (!s) continue;
+    const median = s.lastKnockToConnectMs.median;
+    const vsPcap = name !== "pcap" && pcap !== undefined && pcap > 0 ? median / pcap : undefined;
+    push({
+      label: `Listener ${name}${name === "log" ? " (kmsg)" : ""}: server reaction, last knock -> SYN-ACK (knocked by \`knock\`), median / p90 / max (N = ${l.n})`,
+      tknock: `${trio(s.lastKnockToConnectMs)} (${s.opened}/${s.runs})`,
+      knockd: "",
+      ratio: vsPcap !== undefined ? `${vsPcap.toFixed(2)}x of pcap` : "",
+      target: name === "log" ? `median <= ${LOG_REACTION_TARGET_MS} ms` : name === "nflog" ? `<= ${NFLOG_REACTION_RATIO_TARGET}x of pcap` : "",
+      verdict:
+        s.opened === 0
+          ? "MISSED"
+          : name === "log"
+            ? met(median <= LOG_REACTION_TARGET_MS)
+            : name === "nflog"
+              ? met(vsPcap !== undefined ? vsPcap <= NFLOG_REACTION_RATIO_TARGET : undefined)
+              : "",
+    });
+    if (s.knockToOpenMs) push({ label: "  daemon's own knockToOpenMs (last knock read -> grant in nftables)", tknock: trio(s.knockToOpenMs) });
+  }
+  const k = l.flood.knockd;
+  const cpu = (x: FloodResult | undefined): number | undefined => (x ? x.daemonCpuMs + (x.captureCpuMs ?? 0) + (x.childCpuMs ?? 0) : undefined);
+  const perM = (cpuMs: number, x: FloodResult): string => (x.flood.sent > 0 ? ((cpuMs / x.flood.sent / 1000) * 1e6).toFixed(2) : "n/a");
+  for (const name of ["nflog", "pcap"] as const) {
+    const t = l.flood[name];
+    if (!t) continue;
+    const c = cpu(t)!;
+    const kc = cpu(k);
+    const cpuRatio = kc !== undefined && kc > 0 ? c / kc : undefined;
+    const target = name === "nflog";
+    push({
+      label: `Listener ${name}, random flood (${si(t.flood.pps)}pkt/s x ${t.flood.seconds.toFixed(1)} s${name === "nflog" ? ", no prefilter" : ""}): daemon CPU (node + tcpdump)`,
+      tknock: `${(c / 1000).toFixed(2)} s (${(t.daemonCpuMs / 1000).toFixed(2)} + ${((t.captureCpuMs ?? 0) / 1000).toFixed(2)}; ${perM(c, t)} s per M packets)`,
+      knockd:
+        k && kc !== undefined ? `${(kc / 1000).toFixed(2)} s (${si(k.flood.pps)}pkt/s x ${k.flood.seconds.toFixed(1)} s; ${perM(kc, k)} s per M packets)` : "",
+      ratio: cpuRatio !== undefined ? `${cpuRatio.toFixed(1)}x` : "",
+      target: target ? `<= ${NFLOG_FLOOD_CPU_RATIO_TARGET}x of knockd` : "",
+      verdict: target ? met(cpuRatio !== undefined ? cpuRatio <= NFLOG_FLOOD_CPU_RATIO_TARGET : undefined) : "",
+    });
+    push({
+      label: `  knocks that opened under the flood (prober connected within 3 s)`,
+      tknock: `${t.connected}/${t.knocks} (daemon: ${t.daemonOpened})`,
+      knockd: k ? `${k.connected}/${k.knocks}` : "",
+      target: target ? "20/20" : "",
+      verdict: target ? met(t.connected === t.knocks) : "",
+    });
+    push({
+      label: "  daemon peak RSS (node; its tcpdump apart)",
+      tknock: `${mb(t.daemonPeakRssBytes)} (+ tcpdump ${mb(t.captureRssBytes)})`,
+      knockd: k ? mb(k.daemonPeakRssBytes) : "",
+      target: target ? "< 150 MB" : "",
+      verdict: target ? met(t.daemonPeakRssBytes < 150e6) : "",
+    });
+    push({
+      label: "  packets the capture delivered / dropped (tcpdump's counters)",
+      tknock: `${si(t.capturePackets ?? Number.NaN)} / ${si(t.captureKernelDrops ?? Number.NaN)} (of ${si(t.flood.sent)} sent)`,
+    });
+  }
 }
 
 export function formatTable(rows: readonly Row[]): string {

@@ -6,7 +6,8 @@
  *   npm run bench -- --n 20 --flood-seconds 5       shorter
  *
  * Parts: matcher, parser (pure); start (client start time vs `node -e 0`, no root); latency, flood, memory, knockd,
- * heal (lab: network namespaces, needs root).
+ * heal, listeners (lab: network namespaces, needs root). "listeners" runs the server reaction with each listener
+ * (pcap, log, nflog) and the random flood against the nflog daemon, the pcap daemon and knockd.
  * --profile runs each daemon under node --cpu-prof, and the matcher's largest case under the inspector's
  * profiler, and prints where the CPU time went.
  * "knockd" adds knockd's side to latency and flood (whichever of those are selected; both when alone).
@@ -23,6 +24,7 @@ import { benchHeal } from "./heal-bench.js";
 import { buildFloodSender } from "./flood-sender.js";
 import { ensureKnockdInstalled } from "./knockd.js";
 import { benchLatency, latencyClientNames } from "./latency-bench.js";
+import { benchListeners, listenersClientNames } from "./listeners-bench.js";
 import { benchMatcher } from "./matcher-bench.js";
 import { benchMemory } from "./memory-bench.js";
 import { benchParser } from "./parser-bench.js";
@@ -34,7 +36,7 @@ import { buildRows, formatTable, machineInfo, machineLine, updateDocs, type Benc
 /** A heap cap for the daemon's node (an operator's choice, e.g. in the systemd unit), tried in the memory part. */
 const HEAP_CAP_FLAGS = ["--max-old-space-size=128", "--max-semi-space-size=2"];
 
-const ALL_PARTS = ["matcher", "parser", "start", "latency", "flood", "memory", "knockd", "heal"] as const;
+const ALL_PARTS = ["matcher", "parser", "start", "latency", "flood", "memory", "knockd", "heal", "listeners"] as const;
 type Part = (typeof ALL_PARTS)[number];
 
 type Options = {
@@ -138,7 +140,7 @@ function log(line: string): void {
 async function runLabParts(o: Options, results: BenchResults): Promise<void> {
   const p = o.parts;
   // The knockd package also brings `knock`, the small client that sends the flood part's knocks for both daemons.
-  const knockPackage = (p.has("knockd") || p.has("latency") || p.has("flood")) && ensureKnockdInstalled(log);
+  const knockPackage = (p.has("knockd") || p.has("latency") || p.has("flood") || p.has("listeners")) && ensureKnockdInstalled(log);
   const knockd = p.has("knockd") && knockPackage;
   if (p.has("knockd") && !knockd) results.skipped.push("knockd: not installed and apt-get install knockd failed");
   // knockd alone: its side of both latency and flood.
@@ -147,12 +149,15 @@ async function runLabParts(o: Options, results: BenchResults): Promise<void> {
   let flood = p.has("flood") || (knockd && !p.has("latency"));
   let tknockFlood = p.has("flood");
   let memory = p.has("memory");
-  if (flood || memory) {
+  const listeners = p.has("listeners") && knockPackage;
+  if (p.has("listeners") && !knockPackage) results.skipped.push("listeners: needs `knock` from the knockd package (apt-get install knockd)");
+  let listenersFlood = listeners;
+  if (flood || memory || listeners) {
     try {
       buildFloodSender();
     } catch (err) {
       results.skipped.push(`flood, memory: cannot compile bench/flood.c (install gcc): ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`);
-      flood = tknockFlood = memory = false;
+      flood = tknockFlood = memory = listenersFlood = false;
     }
   }
   if (tknockFlood && !knockPackage) {
@@ -168,7 +173,8 @@ async function runLabParts(o: Options, results: BenchResults): Promise<void> {
   const onSignal = (): void => current?.killAllSync();
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
-  const bl = await BenchLab.create({ clientHosts: 10, knockd });
+  // The listeners part compares the nflog flood with knockd's from the same run.
+  const bl = await BenchLab.create({ clientHosts: 10, knockd: knockd || listeners });
   current = bl;
   const profileDir = join(REPO_ROOT, "bench-results", "profiles");
   if (o.profile) {
@@ -188,7 +194,11 @@ async function runLabParts(o: Options, results: BenchResults): Promise<void> {
   };
   try {
     const names = (prefix: string, count: number): string[] => Array.from({ length: count }, (_, i) => `${prefix}${i}`);
-    await bl.enroll([...Object.values(latencyClientNames(o.n)).flat(), ...names("flood", o.floodKnocks)]);
+    await bl.enroll([
+      ...Object.values(latencyClientNames(o.n)).flat(),
+      ...names("flood", o.floodKnocks),
+      ...(listeners ? listenersClientNames(o.n, o.floodKnocks) : []),
+    ]);
     if (latency) {
       await attempt("latency", async () => {
         if (tknockLatency) await bl.startDaemon();
@@ -218,6 +228,14 @@ async function runLabParts(o: Options, results: BenchResults): Promise<void> {
           floods.knockdAimed = await benchFlood(bl, "knockd", { ...common, aimed: true });
         });
       }
+    }
+    if (listeners) {
+      await attempt("listeners", async () => {
+        await bl.daemon?.stop();
+        const floodOpts = listenersFlood ? { seconds: o.floodSeconds, maxPackets: o.floodMaxPackets, knocks: o.floodKnocks } : undefined;
+        results.listeners = await benchListeners(bl, { n: o.n, flood: floodOpts, knockd: true, log });
+        for (const e of results.listeners.errors) results.skipped.push(`listeners, ${e}`);
+      });
     }
     if (memory) {
       await attempt("memory", async () => {
@@ -280,7 +298,7 @@ async function main(): Promise<number> {
     if (o.parts.has("matcher")) results.matcher = benchMatcher({ packets: o.packets, profile: o.profile, log });
     if (o.parts.has("parser")) results.parser = await benchParser({ packets: o.packets, tmpDir: tmpdir(), log });
     if (o.parts.has("start")) results.start = await benchStart({ n: o.n, log });
-    const lab = ["latency", "flood", "memory", "knockd"].filter((x) => o.parts.has(x as Part));
+    const lab = ["latency", "flood", "memory", "knockd", "listeners"].filter((x) => o.parts.has(x as Part));
     if (lab.length > 0) {
       if (process.getuid?.() !== 0) {
         results.skipped.push(`${lab.join(", ")}: need root (network namespaces, nftables, raw sockets): run \`sudo npm run bench\``);
