@@ -1,7 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { defaultServerConfig } from "../../server/config/schema.js";
 import { Matcher } from "../../server/matcher/matcher.js";
-import { computeWatch, MAX_WATCH_SHARE, requiredDensity, sweepPassBound, SWEEP_PASS_TARGET, type PrefilterOptions, type RandomSource } from "../../server/prefilter.js";
+import {
+  computeWatch,
+  MAX_WATCH_SHARE,
+  requiredDensity,
+  sweepPassBound,
+  SWEEP_PASS_TARGET,
+  type PrefilterOptions,
+  type RandomSource,
+} from "../../server/prefilter.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import { stepStartMs } from "../../src/protocol/window.js";
 import { client, knock, MATCHER_OPTIONS, profile, T, T0_MS } from "../support/matcher-fixtures.js";
