@@ -224,7 +224,20 @@ export class Daemon {
     try {
       const next = loadServerConfig(this.deps.configPath);
       const restartNeeded = (
-        ["interface", "listener", "logSource", "logExisting", "nflogGroup", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const
+        [
+          "interface",
+          "listener",
+          "logSource",
+          "logExisting",
+          "nflogGroup",
+          "prefilter",
+          "firewall",
+          "clientsFile",
+          "stateDir",
+          "knockRange",
+          "tcpdump",
+          "nftables",
+        ] as const
       ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
       const gateChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect) || next.knockRangeDrop !== this.config.knockRangeDrop;
