@@ -12,6 +12,7 @@ import type { Logger } from "./logger.js";
 import type { Decision } from "./matcher/decision.js";
 import { Matcher, type MatcherClient } from "./matcher/matcher.js";
 import { matcherOptionsFromConfig } from "./matcher/options.js";
+import { PrefilterWatch } from "./prefilter-watch.js";
 import { ReplayLog, replayRecordOf } from "./replay-log.js";
 import { runtimeStatusPath } from "./runtime-status.js";
 import { SERVICE_POLL_MS, ServiceWatch } from "./service-exemptions.js";
@@ -42,6 +43,9 @@ export class Daemon {
   private readonly listener: Listener;
   private readonly guard: GateGuard;
   private readonly services: ServiceWatch;
+  private readonly prefilter: PrefilterWatch;
+  /** The watch-set refresh in progress, so ticks never run two at once. */
+  private refreshing: Promise<void> | undefined;
   /** The clients file's stat when it was last read; the 1 s poll reloads when it differs. */
   private clientsStamp: string | undefined;
   // Every refusal and report is still counted and recorded in replays.jsonl (which has its own cap).
@@ -76,6 +80,13 @@ export class Daemon {
     this.matcher = new Matcher(this.matcherClients(), this.config, nowMs);
     this.firewall = deps.createFirewall(this.config, log);
     this.listener = deps.createListener(this.config, log);
+    this.prefilter = new PrefilterWatch({
+      enabled: this.config.listener === "nflog" && this.config.prefilter,
+      profiles: () => Object.entries(this.clients.clients).map(([name, r]) => clientProfile(name, r)),
+      options: () => ({ knockRange: this.config.knockRange, skewWindows: this.config.skewWindows, toleratedWrongKnocks: this.config.toleratedWrongKnocks }),
+      firewall: this.firewall,
+      log,
+    });
     this.guard = new GateGuard({ firewall: this.firewall, clock, log, gate: () => this.gateSpec() });
     this.services = new ServiceWatch({
       read: deps.readListeningSockets ?? (() => readListeningSockets()),
@@ -91,7 +102,9 @@ export class Daemon {
       knockRange: this.config.knockRangeDrop ? this.config.knockRange : undefined,
       exemptServices: this.services.current,
       ...(this.config.listener === "log" && !this.config.logExisting ? { logKnocks: this.config.knockRange } : {}),
-      ...(this.config.listener === "nflog" ? { nflogKnocks: { group: this.config.nflogGroup, ...this.config.knockRange } } : {}),
+      ...(this.config.listener === "nflog"
+        ? { nflogKnocks: { group: this.config.nflogGroup, ...this.config.knockRange, ...(this.prefilter.active ? { watchOnly: true } : {}) } }
+        : {}),
     };
   }
 
@@ -122,7 +135,9 @@ export class Daemon {
   async run(signal: AbortSignal): Promise<void> {
     const { log } = this.deps;
     await this.services.refresh();
+    this.prefilter.compute(this.deps.clock.nowMs());
     await this.firewall.install(this.gateSpec());
+    await this.prefilter.apply();
     this.guard.markInstalled();
     await this.guard.adoptExisting();
     const guarding = new AbortController();
@@ -155,6 +170,7 @@ export class Daemon {
     const tick = setInterval(() => {
       monitor.tick();
       this.matcher.tick(this.deps.clock.nowMs());
+      this.refreshWatch(false);
       if (statStamp(this.config.clientsFile) !== this.clientsStamp) this.reloadClients("clients file changed");
     }, 1000);
     const stopServices = this.services.watch(this.deps.servicePollMs ?? SERVICE_POLL_MS, async () => {
@@ -208,7 +224,20 @@ export class Daemon {
     try {
       const next = loadServerConfig(this.deps.configPath);
       const restartNeeded = (
-        ["interface", "listener", "logSource", "logExisting", "nflogGroup", "firewall", "clientsFile", "stateDir", "knockRange", "tcpdump", "nftables"] as const
+        [
+          "interface",
+          "listener",
+          "logSource",
+          "logExisting",
+          "nflogGroup",
+          "prefilter",
+          "firewall",
+          "clientsFile",
+          "stateDir",
+          "knockRange",
+          "tcpdump",
+          "nftables",
+        ] as const
       ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
       const gateChanged = JSON.stringify(next.protect) !== JSON.stringify(this.config.protect) || next.knockRangeDrop !== this.config.knockRangeDrop;
@@ -231,6 +260,24 @@ export class Daemon {
     }
   }
 
+  /** The prefilter's watch set for the current windows; a turn on or off re-installs the gate through the guard. */
+  private refreshWatch(force: boolean): void {
+    if (this.refreshing) {
+      if (force) this.prefilter.invalidate();
+      return;
+    }
+    const changed = this.prefilter.compute(this.deps.clock.nowMs(), force);
+    this.refreshing = (async () => {
+      if (changed) await this.guard.update(this.prefilter.active ? "kernel prefilter on" : "kernel prefilter off");
+      await this.prefilter.apply();
+    })()
+      .catch((err: unknown) => {
+        this.prefilter.invalidate();
+        this.deps.log.error({ err: err instanceof Error ? err.message : String(err) }, "cannot update the prefilter's watch set; retrying next second");
+      })
+      .finally(() => (this.refreshing = undefined));
+  }
+
   private reloadClients(why: string): void {
     const { log } = this.deps;
     // Taken whatever the outcome, so a broken file is reported once, not every second, and its fix is seen.
@@ -249,6 +296,7 @@ export class Daemon {
       if (!names.has(name)) this.persisted(() => this.steps.forget(name), "could not drop a revoked client's step from the state file", name);
     }
     this.matcher.setClients(this.matcherClients(), this.deps.clock.nowMs());
+    this.refreshWatch(true);
     this.counters.reloads++;
     log.info({ why, clients: names.size }, "clients reloaded");
   }

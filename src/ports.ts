@@ -88,7 +88,18 @@ export type GateSpec = {
    * Ports whose packets the kernel logs to NFLOG group `group` (not rate-limited: a full netlink queue drops, and
    * the listener counts it) before the knock-range drop, for the nflog listener. Absent: no NFLOG rule.
    */
-  readonly nflogKnocks?: { readonly group: number; readonly min: number; readonly max: number } | undefined;
+  readonly nflogKnocks?: NflogKnocks | undefined;
+};
+
+export type NflogKnocks = {
+  readonly group: number;
+  readonly min: number;
+  readonly max: number;
+  /**
+   * The kernel prefilter: log only packets whose port is in the gate's watch set (Firewall.setWatch); the
+   * knock-range drop still applies to every port. Absent or false: log the whole range.
+   */
+  readonly watchOnly?: boolean;
 };
 
 /** What check() found wrong with the gate; message is one short line for logs and `status`. */
@@ -119,6 +130,12 @@ export type Firewall = {
    * until the signal aborts. An accelerator only: the caller still checks periodically.
    */
   watch?(onChange: (what: string) => void, signal: AbortSignal): void;
+  /**
+   * Optional (needed for nflogKnocks.watchOnly): replace the ports of the watch set in one transaction. Kept by the
+   * firewall and put back by every install (a repair included); not part of check()'s comparison (it changes every
+   * window).
+   */
+  setWatch?(ports: readonly number[]): Promise<void>;
   /** Remove the gate deliberately (never on a normal exit: fail closed). */
   remove(): Promise<void>;
   /** Release resources (child processes); the gate stays. */

@@ -21,6 +21,12 @@ export type ServerConfig = {
   readonly logExisting: boolean;
   /** NFLOG group the gate logs knock-range packets to (listener nflog); no other program may bind it. */
   readonly nflogGroup: number;
+  /**
+   * Listener nflog: log only the ports that can matter now (the sequences of T-s..T+s plus random tripwires), so a
+   * flood mostly stays in the kernel; turned off by itself when the tripwires would need more than a quarter of the
+   * range (docs/design.md "Kernel prefilter").
+   */
+  readonly prefilter: boolean;
   readonly firewall: "nftables";
   /** Ports kept closed until a knock opens them for one source. */
   readonly protect: readonly number[];
@@ -73,6 +79,7 @@ export function defaultServerConfig(paths: { clientsFile: string; stateDir?: str
     logSource: "journald",
     logExisting: false,
     nflogGroup: 5,
+    prefilter: true,
     firewall: "nftables",
     protect: [22],
     clientsFile: paths.clientsFile,
@@ -107,6 +114,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       "logSource",
       "logExisting",
       "nflogGroup",
+      "prefilter",
       "firewall",
       "protect",
       "clientsFile",
@@ -148,6 +156,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
     ),
     logExisting: get("logExisting", d.logExisting, (v, p) => c.bool(v, p)),
     nflogGroup: get("nflogGroup", d.nflogGroup, (v, p) => c.int(v, p, 0, 65535)),
+    prefilter: get("prefilter", d.prefilter, (v, p) => c.bool(v, p)),
     firewall: get("firewall", d.firewall, (v, p) => c.oneOf(v, p, ["nftables"] as const)),
     protect: get("protect", d.protect, (v, p) => c.ports(v, p, { allowEmpty: false })),
     clientsFile: get("clientsFile", d.clientsFile, (v, p) => c.string(v, p, ABS_PATH)),

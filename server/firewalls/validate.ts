@@ -4,7 +4,7 @@
  */
 import { ExitCode, TknockError } from "../../src/errors.js";
 import { isPort } from "../../src/port-number.js";
-import type { GateSpec, Grant, ServicePort } from "../../src/ports.js";
+import type { GateSpec, Grant, NflogKnocks, ServicePort } from "../../src/ports.js";
 import { canonicalAddress as canonicalAddressText, type AddressFamily } from "../packets/address.js";
 
 /** Same bound as the config's openSeconds. */
@@ -25,7 +25,7 @@ export type ValidGate = {
   /** Sorted (tcp first, then by port), without duplicates. */
   readonly exemptServices: readonly ServicePort[];
   readonly logKnocks: { readonly min: number; readonly max: number } | undefined;
-  readonly nflogKnocks: { readonly group: number; readonly min: number; readonly max: number } | undefined;
+  readonly nflogKnocks: NflogKnocks | undefined;
 };
 
 export function invalidGrant(message: string): TknockError {
@@ -91,13 +91,13 @@ export function validateGate(gate: GateSpec): ValidGate {
   };
 }
 
-function validNflog(n: { readonly group: number; readonly min: number; readonly max: number } | undefined): ValidGate["nflogKnocks"] {
+function validNflog(n: NflogKnocks | undefined): ValidGate["nflogKnocks"] {
   if (n === undefined) return undefined;
   if (!Number.isInteger(n.group) || n.group < 0 || n.group > 65535) {
     throw invalidGate(`NFLOG group ${show(n.group)} is not allowed: use an integer from 0 to 65535`);
   }
   const range = validRange(n, "NFLOG-logged range")!;
-  return { group: n.group, ...range };
+  return { group: n.group, ...range, ...(n.watchOnly === true ? { watchOnly: true } : {}) };
 }
 
 function validRange(range: { readonly min: number; readonly max: number } | undefined, what: string): { min: number; max: number } | undefined {
@@ -126,4 +126,15 @@ export function validateTableName(name: string): string {
     throw invalidGate(`table name ${show(name)} is not allowed: use a letter then letters, digits or _ (at most 32)`);
   }
   return name;
+}
+
+/** The watch set's ports (Firewall.setWatch), sorted and unique; anything that is not a port is an error. */
+export function validateWatchPorts(ports: readonly number[]): number[] {
+  if (!Array.isArray(ports)) throw invalidGate("watch ports must be a list of ports");
+  const valid: number[] = [];
+  for (const port of ports as readonly unknown[]) {
+    if (!isPort(port)) throw invalidGate(`watch port ${show(port)} is not allowed: use an integer from 1 to 65535`);
+    valid.push(port);
+  }
+  return [...new Set(valid)].sort((a, b) => a - b);
 }

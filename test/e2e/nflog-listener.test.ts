@@ -23,7 +23,7 @@ describeAsRoot("end to end: the nflog listener", () => {
     buildFloodSender();
     t = await TknockLab.create({ openSeconds: 5, extraConfig: { knockRange: RANGE } });
     const config = JSON.parse(readFileSync(t.configPath, "utf8")) as Record<string, unknown>;
-    writeFileSync(t.configPath, JSON.stringify({ ...config, listener: "nflog", nflogGroup: GROUP }, null, 2));
+    writeFileSync(t.configPath, JSON.stringify({ ...config, listener: "nflog", nflogGroup: GROUP, prefilter: false }, null, 2));
     service = t.startService(t.protectPort);
     await t.enrollClient("alice");
     await t.startDaemon();

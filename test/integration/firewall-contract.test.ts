@@ -26,6 +26,8 @@ type Harness = {
   elapse(seconds: number): Promise<void>;
   /** What a firewall reload or an operator does behind tknock's back. */
   outside(change: OutsideChange): Promise<void>;
+  /** The ports in the gate's watch set, read from the firewall itself (sorted). */
+  watched(): Promise<number[]>;
 };
 
 /** `nft flush ruleset`, `nft delete table inet tknock`, and a rule that accepts the protected port slipped in. */
@@ -171,6 +173,23 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
       });
     }
 
+    it("when the prefilter's watch set is replaced every window then check still finds the gate intact, and a repair puts the ports back", async () => {
+      const gate: GateSpec = { ...GATE, nflogKnocks: { group: 5, min: 40000, max: 40100, watchOnly: true } };
+      await h.firewall.install(gate);
+      await h.firewall.setWatch?.([40007, 40003]);
+      expect(await h.watched()).toEqual([40003, 40007]);
+      expect(await h.firewall.check(gate)).toBeUndefined();
+      await h.firewall.setWatch?.([40050]);
+      expect(await h.watched()).toEqual([40050]);
+      expect(await h.firewall.check(gate)).toBeUndefined();
+      await h.outside("flush");
+      expect((await h.firewall.check(gate))?.kind).toBe("table-missing");
+      await h.firewall.install(gate);
+      expect(await h.watched()).toEqual([40050]);
+      expect(await h.firewall.check(gate)).toBeUndefined();
+      expect(await rejectionCodeOf(Promise.resolve().then(() => h.firewall.setWatch?.([70000])))).toBe("TKNOCK_INVALID_GATE");
+    });
+
     it("when the gate is removed then no grant is left, open is rejected with TKNOCK_FIREWALL, and removing again is fine", async () => {
       await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
       await h.firewall.remove();
@@ -197,6 +216,7 @@ firewallContract("memory", async () => {
       clock.ms += seconds * 1000;
     },
     outside: async (change) => firewall.simulateOutsideChange(change === "add-rule" ? "alter" : "flush"),
+    watched: async () => [...firewall.watched],
   };
 });
 
@@ -292,6 +312,12 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
       }[change];
       const r = await lab.exec("fw", argv);
       if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
+    },
+    watched: async () => {
+      const r = await lab.exec("fw", ["nft", "-j", "list", "set", "inet", "tknock", "watch"]);
+      if (r.code !== 0) throw new Error(`nft list set watch: ${r.stderr}`);
+      const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: number[] } }[] };
+      return [...(doc.nftables.find((i) => i.set)?.set?.elem ?? [])].sort((a, b) => a - b);
     },
   }));
 

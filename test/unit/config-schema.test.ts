@@ -75,6 +75,14 @@ describe("parseServerConfig", () => {
     }
   });
 
+  it("when prefilter is not given then it is on; false turns it off; anything but a boolean is rejected with its path", () => {
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog" }, "s")).toMatchObject({ prefilter: true });
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog", prefilter: false }, "s")).toMatchObject({ prefilter: false });
+    for (const prefilter of ["false", 0, null]) {
+      expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, listener: "nflog", prefilter }, "s")))).toEqual(["prefilter"]);
+    }
+  });
+
   it("when a key is unknown (a typo) then it is rejected with its path", () => {
     const err = configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, skewWindow: 2 }, "server.json"));
     expect(issuePaths(err)).toEqual(["config.skewWindow"]);

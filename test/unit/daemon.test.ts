@@ -377,6 +377,35 @@ describe("daemon wiring", () => {
     expect(warned.at(-1)?.["suppressedBefore"]).toBe(80);
   });
 
+  it("when the nflog listener runs with the prefilter then the gate logs only its watch set, which holds the sequences of T-1..T+1 and follows the window", async () => {
+    const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(configPath, JSON.stringify({ ...config, listener: "nflog" }));
+    const fw = new MemoryFirewall(clock);
+    const { listener } = await start(fw);
+    expect(fw.installed?.nflogKnocks?.watchOnly).toBe(true);
+    for (const s of [T - 1, T, T + 1]) for (const port of portsOf("alice", s)) expect(fw.wouldLog(port)).toBe(true);
+    expect(fw.watched.length).toBeLessThan(50_000 / 4);
+    expect(logs().some((l) => l.msg === "kernel prefilter on")).toBe(true);
+    knock(listener, ALICE, portsOf("alice", T));
+    await settle();
+    expect(fw.opened).toEqual([{ src: ALICE, port: 2222, openSeconds: OPEN_SECONDS }]);
+    const before = [...fw.watched];
+    nowMs = stepStartMs(T + 1, PERIOD) + 100;
+    await waitFor("the watch set to follow the window", () => portsOf("alice", T + 2).every((p) => fw.watched.includes(p)), 3000);
+    expect(fw.watched).not.toEqual(before);
+  });
+
+  it("when a client has 2 knocks then the prefilter turns itself off, says why, and the gate logs the whole range", async () => {
+    const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(configPath, JSON.stringify({ ...config, listener: "nflog" }));
+    await enroll("bob", ["--open", "2222", "--knocks", "2"]);
+    const fw = new MemoryFirewall(clock);
+    await start(fw);
+    expect(fw.installed?.nflogKnocks).toBeDefined();
+    expect(fw.installed?.nflogKnocks?.watchOnly).toBeUndefined();
+    expect(logs().find((l) => l.msg.startsWith("kernel prefilter off"))?.["reason"]).toMatch(/2 knocks/);
+  });
+
   it("when skewWindows is lowered to 0 and the daemon reloads then a knock one window ahead is refused as skew", async () => {
     const fw = new MemoryFirewall(clock);
     const { daemon, listener } = await start(fw);

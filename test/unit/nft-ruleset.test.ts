@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   buildInstallScript,
+  buildWatchScript,
   buildListArgs,
   buildOpenLines,
   buildRemoveScript,
@@ -110,6 +111,27 @@ describe("nft ruleset builders", () => {
       "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
     ]);
     expect(script).not.toContain("limit rate");
+  });
+
+  it("when the prefilter is on then the NFLOG rule logs only ports in the watch set, the drop still takes the whole range, and install leaves the set's ports alone", () => {
+    const script = buildInstallScript("tknock", {
+      protectedPorts: [22],
+      knockRange: { min: 40000, max: 49999 },
+      nflogKnocks: { group: 7, min: 40000, max: 49999, watchOnly: true },
+    });
+    const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
+    expect(rules.slice(-2)).toEqual([
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 th dport @watch log group 7 snaplen 128 queue-threshold 1",
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
+    ]);
+    expect(script).toContain("add set inet tknock watch { type inet_service; }");
+    expect(script).not.toContain("flush set inet tknock watch");
+  });
+
+  it("when the watch set is replaced then one script flushes it and adds the ports, sorted and unique; a bad port is refused before nft", () => {
+    expect(buildWatchScript("tknock", [40007, 40001, 40007])).toBe("flush set inet tknock watch\nadd element inet tknock watch { 40001, 40007 }\n");
+    expect(buildWatchScript("tknock", [])).toBe("flush set inet tknock watch\n");
+    expect(codeOf(() => buildWatchScript("tknock", [40001, 70000]))).toBe("TKNOCK_INVALID_GATE");
   });
 
   it("when the NFLOG group or its range is invalid then the gate is refused before anything reaches nft", () => {

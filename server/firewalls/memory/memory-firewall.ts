@@ -5,7 +5,7 @@
  */
 import { ExitCode, TknockError } from "../../../src/errors.js";
 import { systemClock, type Clock, type Firewall, type GateProblem, type GateSpec, type Grant, type KnockProto } from "../../../src/ports.js";
-import { canonicalAddress, show, validateGate, validateGrants, type ValidGate } from "../validate.js";
+import { canonicalAddress, show, validateGate, validateGrants, validateWatchPorts, type ValidGate } from "../validate.js";
 
 type Entry = { readonly src: string; readonly port: number; readonly openSeconds: number; readonly expiresAtMs: number };
 
@@ -19,6 +19,7 @@ export class MemoryFirewall implements Firewall {
   /** Set by simulateOutsideChange("alter"): the gate is there but not as installed. */
   private altered = false;
   private readonly watchers = new Set<(what: string) => void>();
+  private watchPorts: readonly number[] = [];
 
   constructor(private readonly clock: Clock = systemClock) {}
 
@@ -64,6 +65,26 @@ export class MemoryFirewall implements Firewall {
       this.altered = true;
     }
     for (const w of [...this.watchers]) w(kind);
+  }
+
+  async setWatch(ports: readonly number[]): Promise<void> {
+    const valid = validateWatchPorts(ports);
+    if (this.failure) throw this.failure;
+    if (this.gate?.nflogKnocks?.watchOnly !== true)
+      throw new TknockError("TKNOCK_FIREWALL", "the gate has no watch set: install() with nflogKnocks.watchOnly first", ExitCode.system);
+    this.watchPorts = valid;
+  }
+
+  /** The watch set's ports (sorted), as setWatch left them. */
+  get watched(): readonly number[] {
+    return this.watchPorts;
+  }
+
+  /** Whether the gate would log a packet to this port to its NFLOG group (the listener would see it). */
+  wouldLog(port: number): boolean {
+    const n = this.gate?.nflogKnocks;
+    if (!n || port < n.min || port > n.max) return false;
+    return n.watchOnly !== true || this.watchPorts.includes(port);
   }
 
   async open(grants: readonly Grant[]): Promise<void> {

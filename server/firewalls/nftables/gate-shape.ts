@@ -9,6 +9,10 @@
  * compares rules expression by expression with that.
  */
 import type { GateProblem } from "../../../src/ports.js";
+import { SET_WATCH } from "./ruleset.js";
+
+/** Sets whose elements the daemon replaces as windows move (the prefilter's): present, but their elements not compared. */
+const ELEMENTS_NOT_COMPARED = new Set([SET_WATCH]);
 
 export type SetShape = {
   /** A set with timeouts holds grants, which come and go: its elements are never compared. */
@@ -56,7 +60,12 @@ export function outlineOfInstallScript(script: string): GateShape {
     }
   }
   return {
-    sets: new Map([...sets].map(([n, s]) => [n, s.dynamic ? { dynamic: true } : { dynamic: false, elements: sortedUnique(s.elements) }])),
+    sets: new Map(
+      [...sets].map(([n, s]) => [
+        n,
+        s.dynamic || ELEMENTS_NOT_COMPARED.has(n) ? { dynamic: s.dynamic } : { dynamic: false, elements: sortedUnique(s.elements) },
+      ]),
+    ),
     chains: new Map(chains),
   };
 }
@@ -78,7 +87,7 @@ export function shapeOfListing(json: string, tableName: string): GateShape | und
       const flags = Array.isArray(set["flags"]) ? (set["flags"] as unknown[]) : [];
       const dynamic = flags.includes("timeout");
       const elements = Array.isArray(set["elem"]) ? (set["elem"] as unknown[]).map(elementText) : [];
-      sets.set(set["name"], dynamic ? { dynamic } : { dynamic, elements: sortedUnique(elements) });
+      sets.set(set["name"], dynamic || ELEMENTS_NOT_COMPARED.has(set["name"]) ? { dynamic } : { dynamic, elements: sortedUnique(elements) });
     }
     const chain = item["chain"] as Record<string, unknown> | undefined;
     if (isOurs(chain, tableName, "table") && typeof chain?.["name"] === "string") {

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { FirewallLog } from "./nft-process.js";
-import { NFT_FAMILY, nftArgv, SET_GRANTS4, SET_GRANTS6 } from "./ruleset.js";
+import { NFT_FAMILY, nftArgv, SET_GRANTS4, SET_GRANTS6, SET_WATCH } from "./ruleset.js";
 
 /** Backoff between restarts of a dying nft monitor; reset once one has run for RESET_AFTER_MS. */
 const FIRST_BACKOFF_MS = 250;
@@ -17,14 +17,15 @@ const CHILD_ENV = { ...process.env, HOME: "/nonexistent" };
 
 /**
  * Whether one line of `nft monitor` output is a change to our table worth a check. Grants coming and going (our
- * own opens: add/delete element in the grant sets) are not: at a busy server they are most of the output.
+ * own opens: add/delete element in the grant sets) are not: at a busy server they are most of the output; nor is
+ * the prefilter's watch set, which the daemon replaces every window.
  */
 export function isGateEvent(line: string, tableName: string): boolean {
   const m = /^(\w+) (\w+) (\w+) (\S+)(?: (\S+))?/.exec(line.trim());
   if (!m) return false;
   const [, , object, family, table, name] = m;
   if (family !== NFT_FAMILY || table !== tableName) return false;
-  return !(object === "element" && (name === SET_GRANTS4 || name === SET_GRANTS6));
+  return !(object === "element" && (name === SET_GRANTS4 || name === SET_GRANTS6 || name === SET_WATCH));
 }
 
 export type NftMonitorOptions = {

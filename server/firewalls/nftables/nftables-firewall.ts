@@ -8,7 +8,7 @@ import { validateTableName } from "../validate.js";
 import { findGateProblem, outlineOfInstallScript, shapeOfListing, type GateShape } from "./gate-shape.js";
 import { watchTable } from "./nft-monitor.js";
 import { firewallError, NftSession, runNftOnce, silentLog, type FirewallLog } from "./nft-process.js";
-import { buildInstallScript, buildListArgs, buildOpenLines, buildRemoveScript, parseGrantsJson } from "./ruleset.js";
+import { buildInstallScript, buildListArgs, buildOpenLines, buildRemoveScript, buildWatchScript, parseGrantsJson } from "./ruleset.js";
 
 export type { FirewallLog } from "./nft-process.js";
 
@@ -33,6 +33,8 @@ export class NftablesFirewall implements Firewall {
   private readonly log: FirewallLog;
   /** What the last install put in the kernel, as nft lists it, keyed by its script (see gate-shape.ts). */
   private installed: { readonly script: string; readonly shape: GateShape } | undefined;
+  /** The last setWatch ports, put back by every install that has the watch set (in the same transaction). */
+  private watchPorts: readonly number[] = [];
 
   constructor(options: NftablesFirewallOptions = {}) {
     this.table = validateTableName(options.table ?? "tknock");
@@ -47,7 +49,8 @@ export class NftablesFirewall implements Firewall {
   async install(gate: GateSpec, options: { readonly replace?: boolean } = {}): Promise<void> {
     const script = buildInstallScript(this.table, gate);
     // nft -f applies the whole input as one transaction, so a replace never leaves the table absent.
-    const input = options.replace === true ? buildRemoveScript(this.table) + script : script;
+    const withWatch = gate.nflogKnocks?.watchOnly === true ? script + buildWatchScript(this.table, this.watchPorts) : script;
+    const input = options.replace === true ? buildRemoveScript(this.table) + withWatch : withWatch;
     await runNftOnce(this.nftCommand, ["-f", "-"], { input, timeoutMs: this.timeoutMs });
     // Start the long-lived nft now (an idempotent no-op), so the first open does not pay for a process start.
     await this.session.run(`add table inet ${this.table}`);
@@ -88,6 +91,13 @@ export class NftablesFirewall implements Firewall {
     } catch (err) {
       throw firewallError(`cannot read nft -j output: ${err instanceof Error ? err.message : String(err)}`, err);
     }
+  }
+
+  /** Replaces the watch set's ports (flush and add in one transaction); install() must have created the set. */
+  async setWatch(ports: readonly number[]): Promise<void> {
+    const script = buildWatchScript(this.table, ports); // validates before anything runs
+    await runNftOnce(this.nftCommand, ["-f", "-"], { input: script, timeoutMs: this.timeoutMs });
+    this.watchPorts = [...ports];
   }
 
   async open(grants: readonly Grant[]): Promise<void> {

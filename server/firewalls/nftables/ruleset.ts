@@ -5,7 +5,7 @@
 import { TknockError, ExitCode } from "../../../src/errors.js";
 import type { Grant } from "../../../src/ports.js";
 import { isPort } from "../../../src/port-number.js";
-import { canonicalAddress, validateGate, validateGrants, validateTableName, type ValidGrant } from "../validate.js";
+import { canonicalAddress, validateGate, validateGrants, validateTableName, validateWatchPorts, type ValidGrant } from "../validate.js";
 import type { GateSpec } from "../../../src/ports.js";
 
 export const NFT_FAMILY = "inet";
@@ -13,6 +13,8 @@ export const SET_PROTECTED = "protected";
 export const SET_GRANTS4 = "grants4";
 export const SET_GRANTS6 = "grants6";
 export const SET_SERVICES = "services";
+/** The prefilter's ports (nflogKnocks.watchOnly): replaced every window by setWatch, never compared by the guard. */
+export const SET_WATCH = "watch";
 export const CHAIN_INPUT = "input";
 
 /**
@@ -45,6 +47,8 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
     `add set ${t} ${SET_GRANTS4} { type ipv4_addr . inet_service; flags timeout; }`,
     `add set ${t} ${SET_GRANTS6} { type ipv6_addr . inet_service; flags timeout; }`,
     `add set ${t} ${SET_SERVICES} { type inet_proto . inet_service; }`,
+    // Not flushed here: its ports are the daemon's (setWatch), put back after every install.
+    ...(gate.nflogKnocks?.watchOnly === true ? [`add set ${t} ${SET_WATCH} { type inet_service; }`] : []),
     // Before the usual filter (priority 0). Our drop is final in every base chain; our accept is not, so
     // whatever else the host runs still applies to granted traffic.
     `add chain ${t} ${CHAIN_INPUT} { type filter hook input priority filter - 10; policy accept; }`,
@@ -77,9 +81,22 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
   // longer message would overflow and stop tcpdump. queue-threshold 1: the kernel's default batches up to 100
   // packets or 1 s before sending the group's messages, which would hold a knock back for up to a second.
   if (gate.nflogKnocks) {
-    lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.nflogKnocks)} log group ${gate.nflogKnocks.group} snaplen 128 queue-threshold 1`);
+    // The prefilter: only the watched ports of the range cross into user space; the drop below still takes them all.
+    const watched = gate.nflogKnocks.watchOnly === true ? ` th dport @${SET_WATCH}` : "";
+    lines.push(
+      `add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.nflogKnocks)}${watched} log group ${gate.nflogKnocks.group} snaplen 128 queue-threshold 1`,
+    );
   }
   if (gate.knockRange) lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.knockRange)} drop`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** Replaces the watch set's ports in one transaction (for `nft -f -`). */
+export function buildWatchScript(tableName: string, watchPorts: readonly number[]): string {
+  const t = `${NFT_FAMILY} ${validateTableName(tableName)}`;
+  const valid = validateWatchPorts(watchPorts);
+  const lines = [`flush set ${t} ${SET_WATCH}`];
+  if (valid.length > 0) lines.push(`add element ${t} ${SET_WATCH} { ${valid.join(", ")} }`);
   return `${lines.join("\n")}\n`;
 }
 
