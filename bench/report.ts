@@ -331,7 +331,7 @@ function listenerRows(l: ListenersResult, push: (row: Partial<Row> & { label: st
     const cpuRatio = kc !== undefined && kc > 0 ? c / kc : undefined;
     const target = name === "nflog";
     push({
-      label: `Listener ${name}, random flood (${si(t.flood.pps)}pkt/s x ${t.flood.seconds.toFixed(1)} s${name === "nflog" ? ", no prefilter" : ""}): daemon CPU (node + tcpdump)`,
+      label: `Listener ${name}, random flood (${si(t.flood.pps)}pkt/s x ${t.flood.seconds.toFixed(1)} s${name === "nflog" ? ", kernel prefilter on (the default)" : ""}): daemon CPU (node + tcpdump)`,
       tknock: `${(c / 1000).toFixed(2)} s (${(t.daemonCpuMs / 1000).toFixed(2)} + ${((t.captureCpuMs ?? 0) / 1000).toFixed(2)}; ${perM(c, t)} s per M packets)`,
       knockd:
         k && kc !== undefined ? `${(kc / 1000).toFixed(2)} s (${si(k.flood.pps)}pkt/s x ${k.flood.seconds.toFixed(1)} s; ${perM(kc, k)} s per M packets)` : "",
