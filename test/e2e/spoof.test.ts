@@ -4,6 +4,10 @@
  * one source sweeps the whole range in ascending order. Real `tknock-server run` and `tknock`, default matcher
  * settings (toleratedWrongKnocks 4, docs/protocol.md section 6). The flood sender is bench/flood.c, every run
  * bounded in packets and seconds.
+ *
+ * `npm test` runs this file on its own, after the others: on 2 cores, another lab suite beside it can hold the
+ * client process off the CPU for milliseconds between two of its connect() calls, and at 1000 spoofed packets a
+ * second that lets more than W of them land inside a sequence. That measures the load, not the rule.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildFloodSender, startFlood } from "../../bench/flood-sender.js";
