@@ -3,9 +3,21 @@
  * source only and its replay from another host is refused and recorded; an ascending sweep of the knock range from
  * a third host opens nothing and is recorded as brute force. The lab's daemon must already run with client "alice".
  */
+import type { ChildProcess } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { expect } from "vitest";
 import { startFlood } from "../../bench/flood-sender.js";
 import { sleep, type TknockLab } from "../../lab/tknock-lab.js";
+
+/** Sets the listener's keys in server.json, starts the protected service, enrols "alice" and starts the daemon. */
+export async function startWithListener(t: TknockLab, listenerConfig: Readonly<Record<string, unknown>>): Promise<ChildProcess> {
+  const config = JSON.parse(readFileSync(t.configPath, "utf8")) as Record<string, unknown>;
+  writeFileSync(t.configPath, JSON.stringify({ ...config, ...listenerConfig }, null, 2));
+  const service = t.startService(t.protectPort);
+  await t.enrollClient("alice");
+  await t.startDaemon();
+  return service;
+}
 
 export async function knockOpensForItsSourceOnlyAndReplayIsRefused(t: TknockLab): Promise<void> {
   const seq = JSON.parse(await t.serverOk(["sequence", "alice", "--json"])) as { ports: number[] };

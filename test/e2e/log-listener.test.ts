@@ -7,12 +7,12 @@
  * net.netfilter.nf_log_all_netns=1: set for this suite and restored after it, also on failure.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { buildFloodSender } from "../../bench/flood-sender.js";
 import { TknockLab } from "../../lab/tknock-lab.js";
-import { ascendingSweepOpensNothing, knockOpensForItsSourceOnlyAndReplayIsRefused } from "./listener-scenarios.js";
+import { ascendingSweepOpensNothing, knockOpensForItsSourceOnlyAndReplayIsRefused, startWithListener } from "./listener-scenarios.js";
 import { describeAsRoot } from "../support/root.js";
 
 const RANGE = { min: 40000, max: 44999 };
@@ -56,11 +56,7 @@ describeAsRoot("end to end: the log listener", () => {
             if (ours.length > 0) appendFileSync(logFile, ours.map((l) => `${new Date().toISOString()} server kernel: ${l}\n`).join(""));
           });
         }
-        const config = JSON.parse(readFileSync(t.configPath, "utf8")) as Record<string, unknown>;
-        writeFileSync(t.configPath, JSON.stringify({ ...config, listener: "log", logSource: source === "kmsg" ? "kmsg" : `file:${logFile}` }, null, 2));
-        service = t.startService(t.protectPort);
-        await t.enrollClient("alice");
-        await t.startDaemon();
+        service = await startWithListener(t, { listener: "log", logSource: source === "kmsg" ? "kmsg" : `file:${logFile}` });
       }, 120_000);
 
       afterAll(async () => {

@@ -4,12 +4,11 @@
  * userspace NFLOG group is per network namespace and needs no net.netfilter.nf_log_all_netns (that sysctl only
  * concerns the kernel-log backend), so unlike the log listener's suite this one changes nothing on the host.
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import { type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildFloodSender } from "../../bench/flood-sender.js";
 import { TknockLab } from "../../lab/tknock-lab.js";
-import { ascendingSweepOpensNothing, knockOpensForItsSourceOnlyAndReplayIsRefused } from "./listener-scenarios.js";
+import { ascendingSweepOpensNothing, knockOpensForItsSourceOnlyAndReplayIsRefused, startWithListener } from "./listener-scenarios.js";
 import { describeAsRoot } from "../support/root.js";
 
 const RANGE = { min: 40000, max: 44999 };
@@ -22,11 +21,7 @@ describeAsRoot("end to end: the nflog listener", () => {
   beforeAll(async () => {
     buildFloodSender();
     t = await TknockLab.create({ openSeconds: 5, extraConfig: { knockRange: RANGE } });
-    const config = JSON.parse(readFileSync(t.configPath, "utf8")) as Record<string, unknown>;
-    writeFileSync(t.configPath, JSON.stringify({ ...config, listener: "nflog", nflogGroup: GROUP, prefilter: false }, null, 2));
-    service = t.startService(t.protectPort);
-    await t.enrollClient("alice");
-    await t.startDaemon();
+    service = await startWithListener(t, { listener: "nflog", nflogGroup: GROUP, prefilter: false });
   }, 120_000);
 
   afterAll(async () => {

@@ -3,12 +3,11 @@
  * NFLOG group only the ports in its `watch` set (the sequences of the current windows plus random tripwires), so
  * a sweep reaches the daemon only as tripwire hits, which the matcher counts as wrong knocks.
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import { type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { buildFloodSender } from "../../bench/flood-sender.js";
 import { TknockLab } from "../../lab/tknock-lab.js";
-import { ascendingSweepOpensNothing, knockOpensForItsSourceOnlyAndReplayIsRefused } from "./listener-scenarios.js";
+import { ascendingSweepOpensNothing, knockOpensForItsSourceOnlyAndReplayIsRefused, startWithListener } from "./listener-scenarios.js";
 import { describeAsRoot } from "../support/root.js";
 
 const RANGE = { min: 40000, max: 44999 };
@@ -21,11 +20,7 @@ describeAsRoot("end to end: the nflog listener with the kernel prefilter", () =>
   beforeAll(async () => {
     buildFloodSender();
     t = await TknockLab.create({ openSeconds: 5, extraConfig: { knockRange: RANGE } });
-    const config = JSON.parse(readFileSync(t.configPath, "utf8")) as Record<string, unknown>;
-    writeFileSync(t.configPath, JSON.stringify({ ...config, listener: "nflog", nflogGroup: GROUP, prefilter: true }, null, 2));
-    service = t.startService(t.protectPort);
-    await t.enrollClient("alice");
-    await t.startDaemon();
+    service = await startWithListener(t, { listener: "nflog", nflogGroup: GROUP, prefilter: true });
   }, 120_000);
 
   afterAll(async () => {
