@@ -62,6 +62,8 @@ export async function benchFlood(
     log: (l: string) => void;
     /** tknock's listener (default pcap). */
     listener?: BenchListener;
+    /** Enrol only the knocking clients on the daemon (a server with as many clients as knock), not the whole lab's. */
+    onlyKnockingClients?: boolean;
   },
 ): Promise<FloodResult> {
   const aimed = target === "knockd" && o.aimed === true;
@@ -73,7 +75,7 @@ export async function benchFlood(
   let capturePid: number | undefined;
   let knockdOpenedBefore = 0;
   if (target === "tknock") {
-    const d = await bl.startDaemon(o.listener ?? "pcap");
+    const d = await bl.startDaemon(o.listener ?? "pcap", o.onlyKnockingClients === true ? o.clientNames.slice(0, o.knocks) : undefined);
     daemonPid = d.pid;
     capturePid = d.tcpdumpPid(serverNs);
   } else {

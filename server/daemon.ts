@@ -103,7 +103,7 @@ export class Daemon {
       exemptServices: this.services.current,
       ...(this.config.listener === "log" && !this.config.logExisting ? { logKnocks: this.config.knockRange } : {}),
       ...(this.config.listener === "nflog"
-        ? { nflogKnocks: { group: this.config.nflogGroup, ...this.config.knockRange, ...(this.prefilter.active ? { watchOnly: true } : {}) } }
+        ? { nflogKnocks: { group: this.config.nflogGroup, ...this.config.knockRange, ...(this.prefilter.active ? prefilterGate(this.config.knockTimeoutMs) : {}) } }
         : {}),
     };
   }
@@ -439,4 +439,12 @@ function suppressed(a: { suppressedBefore: number }): { suppressedBefore?: numbe
 
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;
+}
+
+/**
+ * The prefilter's part of the gate. A source stays active (its tripwire hits logged) a little longer than the
+ * matcher keeps its progress after a knock (knockTimeoutMs), so no source with progress loses its tripwires.
+ */
+export function prefilterGate(knockTimeoutMs: number): { watchOnly: true; activeSeconds: number } {
+  return { watchOnly: true, activeSeconds: Math.ceil(knockTimeoutMs / 1000) + 1 };
 }

@@ -96,10 +96,35 @@ export type NflogKnocks = {
   readonly min: number;
   readonly max: number;
   /**
-   * The kernel prefilter: log only packets whose port is in the gate's watch set (Firewall.setWatch); the
-   * knock-range drop still applies to every port. Absent or false: log the whole range.
+   * The kernel prefilter: log only packets to the gate's watched ports (Firewall.setWatch); the knock-range drop
+   * still applies to every port. Absent or false: log the whole range.
    */
   readonly watchOnly?: boolean;
+  /**
+   * With watchOnly: a source that sent to a sequence's first port becomes "active" for this many seconds, renewed
+   * by each of its watched packets, and only an active source's packets to the other watched ports (later
+   * sequence ports, tripwires) are logged: a source that started no sequence has no progress they could continue
+   * or reset. Default ACTIVE_SECONDS_DEFAULT.
+   */
+  readonly activeSeconds?: number;
+  /** With watchOnly: entries per active set (IPv4, IPv6). Default ACTIVE_SET_SIZE_DEFAULT. */
+  readonly activeSetSize?: number;
+};
+
+/**
+ * A flood must bring this many new sources to first ports within the active time to fill an active set; a full
+ * set fails closed (every watched port logged for every source). Each entry costs the kernel about 100 bytes.
+ */
+export const ACTIVE_SET_SIZE_DEFAULT = 65536;
+
+export const ACTIVE_SECONDS_DEFAULT = 6;
+
+/** The prefilter's ports, for the sequences the matcher can accept now. */
+export type WatchPorts = {
+  /** The first port of each sequence: logged from any source. */
+  readonly starts: readonly number[];
+  /** The sequences' later ports and the tripwires re-drawn each window: logged from active sources. */
+  readonly others: readonly number[];
 };
 
 /** What check() found wrong with the gate; message is one short line for logs and `status`. */
@@ -131,11 +156,11 @@ export type Firewall = {
    */
   watch?(onChange: (what: string) => void, signal: AbortSignal): void;
   /**
-   * Optional (needed for nflogKnocks.watchOnly): replace the ports of the watch set in one transaction. Kept by the
-   * firewall and put back by every install (a repair included); not part of check()'s comparison (it changes every
-   * window).
+   * Optional (needed for nflogKnocks.watchOnly): replace the watched ports in one transaction. Kept by the
+   * firewall and put back by every install (a repair included); not part of check()'s comparison (they change
+   * every window).
    */
-  setWatch?(ports: readonly number[]): Promise<void>;
+  setWatch?(watch: WatchPorts): Promise<void>;
   /** Remove the gate deliberately (never on a normal exit: fail closed). */
   remove(): Promise<void>;
   /** Release resources (child processes); the gate stays. */

@@ -176,10 +176,10 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
     it("when the prefilter's watch set is replaced every window then check still finds the gate intact, and a repair puts the ports back", async () => {
       const gate: GateSpec = { ...GATE, nflogKnocks: { group: 5, min: 40000, max: 40100, watchOnly: true } };
       await h.firewall.install(gate);
-      await h.firewall.setWatch?.([40007, 40003]);
-      expect(await h.watched()).toEqual([40003, 40007]);
+      await h.firewall.setWatch?.({ starts: [40007, 40003], others: [40090] });
+      expect(await h.watched()).toEqual([40003, 40007, 40090]);
       expect(await h.firewall.check(gate)).toBeUndefined();
-      await h.firewall.setWatch?.([40050]);
+      await h.firewall.setWatch?.({ starts: [40050], others: [] });
       expect(await h.watched()).toEqual([40050]);
       expect(await h.firewall.check(gate)).toBeUndefined();
       await h.outside("flush");
@@ -187,7 +187,7 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
       await h.firewall.install(gate);
       expect(await h.watched()).toEqual([40050]);
       expect(await h.firewall.check(gate)).toBeUndefined();
-      expect(await rejectionCodeOf(Promise.resolve().then(() => h.firewall.setWatch?.([70000])))).toBe("TKNOCK_INVALID_GATE");
+      expect(await rejectionCodeOf(Promise.resolve().then(() => h.firewall.setWatch?.({ starts: [70000], others: [] })))).toBe("TKNOCK_INVALID_GATE");
     });
 
     it("when the gate is removed then no grant is left, open is rejected with TKNOCK_FIREWALL, and removing again is fine", async () => {
@@ -218,6 +218,26 @@ firewallContract("memory", async () => {
     outside: async (change) => firewall.simulateOutsideChange(change === "add-rule" ? "alter" : "flush"),
     watched: async () => [...firewall.watched],
   };
+});
+
+describe("MemoryFirewall.wouldLog with the prefilter", () => {
+  it("when a source has sent no first port then its packets to later ports and tripwires are not logged; after one they are, until it goes quiet for activeSeconds", async () => {
+    const clock = new FakeClock(1_000_000);
+    const fw = new MemoryFirewall(clock);
+    await fw.install({ ...GATE, nflogKnocks: { group: 5, min: 40000, max: 40100, watchOnly: true, activeSeconds: 6 } });
+    await fw.setWatch({ starts: [40010], others: [40020, 40030] });
+    expect(fw.wouldLog(40020, CLIENT4)).toBe(false);
+    expect(fw.wouldLog(40010, CLIENT4)).toBe(true);
+    expect(fw.wouldLog(40020, CLIENT4)).toBe(true);
+    expect(fw.wouldLog(40020, "198.18.0.77")).toBe(false);
+    clock.ms += 5000;
+    expect(fw.wouldLog(40030, CLIENT4)).toBe(true); // renews
+    clock.ms += 5000;
+    expect(fw.wouldLog(40030, CLIENT4)).toBe(true);
+    clock.ms += 6001;
+    expect(fw.wouldLog(40030, CLIENT4)).toBe(false);
+    expect(fw.wouldLog(40050, CLIENT4)).toBe(false);
+  });
 });
 
 describe("MemoryFirewall.isAllowed", () => {
@@ -294,7 +314,7 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
 
   beforeAll(async () => {
     await removeStaleLabs();
-    lab = await Lab.create(["fw"]);
+    lab = await Lab.create(["fw", "peer"]);
   });
 
   afterAll(async () => {
@@ -314,10 +334,14 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
       if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
     },
     watched: async () => {
-      const r = await lab.exec("fw", ["nft", "-j", "list", "set", "inet", "tknock", "watch"]);
-      if (r.code !== 0) throw new Error(`nft list set watch: ${r.stderr}`);
-      const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: number[] } }[] };
-      return [...(doc.nftables.find((i) => i.set)?.set?.elem ?? [])].sort((a, b) => a - b);
+      const ports: number[] = [];
+      for (const set of ["starts", "watch"]) {
+        const r = await lab.exec("fw", ["nft", "-j", "list", "set", "inet", "tknock", set]);
+        if (r.code !== 0) throw new Error(`nft list set ${set}: ${r.stderr}`);
+        const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: number[] } }[] };
+        ports.push(...(doc.nftables.find((i) => i.set)?.set?.elem ?? []));
+      }
+      return ports.sort((a, b) => a - b);
     },
   }));
 
@@ -332,6 +356,37 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
 
     afterEach(async () => {
       await fw.close();
+    });
+
+    it("when the prefilter's active set is full then a new source is not added and its protocol is marked overflowing, so tripwires are logged for everyone", async () => {
+      const gate: GateSpec = {
+        ...GATE,
+        knockRange: { min: 40000, max: 40100 },
+        nflogKnocks: { group: 9, min: 40000, max: 40100, watchOnly: true, activeSeconds: 60, activeSetSize: 2 },
+      };
+      await fw.install(gate);
+      await fw.setWatch({ starts: [40010], others: [40020] });
+      const sources = ["198.18.0.101", "198.18.0.102", "198.18.0.103"];
+      for (const a of sources) expect((await lab.exec("peer", ["ip", "addr", "add", `${a}/24`, "dev", "eth0"])).code).toBe(0);
+      const send = async (from: string, port: number): Promise<void> => {
+        const script = `const s=require("dgram").createSocket("udp4");s.bind({address:${JSON.stringify(from)}},()=>s.send("k",${port},${JSON.stringify(lab.host("fw").ipv4)},()=>s.close()))`;
+        const r = await lab.exec("peer", [process.execPath, "-e", script]);
+        expect(r.code).toBe(0);
+      };
+      const elements = async (set: string): Promise<string[]> => {
+        const r = await lab.exec("fw", ["nft", "-j", "list", "set", "inet", "tknock", set]);
+        const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: { elem: { val: string } }[] } }[] };
+        return (doc.nftables.find((i) => i.set)?.set?.elem ?? []).map((e) => e.elem.val).sort();
+      };
+      await send(sources[0]!, 40010);
+      await send(sources[1]!, 40010);
+      expect(await elements("active4")).toEqual(sources.slice(0, 2));
+      expect(await elements("overflow")).toEqual([]);
+      await send(sources[2]!, 40010);
+      expect(await elements("active4")).toEqual(sources.slice(0, 2));
+      expect(await elements("overflow")).toEqual(["udp"]);
+      const rules = await lab.exec("fw", ["nft", "list", "chain", "inet", "tknock", "input"]);
+      expect(rules.stdout).toMatch(/th dport @watch meta l4proto @overflow log group 9/);
     });
 
     it("when the gate is removed then another table survives", async () => {

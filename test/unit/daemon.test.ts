@@ -395,6 +395,23 @@ describe("daemon wiring", () => {
     expect(fw.watched).not.toEqual(before);
   });
 
+  it("when the window does not move then the watch sets are written once, not again on every 1 s tick", async () => {
+    const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(configPath, JSON.stringify({ ...config, listener: "nflog" }));
+    const fw = new MemoryFirewall(clock);
+    let writes = 0;
+    const setWatch = fw.setWatch.bind(fw);
+    fw.setWatch = async (w) => {
+      writes++;
+      await setWatch(w);
+    };
+    await start(fw);
+    await new Promise((r) => setTimeout(r, 2300)); // two ticks of the daemon's timer
+    expect(writes).toBe(1);
+    nowMs = stepStartMs(T + 1, PERIOD) + 100;
+    await waitFor("the watch sets to be written for the new window", () => writes === 2, 3000);
+  });
+
   it("when a client has 2 knocks then the prefilter turns itself off, says why, and the gate logs the whole range", async () => {
     const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
     writeFileSync(configPath, JSON.stringify({ ...config, listener: "nflog" }));

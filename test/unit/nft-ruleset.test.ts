@@ -113,25 +113,55 @@ describe("nft ruleset builders", () => {
     expect(script).not.toContain("limit rate");
   });
 
-  it("when the prefilter is on then the NFLOG rule logs only ports in the watch set, the drop still takes the whole range, and install leaves the set's ports alone", () => {
+  it("when the prefilter is on then first ports are logged and make their source active, other watched ports are logged only for active sources or on overflow, and the drop still takes the whole range", () => {
     const script = buildInstallScript("tknock", {
       protectedPorts: [22],
       knockRange: { min: 40000, max: 49999 },
-      nflogKnocks: { group: 7, min: 40000, max: 49999, watchOnly: true },
+      nflogKnocks: { group: 7, min: 40000, max: 49999, watchOnly: true, activeSeconds: 6 },
     });
     const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
-    expect(rules.slice(-2)).toEqual([
-      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 th dport @watch log group 7 snaplen 128 queue-threshold 1",
-      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
+    const log = "log group 7 snaplen 128 queue-threshold 1";
+    const l4 = "meta l4proto { tcp, udp }";
+    expect(rules.slice(-8)).toEqual([
+      `add rule inet tknock input ${l4} th dport @starts ${log}`,
+      `add rule inet tknock input meta nfproto ipv4 ${l4} th dport @starts update @active4 { ip saddr } drop`,
+      `add rule inet tknock input meta nfproto ipv6 ${l4} th dport @starts update @active6 { ip6 saddr } drop`,
+      `add rule inet tknock input ${l4} th dport @starts update @overflow { meta l4proto }`,
+      `add rule inet tknock input ${l4} th dport @watch ip saddr @active4 update @active4 { ip saddr } ${log} drop`,
+      `add rule inet tknock input ${l4} th dport @watch ip6 saddr @active6 update @active6 { ip6 saddr } ${log} drop`,
+      `add rule inet tknock input ${l4} th dport @watch meta l4proto @overflow ${log}`,
+      `add rule inet tknock input ${l4} th dport 40000-49999 drop`,
     ]);
-    expect(script).toContain("add set inet tknock watch { type inet_service; }");
+    expect(script).toContain("add set inet tknock starts { type inet_service; }");
+    expect(script).toContain("add set inet tknock active4 { type ipv4_addr; flags dynamic,timeout; timeout 6s; size 65536; }");
     expect(script).not.toContain("flush set inet tknock watch");
+    expect(script).not.toContain("flush set inet tknock starts");
   });
 
-  it("when the watch set is replaced then one script flushes it and adds the ports, sorted and unique; a bad port is refused before nft", () => {
-    expect(buildWatchScript("tknock", [40007, 40001, 40007])).toBe("flush set inet tknock watch\nadd element inet tknock watch { 40001, 40007 }\n");
-    expect(buildWatchScript("tknock", [])).toBe("flush set inet tknock watch\n");
-    expect(codeOf(() => buildWatchScript("tknock", [40001, 70000]))).toBe("TKNOCK_INVALID_GATE");
+  it("when the prefilter is on without the knock-range drop then a watched packet ends our chain with return, deciding nothing", () => {
+    const script = buildInstallScript("tknock", {
+      protectedPorts: [22],
+      knockRange: undefined,
+      nflogKnocks: { group: 7, min: 40000, max: 49999, watchOnly: true },
+    });
+    expect(script).toContain("update @active4 { ip saddr } return");
+    expect(script).not.toContain("{ ip saddr } drop");
+    expect(script).not.toContain("th dport 40000-49999 drop");
+  });
+
+  it("when the prefilter's active time is not 1..3600 s then the gate is refused before nft", () => {
+    for (const activeSeconds of [0, 3601, 1.5]) {
+      const nflogKnocks = { group: 7, min: 40000, max: 49999, watchOnly: true, activeSeconds };
+      expect(codeOf(() => buildInstallScript("tknock", { protectedPorts: [22], knockRange: undefined, nflogKnocks }))).toBe("TKNOCK_INVALID_GATE");
+    }
+  });
+
+  it("when the watched ports are replaced then one script flushes both sets and adds the ports, sorted and unique, a first port never among the others; a bad port is refused before nft", () => {
+    expect(buildWatchScript("tknock", { starts: [40007, 40001, 40007], others: [40500, 40001] })).toBe(
+      "flush set inet tknock starts\nadd element inet tknock starts { 40001, 40007 }\nflush set inet tknock watch\nadd element inet tknock watch { 40500 }\n",
+    );
+    expect(buildWatchScript("tknock", { starts: [], others: [] })).toBe("flush set inet tknock starts\nflush set inet tknock watch\n");
+    expect(codeOf(() => buildWatchScript("tknock", { starts: [40001], others: [70000] }))).toBe("TKNOCK_INVALID_GATE");
   });
 
   it("when the NFLOG group or its range is invalid then the gate is refused before anything reaches nft", () => {

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { FirewallLog } from "./nft-process.js";
-import { NFT_FAMILY, nftArgv, SET_GRANTS4, SET_GRANTS6, SET_WATCH } from "./ruleset.js";
+import { NFT_FAMILY, nftArgv, PREFILTER_SETS, SET_GRANTS4, SET_GRANTS6 } from "./ruleset.js";
 
 /** Backoff between restarts of a dying nft monitor; reset once one has run for RESET_AFTER_MS. */
 const FIRST_BACKOFF_MS = 250;
@@ -25,7 +25,7 @@ export function isGateEvent(line: string, tableName: string): boolean {
   if (!m) return false;
   const [, , object, family, table, name] = m;
   if (family !== NFT_FAMILY || table !== tableName) return false;
-  return !(object === "element" && (name === SET_GRANTS4 || name === SET_GRANTS6 || name === SET_WATCH));
+  return !(object === "element" && (name === SET_GRANTS4 || name === SET_GRANTS6 || (PREFILTER_SETS as readonly (string | undefined)[]).includes(name)));
 }
 
 export type NftMonitorOptions = {

@@ -3,7 +3,7 @@
  * are set elements with a timeout, so the kernel closes them even if the daemon dies; the table outlives the
  * daemon (fail closed) until `remove()`.
  */
-import type { Firewall, GateProblem, GateSpec, Grant } from "../../../src/ports.js";
+import type { Firewall, GateProblem, GateSpec, Grant, WatchPorts } from "../../../src/ports.js";
 import { validateTableName } from "../validate.js";
 import { findGateProblem, outlineOfInstallScript, shapeOfListing, type GateShape } from "./gate-shape.js";
 import { watchTable } from "./nft-monitor.js";
@@ -33,8 +33,8 @@ export class NftablesFirewall implements Firewall {
   private readonly log: FirewallLog;
   /** What the last install put in the kernel, as nft lists it, keyed by its script (see gate-shape.ts). */
   private installed: { readonly script: string; readonly shape: GateShape } | undefined;
-  /** The last setWatch ports, put back by every install that has the watch set (in the same transaction). */
-  private watchPorts: readonly number[] = [];
+  /** The last setWatch ports, put back by every install that has the watch sets (in the same transaction). */
+  private watchPorts: WatchPorts = { starts: [], others: [] };
 
   constructor(options: NftablesFirewallOptions = {}) {
     this.table = validateTableName(options.table ?? "tknock");
@@ -93,11 +93,11 @@ export class NftablesFirewall implements Firewall {
     }
   }
 
-  /** Replaces the watch set's ports (flush and add in one transaction); install() must have created the set. */
-  async setWatch(ports: readonly number[]): Promise<void> {
-    const script = buildWatchScript(this.table, ports); // validates before anything runs
+  /** Replaces the watched ports (flush and add in one transaction); install() must have created the sets. */
+  async setWatch(watch: WatchPorts): Promise<void> {
+    const script = buildWatchScript(this.table, watch); // validates before anything runs
     await runNftOnce(this.nftCommand, ["-f", "-"], { input: script, timeoutMs: this.timeoutMs });
-    this.watchPorts = [...ports];
+    this.watchPorts = { starts: [...watch.starts], others: [...watch.others] };
   }
 
   async open(grants: readonly Grant[]): Promise<void> {
