@@ -180,8 +180,9 @@ export async function benchFlood(
       out.matcher = (stats?.["matcher"] ?? {}) as Record<string, unknown>;
     } else {
       out.daemonOpened = bl.knockd!.opened() - knockdOpenedBefore;
-      out.childCpuMs = after && before ? after.childCpuMs - before.childCpuMs : Number.NaN;
     }
+    // The commands each daemon runs count as its CPU: knockd's nft per open, tknock's nft checks and ss polls.
+    out.childCpuMs = after && before ? after.childCpuMs - before.childCpuMs : Number.NaN;
     o.log(
       `flood ${target}${target === "tknock" && o.listener !== undefined ? ` (${o.listener})` : ""}${aimed ? " (aimed at its knock ports)" : ""}: ${(out.flood.pps / 1000).toFixed(0)} k pkt/s for ${report.seconds.toFixed(1)} s; ${out.connected}/${o.knocks} connected, ${out.daemonOpened} opened; daemon CPU ${(out.daemonCpuMs / 1000).toFixed(2)} s, peak RSS ${(out.daemonPeakRssBytes / 1e6).toFixed(1)} MB` +
         (out.captureKernelDrops !== undefined ? `; capture drops ${out.captureKernelDrops}` : ""),

@@ -6,7 +6,8 @@ import type { Clock, Firewall, GateSpec, Grant, Listener, ObservedKnock } from "
 import { readClients } from "./clients-file.js";
 import { DaemonMonitor } from "./daemon-monitor.js";
 import { GateGuard, type GateHealth } from "./gate-guard.js";
-import { readListeningSockets, type ParsedProcNet } from "./local-services.js";
+import type { ParsedProcNet } from "./local-services.js";
+import { ssListeningSocketsReader } from "./listening-sockets-ss.js";
 import { LogLimiter } from "./log-limit.js";
 import type { Logger } from "./logger.js";
 import type { Decision } from "./matcher/decision.js";
@@ -87,9 +88,11 @@ export class Daemon {
       firewall: this.firewall,
       log,
     });
-    this.guard = new GateGuard({ firewall: this.firewall, clock, log, gate: () => this.gateSpec() });
+    // With heartbeats a tick costs a line to a running nft, not a process start, so it can come twice a second.
+    this.guard = new GateGuard({ firewall: this.firewall, clock, log, gate: () => this.gateSpec(), tickMs: this.firewall.heartbeat ? 500 : 1000 });
     this.services = new ServiceWatch({
-      read: deps.readListeningSockets ?? (() => readListeningSockets()),
+      // Through sock_diag (ss): /proc/net/tcp would walk every connection of the host on each poll.
+      read: deps.readListeningSockets ?? ssListeningSocketsReader({ onFallback: (why) => log.warn({ why }, "local services are read from /proc/net") }),
       log,
       gate: () => ({ knockRange: this.config.knockRange, protect: this.config.protect }),
     });
@@ -103,7 +106,13 @@ export class Daemon {
       exemptServices: this.services.current,
       ...(this.config.listener === "log" && !this.config.logExisting ? { logKnocks: this.config.knockRange } : {}),
       ...(this.config.listener === "nflog"
-        ? { nflogKnocks: { group: this.config.nflogGroup, ...this.config.knockRange, ...(this.prefilter.active ? prefilterGate(this.config.knockTimeoutMs) : {}) } }
+        ? {
+            nflogKnocks: {
+              group: this.config.nflogGroup,
+              ...this.config.knockRange,
+              ...(this.prefilter.active ? prefilterGate(this.config.knockTimeoutMs) : {}),
+            },
+          }
         : {}),
     };
   }

@@ -156,6 +156,13 @@ export type Firewall = {
    */
   watch?(onChange: (what: string) => void, signal: AbortSignal): void;
   /**
+   * Optional, with watch(): proves that the change watcher is alive and has reported everything up to now, by
+   * making a change that changes nothing and waiting for the watcher to report it. True only when it did, and
+   * not for the first report after the watcher (re)started, which may have missed changes before it listened: the
+   * caller then checks the gate in full. Never rejects.
+   */
+  heartbeat?(): Promise<boolean>;
+  /**
    * Optional (needed for nflogKnocks.watchOnly): replace the watched ports in one transaction. Kept by the
    * firewall and put back by every install (a repair included); not part of check()'s comparison (they change
    * every window).

@@ -389,6 +389,33 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
       expect(rules.stdout).toMatch(/th dport @watch meta l4proto @overflow log group 9/);
     });
 
+    it("when nft monitor runs then the first heartbeat after its start is not trusted, later ones are, and a stopped monitor fails the heartbeat", async () => {
+      const ac = new AbortController();
+      const watched = new NftablesFirewall({ nftCommand: nftIn(), heartbeatTimeoutMs: 1000 });
+      const changes: string[] = [];
+      try {
+        await watched.install(GATE);
+        watched.watch((what) => changes.push(what), ac.signal);
+        const answers: boolean[] = [];
+        while (answers.length < 20 && answers.at(-1) !== true) answers.push(await watched.heartbeat());
+        expect(answers[0]).toBe(false); // not trusted: the monitor may have missed what came before it listened
+        expect(answers.at(-1)).toBe(true);
+        expect(await watched.heartbeat()).toBe(true);
+        expect(changes).toEqual([]); // heartbeats are not changes to the gate
+        const pid = (await lab.exec("fw", ["pgrep", "-P", String(process.pid), "-f", "^nft monitor$"])).stdout.trim().split("\n")[0];
+        expect(pid).toMatch(/^\d+$/);
+        process.kill(Number(pid), "SIGSTOP");
+        try {
+          expect(await watched.heartbeat()).toBe(false);
+        } finally {
+          process.kill(Number(pid), "SIGCONT");
+        }
+      } finally {
+        ac.abort();
+        await watched.close();
+      }
+    });
+
     it("when the gate is removed then another table survives", async () => {
       const other = await lab.exec("fw", ["nft", "-f", "-"], {
         input: "add table inet other\nadd chain inet other input { type filter hook input priority 0; policy accept; }\n",

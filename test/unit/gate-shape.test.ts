@@ -31,7 +31,7 @@ const snapshot = (): GateShape => actual() as GateShape;
 describe("gate shape", () => {
   it("when the script is read then its sets, chain, rule count and the protected ports are the expectation", () => {
     const o = outline();
-    expect([...o.sets.keys()].sort()).toEqual(["grants4", "grants6", "protected", "services"]);
+    expect([...o.sets.keys()].sort()).toEqual(["grants4", "grants6", "heartbeat", "protected", "services"]);
     expect(o.sets.get("protected")).toEqual({ dynamic: false, elements: ["22", "2222"] });
     expect(o.sets.get("grants4")).toEqual({ dynamic: true });
     expect(o.chains.get("input")?.ruleCount).toBe(7);

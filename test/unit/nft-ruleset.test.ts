@@ -18,6 +18,7 @@ add set inet tknock protected { type inet_service; }
 add set inet tknock grants4 { type ipv4_addr . inet_service; flags timeout; }
 add set inet tknock grants6 { type ipv6_addr . inet_service; flags timeout; }
 add set inet tknock services { type inet_proto . inet_service; }
+add set inet tknock heartbeat { type inet_service; }
 add chain inet tknock input { type filter hook input priority filter - 10; policy accept; }
 flush set inet tknock protected
 add element inet tknock protected { 22, 443 }

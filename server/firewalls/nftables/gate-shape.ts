@@ -9,13 +9,13 @@
  * compares rules expression by expression with that.
  */
 import type { GateProblem } from "../../../src/ports.js";
-import { PREFILTER_SETS } from "./ruleset.js";
+import { PREFILTER_SETS, SET_HEARTBEAT } from "./ruleset.js";
 
 /**
  * The prefilter's sets: the daemon replaces their ports as windows move, and the kernel adds active sources from
  * the packet path. Present, but their elements not compared.
  */
-const ELEMENTS_NOT_COMPARED = new Set<string>(PREFILTER_SETS);
+const ELEMENTS_NOT_COMPARED = new Set<string>([...PREFILTER_SETS, SET_HEARTBEAT]);
 
 export type SetShape = {
   /** A set with timeouts holds grants, which come and go: its elements are never compared. */

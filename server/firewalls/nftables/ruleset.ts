@@ -23,6 +23,8 @@ export const SET_ACTIVE4 = "active4";
 export const SET_ACTIVE6 = "active6";
 /** The protocols for which an active set was full: their watched ports are then logged for every source. */
 export const SET_OVERFLOW = "overflow";
+/** Always empty: the guard's heartbeat adds and deletes one element in one transaction, which `nft monitor` reports. */
+export const SET_HEARTBEAT = "heartbeat";
 /** Sets whose elements change without the daemon (the packet path) or every window (setWatch). */
 export const PREFILTER_SETS = [SET_STARTS, SET_WATCH, SET_ACTIVE4, SET_ACTIVE6, SET_OVERFLOW] as const;
 export const CHAIN_INPUT = "input";
@@ -57,6 +59,7 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
     `add set ${t} ${SET_GRANTS4} { type ipv4_addr . inet_service; flags timeout; }`,
     `add set ${t} ${SET_GRANTS6} { type ipv6_addr . inet_service; flags timeout; }`,
     `add set ${t} ${SET_SERVICES} { type inet_proto . inet_service; }`,
+    `add set ${t} ${SET_HEARTBEAT} { type inet_service; }`,
     // Not flushed here: its ports are the daemon's (setWatch), put back after every install.
     ...(gate.nflogKnocks?.watchOnly === true ? prefilterSets(t, gate.nflogKnocks) : []),
     // Before the usual filter (priority 0). Our drop is final in every base chain; our accept is not, so
@@ -131,6 +134,13 @@ function prefilterSets(t: string, n: NflogKnocks): string[] {
     `add set ${t} ${SET_ACTIVE6} { type ipv6_addr; ${active} }`,
     `add set ${t} ${SET_OVERFLOW} { type inet_proto; flags dynamic,timeout; timeout ${activeSeconds}s; size 4; }`,
   ];
+}
+
+/** One heartbeat (for `nft -i`): a change that changes nothing, which `nft monitor` reports as two lines. */
+export function buildHeartbeatLine(tableName: string, beat: number): string {
+  const t = `${NFT_FAMILY} ${validateTableName(tableName)}`;
+  if (!isPort(beat)) throw new Error(`internal: heartbeat ${beat} is not 1..65535`);
+  return `add element ${t} ${SET_HEARTBEAT} { ${beat} }; delete element ${t} ${SET_HEARTBEAT} { ${beat} }`;
 }
 
 /** Replaces the watched ports (first ports and the others) in one transaction (for `nft -f -`). */
