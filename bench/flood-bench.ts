@@ -73,11 +73,13 @@ export async function benchFlood(
   // A fresh daemon: its VmHWM is then this part's peak.
   let daemonPid: number;
   let capturePid: number | undefined;
+  let helperPids: number[] = [];
   let knockdOpenedBefore = 0;
   if (target === "tknock") {
     const d = await bl.startDaemon(o.listener ?? "pcap", o.onlyKnockingClients === true ? o.clientNames.slice(0, o.knocks) : undefined);
     daemonPid = d.pid;
     capturePid = d.tcpdumpPid(serverNs);
+    helperPids = d.helperPids(serverNs);
   } else {
     const k = await bl.startKnockd();
     daemonPid = k.pid;
@@ -93,6 +95,7 @@ export async function benchFlood(
   await sleep(500);
   const before = sampleProc(daemonPid);
   const captureBefore = capturePid !== undefined ? sampleProc(capturePid) : undefined;
+  const helpersBefore = helperPids.map((pid) => sampleProc(pid));
   const softnetBefore = softnetDrops();
   let peakRss = before?.rssBytes ?? 0;
   const sampler = setInterval(() => {
@@ -138,6 +141,7 @@ export async function benchFlood(
     clearInterval(sampler);
     const after = sampleProc(daemonPid);
     const captureAfter = capturePid !== undefined ? sampleProc(capturePid) : undefined;
+    const helpersCpuMs = helperPids.reduce((sum, pid, i) => sum + (cpuDelta(helpersBefore[i], sampleProc(pid)) || 0), 0);
     if (after && after.rssBytes > peakRss) peakRss = after.rssBytes;
 
     await capture.stop();
@@ -182,7 +186,8 @@ export async function benchFlood(
       out.daemonOpened = bl.knockd!.opened() - knockdOpenedBefore;
     }
     // The commands each daemon runs count as its CPU: knockd's nft per open, tknock's nft checks and ss polls.
-    out.childCpuMs = after && before ? after.childCpuMs - before.childCpuMs : Number.NaN;
+    // and tknock's long-lived helpers (nft -i, nft monitor), which no wait() accounts for.
+    out.childCpuMs = after && before ? after.childCpuMs - before.childCpuMs + helpersCpuMs : Number.NaN;
     o.log(
       `flood ${target}${target === "tknock" && o.listener !== undefined ? ` (${o.listener})` : ""}${aimed ? " (aimed at its knock ports)" : ""}: ${(out.flood.pps / 1000).toFixed(0)} k pkt/s for ${report.seconds.toFixed(1)} s; ${out.connected}/${o.knocks} connected, ${out.daemonOpened} opened; daemon CPU ${(out.daemonCpuMs / 1000).toFixed(2)} s, peak RSS ${(out.daemonPeakRssBytes / 1e6).toFixed(1)} MB` +
         (out.captureKernelDrops !== undefined ? `; capture drops ${out.captureKernelDrops}` : ""),

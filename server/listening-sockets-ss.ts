@@ -86,8 +86,10 @@ function runSs(ssPath: string, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(ssPath, SS_ARGS, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (!err) return resolve(String(stdout));
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return reject(err);
-      reject(new Error(`ss ${SS_ARGS.join(" ")} failed: ${String(stderr).trim().slice(0, 300) || (err.killed ? `no answer within ${timeoutMs} ms` : err.message)}`));
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return reject(Object.assign(new Error(`${ssPath} not found`), { code: "ENOENT" }));
+      reject(
+        new Error(`ss ${SS_ARGS.join(" ")} failed: ${String(stderr).trim().slice(0, 300) || (err.killed ? `no answer within ${timeoutMs} ms` : err.message)}`),
+      );
     });
   });
 }
