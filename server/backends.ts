@@ -10,7 +10,8 @@ import { ConfigError } from "../src/errors.js";
 import { systemClock } from "../src/ports.js";
 import { CommandFirewall } from "./firewalls/command/command-firewall.js";
 import { NoneFirewall } from "./firewalls/none/none-firewall.js";
-import { IptablesFirewall, iptablesGatePresent } from "./firewalls/iptables/iptables-firewall.js";
+import { IptablesFirewall, iptablesHasChain } from "./firewalls/iptables/iptables-firewall.js";
+import { runNftOnce } from "./firewalls/nftables/nft-process.js";
 import { inputChainName } from "./firewalls/iptables/iptables-rules.js";
 
 /** The one place config names turn into adapters; a new backend is one more case here. */
@@ -74,11 +75,38 @@ export async function gatePresent(config: ServerConfig): Promise<{ present: bool
     case "nftables":
       return { present: await nftTablePresent([config.nftables.nftPath], config.nftables.table), name: `table inet ${config.nftables.table}` };
     case "iptables":
-      return { present: await iptablesGatePresent(config.iptables), name: `iptables chain ${inputChainName(config.iptables.prefix)}` };
+      return { present: await iptablesHasChain(config.iptables.iptablesPath, inputChainName(config.iptables.prefix)), name: `iptables chain ${inputChainName(config.iptables.prefix)}` };
     case "command":
       // Nothing of ours in the kernel: the operator's commands manage the firewall.
       return { present: true, name: "command backend (your open/close commands; fail-open if the daemon dies)" };
     case "none":
       return { present: false, name: 'firewall "none" (log only)', unprotected: true };
+  }
+}
+
+/**
+ * Whether Docker's chains are in the kernel (gateForward "auto"): its DOCKER-USER chain (iptables, nf_tables or
+ * legacy) or its nftables table. Asked once at start; a read that fails counts as "no Docker".
+ */
+export async function dockerPresent(config: ServerConfig): Promise<boolean> {
+  try {
+    switch (config.firewall) {
+      case "nftables": {
+        const tables = await runNftOnce([config.nftables.nftPath], ["list", "tables"], { timeoutMs: 5000 });
+        if (/^table ip docker-bridges$/m.test(tables.stdout)) return true;
+        const chain = await runNftOnce([config.nftables.nftPath], ["list", "chain", "ip", "filter", "DOCKER-USER"], {
+          timeoutMs: 5000,
+          allowFailure: () => true,
+        });
+        return chain.stdout.includes("DOCKER-USER");
+      }
+      case "iptables":
+        return await iptablesHasChain(config.iptables.iptablesPath, "DOCKER-USER");
+      case "command":
+      case "none":
+        return false;
+    }
+  } catch {
+    return false;
   }
 }

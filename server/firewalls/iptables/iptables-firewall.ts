@@ -256,13 +256,12 @@ function firewallError(message: string): TknockError {
   return new TknockError("TKNOCK_FIREWALL", message, ExitCode.system);
 }
 
-/** Whether our input chain exists (for `status`). */
-export async function iptablesGatePresent(config: { readonly prefix: string; readonly iptablesPath: string }): Promise<boolean> {
-  const names = iptablesNames(config.prefix);
+/** Whether a chain exists in the filter table (our input chain for `status`, DOCKER-USER for gateForward "auto"). */
+export async function iptablesHasChain(iptablesPath: string, chain: string): Promise<boolean> {
   return new Promise((resolve, reject) => {
-    execFile(config.iptablesPath, ["-w", "5", "-S"], { timeout: 5000 }, (err, stdout, stderr) => {
-      if (!err) return resolve(String(stdout).split("\n").includes(`-N ${names.inputChain}`));
-      reject(firewallError(`${config.iptablesPath} -S failed: ${String(stderr).trim() || err.message}`));
+    execFile(iptablesPath, ["-w", "5", "-S"], { timeout: 5000 }, (err, stdout, stderr) => {
+      if (!err) return resolve(String(stdout).split("\n").includes(`-N ${chain}`));
+      reject(firewallError(`${iptablesPath} -S failed: ${String(stderr).trim() || err.message}`));
     });
   });
 }
