@@ -75,7 +75,10 @@ export async function gatePresent(config: ServerConfig): Promise<{ present: bool
     case "nftables":
       return { present: await nftTablePresent([config.nftables.nftPath], config.nftables.table), name: `table inet ${config.nftables.table}` };
     case "iptables":
-      return { present: await iptablesHasChain(config.iptables.iptablesPath, inputChainName(config.iptables.prefix)), name: `iptables chain ${inputChainName(config.iptables.prefix)}` };
+      return {
+        present: await iptablesHasChain(config.iptables.iptablesPath, inputChainName(config.iptables.prefix)),
+        name: `iptables chain ${inputChainName(config.iptables.prefix)}`,
+      };
     case "command":
       // Nothing of ours in the kernel: the operator's commands manage the firewall.
       return { present: true, name: "command backend (your open/close commands; fail-open if the daemon dies)" };

@@ -185,7 +185,11 @@ async function checkFirewallNeeds(config: ServerConfig, timeoutMs: number): Prom
       return;
     case "iptables":
       // Reading proves the programs run and may talk to the kernel; ipset with it (the grants live there).
-      for (const argv of [[config.iptables.iptablesPath, "-w", "5", "-S"], [config.iptables.ip6tablesPath, "-w", "5", "-S"], [config.iptables.ipsetPath, "list", "-n"]]) {
+      for (const argv of [
+        [config.iptables.iptablesPath, "-w", "5", "-S"],
+        [config.iptables.ip6tablesPath, "-w", "5", "-S"],
+        [config.iptables.ipsetPath, "list", "-n"],
+      ]) {
         await runReadOnly(argv, timeoutMs);
       }
       return;
@@ -196,7 +200,11 @@ async function checkFirewallNeeds(config: ServerConfig, timeoutMs: number): Prom
         try {
           accessSync(program, constants.X_OK);
         } catch {
-          throw new TknockError("TKNOCK_FIREWALL", `command firewall: ${program} is not an executable file: fix command.open/close in the config`, ExitCode.system);
+          throw new TknockError(
+            "TKNOCK_FIREWALL",
+            `command firewall: ${program} is not an executable file: fix command.open/close in the config`,
+            ExitCode.system,
+          );
         }
       }
       return;
@@ -214,7 +222,9 @@ function runReadOnly(argv: readonly string[], timeoutMs: number): Promise<void> 
         return reject(new TknockError("TKNOCK_FIREWALL", `${file} not found: install it (apt-get install iptables ipset)`, ExitCode.system));
       }
       if (/Permission denied|not permitted|must be root/i.test(String(stderr))) {
-        return reject(new TknockError("TKNOCK_PERMISSION", `${file} may not read the firewall (operation not permitted): run as root or with sudo`, ExitCode.usage));
+        return reject(
+          new TknockError("TKNOCK_PERMISSION", `${file} may not read the firewall (operation not permitted): run as root or with sudo`, ExitCode.usage),
+        );
       }
       reject(new TknockError("TKNOCK_FIREWALL", `${argv.join(" ")} failed: ${String(stderr).trim().slice(0, 300) || err.message}`, ExitCode.system));
     });

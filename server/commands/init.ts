@@ -75,7 +75,11 @@ export function registerInit(program: Command, io: CliIo): void {
     .option("--log-source <journald|kmsg|file:PATH>", "listener log: where to read the kernel's log (default journald)")
     .option("--log-existing", "listener log: the host already logs knock-range packets (ufw logging on): add no log rule")
     .option("--nflog-group <n>", "listener nflog: the NFLOG group the gate logs knocks to, 0..65535 (default 5)")
-    .option("--firewall <nftables|iptables|command|none>", "how ports are opened: nftables, iptables with ipset, your own commands, or none (log only)", "nftables")
+    .option(
+      "--firewall <nftables|iptables|command|none>",
+      "how ports are opened: nftables, iptables with ipset, your own commands, or none (log only)",
+      "nftables",
+    )
     .option("--open-command <json>", 'firewall command: the open command as a JSON list, e.g. \'["/usr/local/bin/open-port","{ip}","{port}"]\'')
     .option("--close-command <json>", "firewall command: the close command as a JSON list (placeholders {ip} {port} {proto} {timeout} {client})")
     .option("--state-dir <dir>", `state directory (default ${DEFAULT_STATE_DIR})`)

@@ -282,7 +282,20 @@ export function emptyClientsFile(): ClientsFile {
   return { version: 1, clients: {} };
 }
 
-const CLIENT_KEYS = ["secret", "periodSeconds", "knocks", "portMin", "portMax", "exclude", "proto", "open", "host", "addr", "enrolledAt", "openSeconds"] as const;
+const CLIENT_KEYS = [
+  "secret",
+  "periodSeconds",
+  "knocks",
+  "portMin",
+  "portMax",
+  "exclude",
+  "proto",
+  "open",
+  "host",
+  "addr",
+  "enrolledAt",
+  "openSeconds",
+] as const;
 
 /** Validates a parsed clients file; each client's profile must obey protocol v1. Secrets are never quoted. */
 export function parseClientsFile(raw: unknown, source: string): ClientsFile {

@@ -44,7 +44,10 @@ describeAsRoot("command backend in the lab", () => {
     const element = ["{", "{ip}", ".", "{port}", "}"];
     service = await startWithListener(t, {
       firewall: "command",
-      command: { open: [NFT, "add", "element", "inet", "hostfw", "allowed", ...element], close: [NFT, "delete", "element", "inet", "hostfw", "allowed", ...element] },
+      command: {
+        open: [NFT, "add", "element", "inet", "hostfw", "allowed", ...element],
+        close: [NFT, "delete", "element", "inet", "hostfw", "allowed", ...element],
+      },
     });
   }, 60_000);
 
@@ -74,7 +77,9 @@ describeAsRoot("command backend in the lab", () => {
     const status = JSON.parse(await t.serverOk(["status", "--json"])) as { grants: { client?: string; expiresInSeconds: number }[] };
     const grant = status.grants.find((g) => g.client === "bob");
     expect(grant?.expiresInSeconds).toBeGreaterThan(LONG_SECONDS - 20);
-    expect((await t.serverOk(["status"])).split("\n")).toContain(`  ${t.lab.host("client").ipv4} -> port ${t.protectPort}, ${grant?.expiresInSeconds}s left (bob)`);
+    expect((await t.serverOk(["status"])).split("\n")).toContain(
+      `  ${t.lab.host("client").ipv4} -> port ${t.protectPort}, ${grant?.expiresInSeconds}s left (bob)`,
+    );
 
     await t.stopDaemon("SIGKILL");
     await sleep(500);

@@ -188,23 +188,26 @@ function firewallContract(name: string, caps: Capabilities, makeHarness: () => P
       });
     }
 
-    itIf(caps.watchSet)("when the prefilter's watch set is replaced every window then check still finds the gate intact, and a repair puts the ports back", async () => {
-      if (!h.watched || !h.outside || !h.outsideKinds) throw new Error("a watch-set firewall's harness needs watched, outside and outsideKinds");
-      const gate: GateSpec = { ...GATE, nflogKnocks: { group: 5, min: 40000, max: 40100, watchOnly: true } };
-      await h.firewall.install(gate);
-      await h.firewall.setWatch?.([40007, 40003]);
-      expect(await h.watched()).toEqual([40003, 40007]);
-      expect(await h.firewall.check(gate)).toBeUndefined();
-      await h.firewall.setWatch?.([40050]);
-      expect(await h.watched()).toEqual([40050]);
-      expect(await h.firewall.check(gate)).toBeUndefined();
-      await h.outside("flush");
-      expect((await h.firewall.check(gate))?.kind).toBe(h.outsideKinds.flush);
-      await h.firewall.install(gate);
-      expect(await h.watched()).toEqual([40050]);
-      expect(await h.firewall.check(gate)).toBeUndefined();
-      expect(await rejectionCodeOf(Promise.resolve().then(() => h.firewall.setWatch?.([70000])))).toBe("TKNOCK_INVALID_GATE");
-    });
+    itIf(caps.watchSet)(
+      "when the prefilter's watch set is replaced every window then check still finds the gate intact, and a repair puts the ports back",
+      async () => {
+        if (!h.watched || !h.outside || !h.outsideKinds) throw new Error("a watch-set firewall's harness needs watched, outside and outsideKinds");
+        const gate: GateSpec = { ...GATE, nflogKnocks: { group: 5, min: 40000, max: 40100, watchOnly: true } };
+        await h.firewall.install(gate);
+        await h.firewall.setWatch?.([40007, 40003]);
+        expect(await h.watched()).toEqual([40003, 40007]);
+        expect(await h.firewall.check(gate)).toBeUndefined();
+        await h.firewall.setWatch?.([40050]);
+        expect(await h.watched()).toEqual([40050]);
+        expect(await h.firewall.check(gate)).toBeUndefined();
+        await h.outside("flush");
+        expect((await h.firewall.check(gate))?.kind).toBe(h.outsideKinds.flush);
+        await h.firewall.install(gate);
+        expect(await h.watched()).toEqual([40050]);
+        expect(await h.firewall.check(gate)).toBeUndefined();
+        expect(await rejectionCodeOf(Promise.resolve().then(() => h.firewall.setWatch?.([70000])))).toBe("TKNOCK_INVALID_GATE");
+      },
+    );
 
     it("when the gate is removed then no grant is left, open is rejected with TKNOCK_FIREWALL, and removing again is fine", async () => {
       await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);

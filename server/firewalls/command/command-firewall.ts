@@ -112,7 +112,13 @@ export class CommandFirewall implements Firewall {
     const map = this.load();
     const nowMs = this.clock.nowMs();
     for (const g of valid) {
-      map.set(key(g), { src: g.src, port: g.port, openSeconds: g.openSeconds, ...(g.client !== undefined ? { client: g.client } : {}), expiresAtMs: nowMs + g.openSeconds * 1000 });
+      map.set(key(g), {
+        src: g.src,
+        port: g.port,
+        openSeconds: g.openSeconds,
+        ...(g.client !== undefined ? { client: g.client } : {}),
+        expiresAtMs: nowMs + g.openSeconds * 1000,
+      });
       this.retryAtMs.delete(key(g));
     }
     // Written before the command runs: a daemon killed in between closes the grant when it starts again.
@@ -226,7 +232,7 @@ export class CommandFirewall implements Firewall {
     try {
       text = readFileSync(this.opts.statePath, "utf8");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return (this.grants = new Map());
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return (this.grants = new Map<string, Entry>());
       throw firewallError(`cannot read ${this.opts.statePath}: ${errText(err)}`, err);
     }
     const grants = new Map<string, Entry>();
@@ -274,7 +280,11 @@ export const runCommand: CommandRunner = (argv, timeoutMs) =>
       if (!err) return resolve();
       const code = (err as NodeJS.ErrnoException).code;
       const why =
-        code === "ENOENT" ? "program not found" : err.killed ? `no exit within ${timeoutMs} ms` : String(stderr).trim().replace(/\s+/g, " ") || `exit ${String(code)}`;
+        code === "ENOENT"
+          ? "program not found"
+          : err.killed
+            ? `no exit within ${timeoutMs} ms`
+            : String(stderr).trim().replace(/\s+/g, " ") || `exit ${String(code)}`;
       reject(new Error(`${file}: ${why.length > MAX_OUTPUT_CHARS ? `${why.slice(0, MAX_OUTPUT_CHARS - 3)}...` : why}`));
     });
   });

@@ -80,7 +80,9 @@ export function inputRules(names: IptablesNames, family: Family, gate: ValidGate
     }
     if (gate.nflogKnocks) {
       const watched = gate.nflogKnocks.watchOnly === true ? ` -m set --match-set ${names.watchSet} dst` : "";
-      rules.push(`${c} -p ${proto} --dport ${range(gate.nflogKnocks)}${watched} -j NFLOG --nflog-group ${gate.nflogKnocks.group} --nflog-size 128 --nflog-threshold 1`);
+      rules.push(
+        `${c} -p ${proto} --dport ${range(gate.nflogKnocks)}${watched} -j NFLOG --nflog-group ${gate.nflogKnocks.group} --nflog-size 128 --nflog-threshold 1`,
+      );
     }
     if (gate.knockRange) rules.push(`${c} -p ${proto} --dport ${range(gate.knockRange)} -j DROP`);
   }
@@ -175,4 +177,3 @@ export function parseGrantSave(text: string): Grant[] {
   }
   return [...byKey.values()];
 }
-
