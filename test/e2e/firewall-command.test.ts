@@ -12,7 +12,8 @@ import { describeAsRoot } from "../support/root.js";
 import { sleep, TknockLab } from "../../lab/tknock-lab.js";
 import { knockOpensForItsSourceOnlyAndReplayIsRefused, startWithListener } from "./listener-scenarios.js";
 
-const OPEN_SECONDS = 3;
+// Long enough that the knock, both probes and the replay check fit in it on a busy CI box.
+const OPEN_SECONDS = 8;
 const LONG_SECONDS = 120;
 const NFT = "/usr/sbin/nft";
 
@@ -63,7 +64,7 @@ describeAsRoot("command backend in the lab", () => {
   it("when the client knocks then the open command lets it in only, the replay is refused, and after openSeconds the close command shuts it", async () => {
     await knockOpensForItsSourceOnlyAndReplayIsRefused(t);
     expect(await allowed()).toContain(`${t.lab.host("client").ipv4} . ${t.protectPort}`);
-    await t.waitForLog((l) => l.msg === "grant closed" && l["client"] === "alice", (OPEN_SECONDS + 3) * 1000);
+    await t.waitForLog((l) => l.msg === "grant closed" && l["client"] === "alice", (OPEN_SECONDS + 5) * 1000);
     expect(await allowed()).not.toContain(t.lab.host("client").ipv4);
     expect((await t.probe("client", t.protectPort)).state).toBe("filtered");
   }, 60_000);
