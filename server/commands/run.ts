@@ -14,7 +14,7 @@ export function registerRun(program: Command, io: CliIo): void {
     .summary("run the daemon in the foreground (checks everything it needs first)")
     .description(
       "run the daemon in the foreground (JSON logs on stdout; SIGHUP reloads and re-checks the gate, SIGTERM/SIGINT stop). It first checks rights, " +
-        "state directory, interface, tcpdump (or the log source with listener log) and nft, and that no other daemon uses the state directory; any problem exits 1 before the gate is touched. " +
+        "state directory, interface, tcpdump (or the log source with listener log) and the firewall's programs (nft; iptables and ipset; the command backend's programs), and that no other daemon uses the state directory; any problem exits 1 before the gate is touched. " +
         "A removed or changed gate is re-installed within a second and logged as an error",
     )
     .action(async (_opts: unknown, cmd: Command) => {
