@@ -28,6 +28,8 @@ export type DaemonDeps = {
   /** The host's listening sockets; default: /proc/net of this network namespace. */
   readonly readListeningSockets?: () => Promise<ParsedProcNet>;
   readonly servicePollMs?: number;
+  /** Whether Docker's chains are present (gateForward "auto"); default: none are. */
+  readonly dockerPresent?: (config: ServerConfig) => Promise<boolean>;
 };
 
 /**
@@ -53,6 +55,8 @@ export class Daemon {
   private readonly refusalLines = new LogLimiter(LOG_LINES_PER_SECOND);
   private readonly bruteForceLines = new LogLimiter(LOG_LINES_PER_SECOND);
   private readonly counters = { opened: 0, refused: 0, bruteforce: 0, openErrors: 0, reloads: 0, futureKnocks: 0 };
+  /** Config gateForward, with "auto" decided at start (Docker's chains present or not). */
+  private gateForward = false;
   /** Aborts the listener when the daemon cannot go on safely; run() then throws `fatal`. */
   private readonly halt = new AbortController();
   private fatal: unknown;
@@ -114,6 +118,7 @@ export class Daemon {
             },
           }
         : {}),
+      ...(this.gateForward ? { gateForward: true } : {}),
     };
   }
 
@@ -144,6 +149,8 @@ export class Daemon {
   async run(signal: AbortSignal): Promise<void> {
     const { log } = this.deps;
     await this.services.refresh();
+    const fwd = this.config.gateForward;
+    this.gateForward = fwd === "auto" ? ((await this.deps.dockerPresent?.(this.config)) ?? false) : fwd;
     this.prefilter.compute(this.deps.clock.nowMs());
     await this.firewall.install(this.gateSpec());
     await this.prefilter.apply();
@@ -160,6 +167,7 @@ export class Daemon {
         clients: Object.keys(this.clients.clients).length,
         listener: this.listener.name,
         firewall: this.firewall.name,
+        gateForward: this.gateForward,
       },
       "tknock-server running",
     );
@@ -246,6 +254,9 @@ export class Daemon {
           "knockRange",
           "tcpdump",
           "nftables",
+          "iptables",
+          "command",
+          "gateForward",
         ] as const
       ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
@@ -341,7 +352,8 @@ export class Daemon {
         // Durable before the port opens. A step that could not be stored stays spent: the matcher refuses it
         // from now on, and the state file was moved aside so a restart fails closed (StepStore.persist).
         if (!this.persisted(() => this.steps.record(d.client, d.step), "could not persist the accepted step; not opening", d.client)) return;
-        const grants: Grant[] = d.open.map((port) => ({ src: d.src, port, openSeconds: this.config.openSeconds }));
+        const openSeconds = this.clients.clients[d.client]?.openSeconds ?? this.config.openSeconds;
+        const grants: Grant[] = d.open.map((port) => ({ src: d.src, port, openSeconds, client: d.client }));
         this.guard.track(grants, this.deps.clock.nowMs());
         const t0 = performance.now();
         let opening: Promise<void>;
@@ -360,7 +372,7 @@ export class Daemon {
                 src: d.src,
                 step: d.step,
                 ports: d.open,
-                openSeconds: this.config.openSeconds,
+                openSeconds,
                 firewallMs: round(performance.now() - t0),
                 knockToOpenMs: round(this.deps.clock.nowMs() - knock.atMs),
               },

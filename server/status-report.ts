@@ -15,7 +15,8 @@ export type StatusFacts = {
   readonly nowMs: number;
   readonly lock: { readonly holder: LockHolder | undefined; readonly alive: boolean };
   readonly runtime: RuntimeStatus | undefined;
-  readonly gate: { readonly present: boolean; readonly name: string };
+  /** unprotected: the firewall protects nothing by design (firewall "none"). */
+  readonly gate: { readonly present: boolean; readonly name: string; readonly unprotected?: boolean };
 };
 
 export type StatusReport = {
@@ -75,7 +76,9 @@ export function assessStatus(f: StatusFacts): StatusReport {
     ...(g !== undefined ? { repairs: g.repairs } : {}),
     ...(g?.lastProblem !== undefined ? { lastProblem: g.lastProblem } : {}),
   };
-  if (!f.gate.present) {
+  if (f.gate.unprotected === true) {
+    problems.push(`${f.gate.name}: NOTHING IS PROTECTED, knocks are only logged; set "firewall" in server.json to nftables, iptables or command`);
+  } else if (!f.gate.present) {
     problems.push(
       `gate missing: ${f.gate.name} is not in the kernel, so the protected ports are open to everyone unless another firewall closes them; ${running ? "the daemon should restore it (see its log)" : "start the daemon to restore it"}`,
     );
@@ -121,6 +124,6 @@ export function formatStatusLines(r: StatusReport, nowMs: number): string[] {
 
 export function formatGrantLines(grants: readonly Grant[]): string[] {
   const lines = [grants.length === 0 ? "grants: none" : "grants:"];
-  for (const g of grants) lines.push(`  ${g.src} -> port ${g.port}, ${g.expiresInSeconds ?? "?"}s left`);
+  for (const g of grants) lines.push(`  ${g.src} -> port ${g.port}, ${g.expiresInSeconds ?? "?"}s left${g.client !== undefined ? ` (${g.client})` : ""}`);
   return lines;
 }

@@ -62,6 +62,8 @@ export type Grant = {
   readonly src: string;
   readonly port: number;
   readonly openSeconds: number;
+  /** The client whose knock opened it, when known (the command backend's {client}). */
+  readonly client?: string;
   /** Seconds left, when the firewall reports it (list()). */
   readonly expiresInSeconds?: number;
 };
@@ -89,6 +91,11 @@ export type GateSpec = {
    * the listener counts it) before the knock-range drop, for the nflog listener. Absent: no NFLOG rule.
    */
   readonly nflogKnocks?: NflogKnocks | undefined;
+  /**
+   * Also gate forwarded traffic (a port published by Docker or any DNAT) whose original destination port, before
+   * the DNAT, is protected. Absent or false: only traffic to this host is gated.
+   */
+  readonly gateForward?: boolean;
 };
 
 export type NflogKnocks = {

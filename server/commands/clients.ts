@@ -25,6 +25,7 @@ type EnrollOptions = {
   period?: number;
   knocks?: number;
   proto?: "tcp" | "udp";
+  openSeconds?: number;
 };
 
 export function registerClientCommands(program: Command, io: CliIo): void {
@@ -49,6 +50,11 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       PROFILE_LIMITS.knocks.default,
     )
     .addOption(new Option("--proto <proto>", "knock protocol").choices(["tcp", "udp"]).default("tcp"))
+    .option(
+      "--open-seconds <n>",
+      "how long this client's knock opens the port, overriding the config's openSeconds (stored in the clients file)",
+      parseIntOption("--open-seconds", 1, 86_400),
+    )
     .option("--force", "replace an existing client of that name (new secret)")
     .action(async (name: string, opts: EnrollOptions, cmd: Command) => {
       const { config } = loadConfigOf(cmd);
@@ -83,6 +89,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
           host: opts.host ?? hostname(),
           ...(opts.addr !== undefined ? { addr: opts.addr } : {}),
           enrolledAt: new Date(io.clock.nowMs()).toISOString(),
+          ...(opts.openSeconds !== undefined ? { openSeconds: opts.openSeconds } : {}),
         };
         const profile = validateProfile(clientProfile(name, record));
         const enrolledUri = formatProfileUri({ ...profile, open, host: record.host, client: name });

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import type { CliIo } from "../../src/cli-io.js";
 import { loadServerConfig } from "../config/load.js";
-import { createFirewall, createListener } from "../backends.js";
+import { createFirewall, createListener, dockerPresent } from "../backends.js";
 import { Daemon } from "../daemon.js";
 import { acquireDaemonLock } from "../daemon-lock.js";
 import { createLogger } from "../logger.js";
@@ -14,7 +14,7 @@ export function registerRun(program: Command, io: CliIo): void {
     .summary("run the daemon in the foreground (checks everything it needs first)")
     .description(
       "run the daemon in the foreground (JSON logs on stdout; SIGHUP reloads and re-checks the gate, SIGTERM/SIGINT stop). It first checks rights, " +
-        "state directory, interface, tcpdump (or the log source with listener log) and nft, and that no other daemon uses the state directory; any problem exits 1 before the gate is touched. " +
+        "state directory, interface, tcpdump (or the log source with listener log) and the firewall's programs (nft; iptables and ipset; the command backend's programs), and that no other daemon uses the state directory; any problem exits 1 before the gate is touched. " +
         "A removed or changed gate is re-installed within a second and logged as an error",
     )
     .action(async (_opts: unknown, cmd: Command) => {
@@ -25,7 +25,7 @@ export function registerRun(program: Command, io: CliIo): void {
       for (const w of warnings) log.warn(w);
       const lock = await acquireDaemonLock(config.stateDir, io.clock.nowMs());
       process.once("exit", lock.release); // also on an uncaught error; a SIGKILL leaves a stale file, detected by pid
-      const daemon = Daemon.create({ configPath, log, clock: io.clock, createListener, createFirewall });
+      const daemon = Daemon.create({ configPath, log, clock: io.clock, createListener, createFirewall, dockerPresent });
       const stop = new AbortController();
       const onStop = (sig: string) => () => {
         log.info({ signal: sig }, "stopping");

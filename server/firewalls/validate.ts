@@ -13,6 +13,7 @@ import {
   type ServicePort,
   type WatchPorts,
 } from "../../src/ports.js";
+import { isValidClientName } from "../../src/protocol/profile-uri.js";
 import { canonicalAddress as canonicalAddressText, type AddressFamily } from "../packets/address.js";
 
 /** Same bound as the config's openSeconds. */
@@ -24,6 +25,7 @@ export type ValidGrant = {
   readonly src: string;
   readonly port: number;
   readonly openSeconds: number;
+  readonly client?: string;
 };
 
 export type ValidGate = {
@@ -34,6 +36,7 @@ export type ValidGate = {
   readonly exemptServices: readonly ServicePort[];
   readonly logKnocks: { readonly min: number; readonly max: number } | undefined;
   readonly nflogKnocks: NflogKnocks | undefined;
+  readonly gateForward: boolean;
 };
 
 export function invalidGrant(message: string): TknockError {
@@ -66,7 +69,12 @@ export function validateGrant(grant: Grant): ValidGrant {
   if (typeof s !== "number" || !Number.isInteger(s) || s < 1 || s > MAX_OPEN_SECONDS) {
     throw invalidGrant(`grant openSeconds ${show(s)} is not allowed: use an integer from 1 to ${MAX_OPEN_SECONDS}`);
   }
-  return { family: canonical.family, src: canonical.address, port: grant.port, openSeconds: s };
+  const client = grant.client;
+  if (client !== undefined && (typeof client !== "string" || !isValidClientName(client))) {
+    throw invalidGrant(`grant client ${show(client)} is not allowed: use letters, digits, . _ - (up to 63)`);
+  }
+  const valid = { family: canonical.family, src: canonical.address, port: grant.port, openSeconds: s };
+  return client === undefined ? valid : { ...valid, client };
 }
 
 /**
@@ -96,6 +104,7 @@ export function validateGate(gate: GateSpec): ValidGate {
     exemptServices: validateServices(gate.exemptServices ?? []),
     logKnocks: validRange(gate.logKnocks, "logged range"),
     nflogKnocks: validNflog(gate.nflogKnocks),
+    gateForward: gate.gateForward === true,
   };
 }
 

@@ -1,3 +1,4 @@
+import { outlineOfInstallScript } from "../../server/firewalls/nftables/gate-shape.js";
 import { describe, expect, it } from "vitest";
 import {
   buildInstallScript,
@@ -31,11 +32,29 @@ add rule inet tknock input meta l4proto { tcp, udp } th dport @protected ip6 sad
 add rule inet tknock input meta l4proto { tcp, udp } th dport @protected drop
 add rule inet tknock input meta l4proto . th dport @services return
 add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop
+add chain inet tknock forward { type filter hook forward priority filter - 10; policy accept; }
+flush chain inet tknock forward
+delete chain inet tknock forward
 `;
 
 describe("nft ruleset builders", () => {
   it("when the gate protects 443 and 22 with a knock range then the script is exactly the documented ruleset", () => {
     expect(buildInstallScript("tknock", { protectedPorts: [443, 22, 443], knockRange: { min: 40000, max: 49999 } })).toBe(INSTALL_22_443);
+  });
+
+  it("when the forward gate is on then DNAT'ed connections to a protected port (by their original port) need a grant, and the outline expects the forward chain", () => {
+    const script = buildInstallScript("tknock", { protectedPorts: [8080], knockRange: undefined, gateForward: true });
+    const forward = script.split("\n").filter((l) => l.includes(" forward"));
+    expect(forward).toEqual([
+      "add chain inet tknock forward { type filter hook forward priority filter - 10; policy accept; }",
+      "flush chain inet tknock forward",
+      "add rule inet tknock forward ct state established,related accept",
+      "add rule inet tknock forward ct status dnat meta l4proto { tcp, udp } ct original proto-dst @protected ip saddr . ct original proto-dst @grants4 accept",
+      "add rule inet tknock forward ct status dnat meta l4proto { tcp, udp } ct original proto-dst @protected ip6 saddr . ct original proto-dst @grants6 accept",
+      "add rule inet tknock forward ct status dnat meta l4proto { tcp, udp } ct original proto-dst @protected drop",
+    ]);
+    expect(outlineOfInstallScript(script).chains.get("forward")?.ruleCount).toBe(4);
+    expect(outlineOfInstallScript(buildInstallScript("tknock", { protectedPorts: [8080], knockRange: undefined })).chains.has("forward")).toBe(false);
   });
 
   it("when there is no knock range and no protected port then no range rule and no empty element list is written", () => {

@@ -43,6 +43,9 @@ export function outlineOfInstallScript(script: string): GateShape {
   const chains = new Map<string, { ruleCount: number }>();
   for (const raw of script.split("\n")) {
     const line = raw.trim();
+    // A chain the script deletes again (the forward gate turned off) is not part of the gate.
+    const deleted = /^delete chain \S+ \S+ (\S+)$/.exec(line)?.[1];
+    if (deleted !== undefined) chains.delete(deleted);
     // add set|chain|element|rule FAMILY TABLE NAME ...
     const m = /^add (set|chain|element|rule) \S+ \S+ (\S+)(.*)$/.exec(line);
     if (!m) continue;

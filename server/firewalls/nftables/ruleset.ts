@@ -28,6 +28,7 @@ export const SET_HEARTBEAT = "heartbeat";
 /** Sets whose elements change without the daemon (the packet path) or every window (setWatch). */
 export const PREFILTER_SETS = [SET_STARTS, SET_WATCH, SET_ACTIVE4, SET_ACTIVE6, SET_OVERFLOW] as const;
 export const CHAIN_INPUT = "input";
+export const CHAIN_FORWARD = "forward";
 
 /**
  * The log listener's rule: the kernel logs knock-range packets with our prefix (the listener reads only those lines).
@@ -121,7 +122,28 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
     }
   }
   if (gate.knockRange) lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.knockRange)} drop`);
+  lines.push(...forwardLines(t, gate.gateForward));
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * The forward gate (gateForward): a connection DNAT'ed to another host or a container (`docker run -p 8080:80`)
+ * never reaches the input hook, so it is gated here by the port it was sent to before the DNAT. Only DNAT'ed
+ * connections: traffic this host merely routes is not ours to gate. Off: the chain is removed if an earlier
+ * install added it (nft 1.0.6 has no "destroy", so it is added, flushed and deleted in the same transaction).
+ */
+function forwardLines(t: string, on: boolean): string[] {
+  const chain = `add chain ${t} ${CHAIN_FORWARD} { type filter hook forward priority filter - 10; policy accept; }`;
+  if (!on) return [chain, `flush chain ${t} ${CHAIN_FORWARD}`, `delete chain ${t} ${CHAIN_FORWARD}`];
+  const dnat = `ct status dnat meta l4proto { tcp, udp } ct original proto-dst @${SET_PROTECTED}`;
+  return [
+    chain,
+    `flush chain ${t} ${CHAIN_FORWARD}`,
+    `add rule ${t} ${CHAIN_FORWARD} ct state established,related accept`,
+    `add rule ${t} ${CHAIN_FORWARD} ${dnat} ip saddr . ct original proto-dst @${SET_GRANTS4} accept`,
+    `add rule ${t} ${CHAIN_FORWARD} ${dnat} ip6 saddr . ct original proto-dst @${SET_GRANTS6} accept`,
+    `add rule ${t} ${CHAIN_FORWARD} ${dnat} drop`,
+  ];
 }
 
 function prefilterSets(t: string, n: NflogKnocks): string[] {
