@@ -8,6 +8,10 @@ import { createLogger } from "../logger.js";
 import { LOG_FORMATS, processLogFormat, type LogFormat } from "../log-format.js";
 import { preflightRun } from "../preflight.js";
 import { configPathOf } from "./context.js";
+import { DaemonMetrics } from "../metrics/daemon-metrics.js";
+import { parseListenAddress } from "../metrics/listen-address.js";
+import { startMetricsServer, type MetricsServer } from "../metrics/metrics-server.js";
+import type { Logger } from "../logger.js";
 
 export function registerRun(program: Command, io: CliIo): void {
   program
@@ -32,7 +36,9 @@ export function registerRun(program: Command, io: CliIo): void {
       for (const w of warnings) log.warn(w);
       const lock = await acquireDaemonLock(config.stateDir, io.clock.nowMs());
       process.once("exit", lock.release); // also on an uncaught error; a SIGKILL leaves a stale file, detected by pid
-      const daemon = Daemon.create({ configPath, log, clock: io.clock, createListener, createFirewall });
+      const metrics = config.metrics === null ? undefined : new DaemonMetrics(config.listener);
+      const daemon = Daemon.create({ configPath, log, clock: io.clock, createListener, createFirewall, ...(metrics ? { observer: metrics } : {}) });
+      const metricsServer = config.metrics && metrics ? await serveMetrics(config.metrics, metrics, daemon, log) : undefined;
       const stop = new AbortController();
       const onStop = (sig: string) => () => {
         log.info({ signal: sig }, "stopping");
@@ -49,8 +55,20 @@ export function registerRun(program: Command, io: CliIo): void {
       } finally {
         process.off("SIGHUP", onHup);
         process.off("SIGUSR1", onUsr1);
+        await metricsServer?.close();
         lock.release();
         process.off("exit", lock.release);
       }
     });
+}
+
+/** Starts the metrics endpoint (config metrics.listen, validated by the config loader). */
+async function serveMetrics(config: { listen: string }, metrics: DaemonMetrics, daemon: Daemon, log: Logger): Promise<MetricsServer> {
+  const listen = parseListenAddress(config.listen);
+  if (listen === undefined) throw new Error(`metrics.listen ${config.listen} passed the config check but does not parse`);
+  const server = await startMetricsServer(listen, metrics, () => daemon.snapshot());
+  if (listen.loopback) log.info({ listen: server.address }, "metrics endpoint listening");
+  // The counts tell when knocks arrive and fail: the admin chose to show them beyond this host.
+  else log.warn({ listen: server.address }, "metrics endpoint listening on a non-loopback address: restrict who can reach it");
+  return server;
 }

@@ -2,6 +2,7 @@ import { ConfigError } from "../../src/errors.js";
 import { decodeSecret, isValidClientName, type EnrolledProfile } from "../../src/protocol/profile-uri.js";
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
 import { Checker } from "./check.js";
+import { parseListenAddress } from "../metrics/listen-address.js";
 
 /** The server's configuration (server.json). Every key has a default; unknown keys are errors. */
 export type ServerConfig = {
@@ -67,6 +68,11 @@ export type ServerConfig = {
     readonly localAddresses: readonly string[];
   };
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  /**
+   * The Prometheus endpoint (GET /metrics); null: off. `listen` is "IP:PORT" ("[::1]:9477" for IPv6): a loopback
+   * address unless the admin writes another, which is then reported at start (the counts show when knocks arrive).
+   */
+  readonly metrics: { readonly listen: string } | null;
 };
 
 export const DEFAULT_CONFIG_PATH = "/etc/tknock/server.json";
@@ -98,6 +104,7 @@ export function defaultServerConfig(paths: { clientsFile: string; stateDir?: str
     nftables: { table: "tknock", nftPath: "nft" },
     tcpdump: { path: "tcpdump", bufferKiB: 16384, localAddresses: [] },
     logLevel: "info",
+    metrics: null,
   };
 }
 
@@ -133,6 +140,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       "nftables",
       "tcpdump",
       "logLevel",
+      "metrics",
     ]) ?? {};
   const get = <T>(key: string, fallback: T, check: (v: unknown, path: string) => T): T => (o[key] === undefined ? fallback : check(o[key], key));
   const sub = (key: string, keys: readonly string[]): Record<string, unknown> => (o[key] === undefined ? {} : (c.object(o[key], key, keys) ?? {}));
@@ -194,6 +202,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       localAddresses: or(td["localAddresses"], d.tcpdump.localAddresses, (v) => c.stringList(v, "tcpdump.localAddresses")),
     },
     logLevel: get("logLevel", d.logLevel, (v, p) => c.oneOf(v, p, ["debug", "info", "warn", "error"] as const)),
+    metrics: o["metrics"] === null || o["metrics"] === undefined ? d.metrics : parseMetrics(c, sub("metrics", ["listen"])),
   };
   if (config.knockRange.min > config.knockRange.max) c.problem("knockRange", `min ${config.knockRange.min} is above max ${config.knockRange.max}`);
   for (const p of config.protect) {
@@ -203,6 +212,13 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
   }
   if (c.issues.length > 0) throw new ConfigError(c.issues, source);
   return config;
+}
+
+function parseMetrics(c: Checker, m: Record<string, unknown>): ServerConfig["metrics"] {
+  const listen = c.string(m["listen"], "metrics.listen", { hint: 'use "IP:PORT", e.g. "127.0.0.1:9477" or "[::1]:9477"' });
+  if (listen !== "" && parseListenAddress(listen) === undefined)
+    c.problem("metrics.listen", `${JSON.stringify(listen)} is not allowed: use "IP:PORT", e.g. "127.0.0.1:9477" or "[::1]:9477"`);
+  return { listen };
 }
 
 /**
