@@ -84,6 +84,14 @@ describe("metrics exposition", () => {
     expect(text).toContain("nodejs_eventloop_lag_seconds");
   });
 
+  it("when the Grafana dashboard queries a metric then the daemon exports it", async () => {
+    const dashboard = readFileSync(new URL("../../docs/grafana-dashboard.json", import.meta.url), "utf8");
+    const names = new Set([...dashboard.matchAll(/\b((?:tknock|process|nodejs)_[a-z_]+)/g)].map((m) => m[1]!.replace(/_(bucket|count|sum)$/, "")));
+    expect(names.size).toBeGreaterThan(15);
+    const text = await new DaemonMetrics("pcap").scrape(SNAPSHOT);
+    for (const name of names) expect(text, name).toContain(`# HELP ${name} `);
+  });
+
   it("when a count grows between scrapes then the counter follows it without adding it twice", async () => {
     const m = new DaemonMetrics("nflog");
     await m.scrape(SNAPSHOT);
