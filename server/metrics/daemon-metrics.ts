@@ -63,10 +63,10 @@ export class DaemonMetrics implements DaemonObserver {
     this.mirrorCounter("tknock_listener_knock_candidates_total", "Packets the listener handed to the matcher", (s) => s.listener.knocks, listener);
     this.mirrorCounter("tknock_listener_malformed_total", "Truncated, garbage or unsupported records skipped", (s) => s.listener.malformed, listener);
     this.mirrorCounter("tknock_capture_starts_total", "Times the capture process was started or restarted", (s) => s.listener.starts, listener);
-    this.mirrorCounter("tknock_capture_drops_total", "Packets dropped before the capture saw them, as the capture reports it", (s) => s.listener.kernelDrops, {
-      ...listener,
-      where: "kernel",
-    });
+    this.mirrorCounter("tknock_capture_drops_total", "Packets dropped before the capture saw them (where: kernel buffer or interface)", [
+      [{ ...listener, where: "kernel" }, (s) => s.listener.kernelDrops],
+      [{ ...listener, where: "interface" }, (s) => s.listener.interfaceDrops ?? 0],
+    ]);
     this.mirrorGauge("tknock_capture_up", "1 while packets are being captured, 0 while capture is down", (s) => (s.capturing === false ? 0 : 1), listener);
     this.mirrorGauge("tknock_grants_active", "Grants the daemon opened that have not expired", (s) => s.activeGrants);
     this.mirrorGauge("tknock_gate_present", "1 while the gate is in the firewall as the daemon installed it", (s) => (s.gate.present ? 1 : 0));
@@ -108,12 +108,18 @@ export class DaemonMetrics implements DaemonObserver {
   }
 
   /** A total the daemon keeps itself, exposed as a counter (reset and set at each scrape: it only grows). */
-  private mirrorCounter(name: string, help: string, read: (s: DaemonSnapshot) => number, labels: Record<string, string> = {}): void {
-    const c = new Counter({ name, help, labelNames: Object.keys(labels), registers: [this.registry] });
+  private mirrorCounter(
+    name: string,
+    help: string,
+    read: ((s: DaemonSnapshot) => number) | readonly (readonly [Record<string, string>, (s: DaemonSnapshot) => number])[],
+    labels: Record<string, string> = {},
+  ): void {
+    const series = typeof read === "function" ? [[labels, read] as const] : read;
+    const c = new Counter({ name, help, labelNames: Object.keys(series[0]?.[0] ?? {}), registers: [this.registry] });
     this.mirrored.push({
       set: (s) => {
         c.reset();
-        c.inc(labels, read(s));
+        for (const [l, r] of series) c.inc(l, r(s));
       },
     });
   }

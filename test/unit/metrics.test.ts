@@ -21,7 +21,7 @@ import { T, T0_MS } from "../support/matcher-fixtures.js";
 import { waitFor } from "../support/wait.js";
 
 const SNAPSHOT: DaemonSnapshot = {
-  listener: { packets: 12, knocks: 9, malformed: 2, starts: 1, kernelDrops: 3 },
+  listener: { packets: 12, knocks: 9, malformed: 2, starts: 1, kernelDrops: 3, interfaceDrops: 4 },
   matcher: {
     clients: 2,
     sources: 4,
@@ -74,6 +74,7 @@ describe("metrics exposition", () => {
     expect(sample(text, 'tknock_listener_packets_total{listener="pcap"}')).toBe(12);
     expect(sample(text, 'tknock_listener_malformed_total{listener="pcap"}')).toBe(2);
     expect(sample(text, 'tknock_capture_drops_total{listener="pcap",where="kernel"}')).toBe(3);
+    expect(sample(text, 'tknock_capture_drops_total{listener="pcap",where="interface"}')).toBe(4);
     expect(sample(text, "tknock_grants_active")).toBe(2);
     expect(sample(text, "tknock_gate_reinstalls_total")).toBe(1);
     expect(sample(text, "tknock_sources_tracked")).toBe(4);
