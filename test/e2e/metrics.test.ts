@@ -4,9 +4,11 @@
  * on loopback cannot be reached from another host.
  */
 import type { ChildProcess } from "node:child_process";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { describeAsRoot } from "../support/root.js";
-import { TknockLab } from "../../lab/tknock-lab.js";
+import { SERVER_BIN, sleep, TknockLab } from "../../lab/tknock-lab.js";
 
 const METRICS = "127.0.0.1:9477";
 
@@ -73,4 +75,36 @@ describeAsRoot("metrics endpoint in a namespace lab", () => {
     expect(r.code).toBe(7);
     expect(r.text).toBe("");
   });
+
+  it("when stdout is the journal's stream and metrics listen beyond loopback then every line carries its priority, the warning <4>, and another host can scrape", async () => {
+    await t.stopDaemon();
+    const config = JSON.parse(readFileSync(t.configPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(t.configPath, JSON.stringify({ ...config, metrics: { listen: `${t.serverAddr}:9477` } }));
+    // systemd sets JOURNAL_STREAM to the device and inode of the stream it gives as stdout: a file stands in for it.
+    const out = join(t.dir, "journal-stream.out");
+    writeFileSync(out, "");
+    const st = statSync(out);
+    const daemon = t.lab.spawn("server", ["sh", "-c", 'exec node "$0" --config "$1" run >>"$2"', SERVER_BIN, t.configPath, out], {
+      env: { ...process.env, JOURNAL_STREAM: `${st.dev}:${st.ino}` },
+    });
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!readFileSync(out, "utf8").includes("tcpdump capturing") && Date.now() < deadline && daemon.exitCode === null) await sleep(100);
+      const lines = readFileSync(out, "utf8")
+        .split("\n")
+        .filter((l) => l !== "");
+      expect(lines.length).toBeGreaterThan(2);
+      for (const line of lines) expect(line).toMatch(/^<[2-7]>\{"level":/);
+      expect(lines.find((l) => l.includes("non-loopback"))).toMatch(/^<4>/);
+      expect(lines.find((l) => l.includes("tknock-server running"))).toMatch(/^<6>/);
+      const scraped = await scrape("client", `${t.serverAddr}:9477`);
+      expect(scraped.code).toBe(0);
+      expect(sample(scraped.text, "tknock_gate_present")).toBe(1);
+      const clients = JSON.parse(readFileSync(join(t.dir, "etc/clients.json"), "utf8")) as { clients: Record<string, { secret: string }> };
+      for (const c of Object.values(clients.clients)) expect(readFileSync(out, "utf8")).not.toContain(c.secret.slice(0, 16));
+    } finally {
+      daemon.kill("SIGTERM");
+      if (daemon.exitCode === null) await new Promise((res) => daemon.once("exit", res));
+    }
+  }, 60_000);
 });
