@@ -71,7 +71,9 @@ function bash(program, tree) {
   const valueCases = [];
   for (const c of nodes) {
     for (const o of c.options.filter((x) => x.value)) {
-      const keys = flagsOf(o).map((f) => key(c, f)).join("|");
+      const keys = flagsOf(o)
+        .map((f) => key(c, f))
+        .join("|");
       const v = o.value;
       const reply = v.choices
         ? `COMPREPLY=($(compgen -W ${shq(v.choices.join(" "))} -- "$cur"))`
@@ -156,7 +158,11 @@ function zsh(program, tree) {
   const fn = `_${program.replace(/-/g, "_")}`;
   const names = NAME_ARGS[program];
   const location = LOCATION_OPTION[program];
-  const zq = (s) => s.replace(/\\/g, "\\\\").replace(/[[\]:]/g, (c) => `\\${c}`).replace(/'/g, `'\\''`);
+  const zq = (s) =>
+    s
+      .replace(/\\/g, "\\\\")
+      .replace(/[[\]:]/g, (c) => `\\${c}`)
+      .replace(/'/g, `'\\''`);
   const optSpec = (o) => {
     const desc = `[${zq(o.description.split("\n")[0])}]`;
     let action = "";
@@ -177,11 +183,7 @@ function zsh(program, tree) {
     for (const s of c.commands) {
       const key = s.path.join("_");
       const takesName = s.path.length === 1 && names.commands.includes(s.name);
-      const rest = s.commands.length
-        ? `'1: :->sub' '*:: :->rest'`
-        : takesName
-          ? `'1:${names.kind}:${fn}_names' '*: :_default'`
-          : `'*: :_default'`;
+      const rest = s.commands.length ? `'1: :->sub' '*:: :->rest'` : takesName ? `'1:${names.kind}:${fn}_names' '*: :_default'` : `'*: :_default'`;
       cases.push(`    ${key})
       _arguments -S ${specs(s).join(" ")} ${rest} && ret=0
       ${s.commands.length ? `case $state in sub) local -a subs; subs=(${cmdList(s)}); _describe command subs && ret=0 ;; rest) words=("${s.name}_$words[1]" "\${(@)words[2,-1]}"); ${fn}_cmd && ret=0 ;; esac` : ""} ;;`);

@@ -141,7 +141,9 @@ export async function buildManPages(outDir) {
   const clis = { tknock: createClientCli(io), "tknock-server": createServerCli(io) };
   mkdirSync(outDir, { recursive: true });
   const written = [];
-  for (const file of readdirSync(join(root, "docs/man")).filter((f) => /\.\d\.md$/.test(f)).sort()) {
+  for (const file of readdirSync(join(root, "docs/man"))
+    .filter((f) => /\.\d\.md$/.test(f))
+    .sort()) {
     const [, name, section] = /^(.+)\.(\d)\.md$/.exec(file);
     const cli = clis[name];
     const generated = { version, commands: cli ? commandsOf(cli) : [], options: cli ? optionsOf(cli) : [] };

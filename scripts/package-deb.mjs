@@ -40,13 +40,21 @@ try {
 
   // The app: what `npm pack` ships of dist, and package.json (type: module for the ESM files).
   for (const d of ["dist/src", "dist/client", "dist/server"]) cpSync(join(root, d), join(lib, d), { recursive: true });
-  writeFileSync(join(lib, "package.json"), `${JSON.stringify({ name: pkg.name, version, type: pkg.type, license: pkg.license, dependencies: pkg.dependencies }, null, 2)}\n`);
+  writeFileSync(
+    join(lib, "package.json"),
+    `${JSON.stringify({ name: pkg.name, version, type: pkg.type, license: pkg.license, dependencies: pkg.dependencies }, null, 2)}\n`,
+  );
 
   // Production node_modules: every package `npm ls --omit=dev` lists, copied with what it holds (nested copies too).
   const listed = execFileSync("npm", ["ls", "--omit=dev", "--all", "--parseable"], { cwd: root, encoding: "utf8", maxBuffer: 16 * 1024 * 1024 })
     .split("\n")
     .filter((p) => p !== "" && p !== root);
-  const topLevel = new Set(listed.map((p) => relative(root, p)).map((p) => /^node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(p)?.[0]).filter(Boolean));
+  const topLevel = new Set(
+    listed
+      .map((p) => relative(root, p))
+      .map((p) => /^node_modules\/(@[^/]+\/[^/]+|[^/]+)/.exec(p)?.[0])
+      .filter(Boolean),
+  );
   for (const p of topLevel) cpSync(join(root, p), join(lib, p), { recursive: true, dereference: true });
 
   mkdirSync(at("usr/bin"), { recursive: true });
@@ -69,7 +77,8 @@ try {
 
   mkdirSync(at("usr/share/bash-completion/completions"), { recursive: true });
   mkdirSync(at("usr/share/zsh/vendor-completions"), { recursive: true });
-  for (const f of readdirSync(join(root, "dist/completions/bash"))) cpSync(join(root, "dist/completions/bash", f), at(`usr/share/bash-completion/completions/${f}`));
+  for (const f of readdirSync(join(root, "dist/completions/bash")))
+    cpSync(join(root, "dist/completions/bash", f), at(`usr/share/bash-completion/completions/${f}`));
   for (const f of readdirSync(join(root, "dist/completions/zsh"))) cpSync(join(root, "dist/completions/zsh", f), at(`usr/share/zsh/vendor-completions/${f}`));
 
   const doc = at("usr/share/doc/tknock");
@@ -166,5 +175,3 @@ exit 0
 } finally {
   rmSync(stage, { recursive: true, force: true });
 }
-
-
