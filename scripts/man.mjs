@@ -3,8 +3,9 @@
  * subset) plus what only the code knows, so a page cannot drift from the program:
  *   {{commands}} and {{options}}: each command's usage, description and options, read from the commander tree
  *                of the CLI and phrased by commander's own help (the same text `--help` prints);
- *   config keys: a definition whose term is a key of defaultServerConfig() gets that key's default from the code,
- *                and a key of the code without a definition fails the build.
+ *   config keys: a definition whose term is a key of defaultServerConfig() gets that key's default from the code;
+ *                a key of the code without a definition is listed under UNDOCUMENTED KEYS, which the man page
+ *                test fails on.
  * Markdown subset: `# NAME SECTION "title"`, `## SECTION`, paragraphs, "- " items, ``` blocks, definitions
  * ("`term`" then ": text"), **bold**, *italic*, `code` (bold).
  *
@@ -125,7 +126,13 @@ function render(source, { name, section, generated, defaults }) {
   flush();
   if (defaults) {
     const missing = [...defaults.keys()].filter((k) => !documented.has(k));
-    if (missing.length > 0) throw new Error(`docs/man/${name}.${section}.md: config keys without a definition: ${missing.join(", ")}`);
+    // The page still lists them (with their defaults), under a heading test/unit/man-pages.test.ts fails on: a
+    // key added in code breaks that test, not everyone's build.
+    if (missing.length > 0) {
+      process.stderr.write(`warning: docs/man/${name}.${section}.md: config keys without a definition: ${missing.join(", ")}\n`);
+      out.push(".SH UNDOCUMENTED KEYS");
+      for (const k of missing) out.push(".TP", `\\fB${esc(k)}\\fR (default: ${esc(JSON.stringify(defaults.get(k)))})`, "Not described yet.");
+    }
   }
   // Tidy: no .PP right before a heading or at the end.
   const tidy = out.filter((l, j) => !(l === ".PP" && (out[j + 1] === undefined || /^\.(SH|PP|TP|IP)/.test(out[j + 1]))));
