@@ -2,16 +2,17 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { loadServerConfig } from "./config/load.js";
 import { clientProfile, type ClientsFile, type ServerConfig } from "./config/schema.js";
-import type { Clock, Firewall, GateSpec, Grant, Listener, ObservedKnock } from "../src/ports.js";
+import type { Clock, Firewall, GateSpec, Grant, Listener, ListenerStats, ObservedKnock } from "../src/ports.js";
 import { readClients } from "./clients-file.js";
 import { DaemonMonitor } from "./daemon-monitor.js";
+import { DaemonActivity, fanOut, type DaemonObserver } from "./daemon-observer.js";
 import { GateGuard, type GateHealth } from "./gate-guard.js";
 import type { ParsedProcNet } from "./local-services.js";
 import { ssListeningSocketsReader } from "./listening-sockets-ss.js";
 import { LogLimiter } from "./log-limit.js";
 import type { Logger } from "./logger.js";
 import type { Decision } from "./matcher/decision.js";
-import { Matcher, type MatcherClient } from "./matcher/matcher.js";
+import { Matcher, type MatcherClient, type MatcherStats } from "./matcher/matcher.js";
 import { matcherOptionsFromConfig } from "./matcher/options.js";
 import { PrefilterWatch } from "./prefilter-watch.js";
 import { ReplayLog, replayRecordOf } from "./replay-log.js";
@@ -30,6 +31,8 @@ export type DaemonDeps = {
   readonly servicePollMs?: number;
   /** Whether Docker's chains are present (gateForward "auto"); default: none are. */
   readonly dockerPresent?: (config: ServerConfig) => Promise<boolean>;
+  /** Told each decision and the state-write and firewall timings (the metrics endpoint); see daemon-observer.ts. */
+  readonly observer?: DaemonObserver;
 };
 
 /**
@@ -54,6 +57,8 @@ export class Daemon {
   // Every refusal and report is still counted and recorded in replays.jsonl (which has its own cap).
   private readonly refusalLines = new LogLimiter(LOG_LINES_PER_SECOND);
   private readonly bruteForceLines = new LogLimiter(LOG_LINES_PER_SECOND);
+  private readonly activity = new DaemonActivity();
+  private readonly observe: Required<DaemonObserver>;
   private readonly counters = { opened: 0, refused: 0, bruteforce: 0, openErrors: 0, reloads: 0, futureKnocks: 0 };
   /** Config gateForward, with "auto" decided at start (Docker's chains present or not). */
   private gateForward = false;
@@ -63,6 +68,7 @@ export class Daemon {
 
   private constructor(private readonly deps: DaemonDeps) {
     const { log, clock } = deps;
+    this.observe = fanOut([this.activity, deps.observer]);
     this.config = loadServerConfig(deps.configPath);
     this.clientsStamp = statStamp(this.config.clientsFile); // before the read: a change during it is seen later
     this.clients = readClients(this.config.clientsFile);
@@ -178,6 +184,7 @@ export class Daemon {
       clock: this.deps.clock,
       listenerHealth: this.listener.health?.bind(this.listener),
       gateHealth: () => this.gateHealth(),
+      activity: () => this.activity.report(),
     });
     monitor.tick();
     // Step boundaries are also checked lazily per packet; the timer keeps tables fresh when no packets come.
@@ -224,10 +231,13 @@ export class Daemon {
 
   /** Persists a state change; false when it failed (logged; fatal when the state file could not even be moved aside). */
   private persisted(write: () => void, what: string, client: string): boolean {
+    const t0 = performance.now();
     try {
       write();
+      this.observe.stateWritten(performance.now() - t0, true);
       return true;
     } catch (err) {
+      this.observe.stateWritten(performance.now() - t0, false);
       this.deps.log.error({ err: err instanceof Error ? err.message : String(err), client }, what);
       if ((err as { code?: unknown }).code === "TKNOCK_STATE_UNPROTECTED") this.stop(err);
       return false;
@@ -257,6 +267,7 @@ export class Daemon {
           "iptables",
           "command",
           "gateForward",
+          "metrics",
         ] as const
       ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
@@ -342,6 +353,7 @@ export class Daemon {
       this.deps.log.error({ err: String(err), src: knock.src }, "matcher error; knock dropped");
       return;
     }
+    if (decision.kind !== "ignored") this.observe.decided(decision, knock);
     this.act(decision, knock);
   }
 
@@ -365,6 +377,7 @@ export class Daemon {
         }
         opening.then(
           () => {
+            this.observe.firewallUpdated(performance.now() - t0, true);
             this.counters.opened++;
             log.info(
               {
@@ -380,6 +393,7 @@ export class Daemon {
             );
           },
           (err: unknown) => {
+            this.observe.firewallUpdated(performance.now() - t0, false);
             this.counters.openErrors++;
             log.error({ err: err instanceof Error ? err.message : String(err), client: d.client, src: d.src }, "firewall open failed");
             // Perhaps the gate was just flushed: check now rather than at the next tick (a repair re-adds this grant).
@@ -425,6 +439,17 @@ export class Daemon {
   private record(d: Decision, knock: ObservedKnock): void {
     const r = replayRecordOf(d, knock.atMs);
     if (r) this.replays.append(r);
+  }
+
+  /** What the metrics endpoint reads at each scrape. */
+  snapshot(): { listener: ListenerStats; matcher: MatcherStats; gate: GateHealth; activeGrants: number; capturing: boolean | undefined } {
+    return {
+      listener: this.listener.stats(),
+      capturing: this.listener.health?.().capturing,
+      matcher: this.matcher.stats(),
+      gate: this.gateHealth(),
+      activeGrants: this.guard.openGrants(this.deps.clock.nowMs()).length,
+    };
   }
 
   stats(): Record<string, unknown> {

@@ -6,6 +6,7 @@
  */
 import type { Grant } from "../src/ports.js";
 import type { LockHolder } from "./daemon-lock.js";
+import type { ActivityReport } from "./daemon-observer.js";
 import type { CaptureReport, RuntimeStatus } from "./runtime-status.js";
 
 /** A daemon rewrites its report every second; one this old belongs to a daemon that is stuck. */
@@ -34,6 +35,8 @@ export type StatusReport = {
   };
   readonly capture: Omit<CaptureReport, "state"> & { readonly state: CaptureReport["state"] | "stopped" };
   readonly gate: { readonly present: boolean; readonly name: string; readonly since?: string; readonly repairs?: number; readonly lastProblem?: string };
+  /** From the running daemon's report: last knock, knocks by decision (absent when no daemon runs). */
+  readonly activity?: ActivityReport;
 };
 
 export function assessStatus(f: StatusFacts): StatusReport {
@@ -96,6 +99,7 @@ export function assessStatus(f: StatusFacts): StatusReport {
     },
     capture,
     gate,
+    ...(running && runtime?.activity !== undefined ? { activity: runtime.activity } : {}),
   };
 }
 
@@ -119,6 +123,13 @@ export function formatStatusLines(r: StatusReport, nowMs: number): string[] {
   const since = g.since !== undefined ? ` since ${g.since}` : "";
   const repairs = g.repairs !== undefined && g.repairs > 0 ? `, repaired ${g.repairs} times` : "";
   lines.push(`gate: ${g.name} ${g.present ? "present" : "MISSING"}${since}${repairs}`);
+  const a = r.activity;
+  if (a !== undefined) {
+    const counts = Object.entries(a.knocks)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(", ");
+    lines.push(`knocks: last ${a.lastKnockAt ?? "none yet"}, last open ${a.lastOpenAt ?? "none yet"}${counts !== "" ? ` (${counts})` : ""}`);
+  }
   return lines;
 }
 

@@ -30,6 +30,8 @@ export type ListenerStats = {
   starts: number;
   /** Packets the kernel dropped before the capture saw them, when the source reports it. */
   kernelDrops: number;
+  /** Packets the interface (driver) dropped, when the capture reports it (tcpdump's "dropped by interface"). */
+  interfaceDrops?: number;
 };
 
 /** Whether a listener is receiving packets, for the daemon's health report and `status`. */

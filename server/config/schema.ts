@@ -3,6 +3,7 @@ import { decodeSecret, isValidClientName, type EnrolledProfile } from "../../src
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
 import { commandTemplateProblem } from "../firewalls/command/command-template.js";
 import { Checker } from "./check.js";
+import { parseListenAddress } from "../metrics/listen-address.js";
 
 /** The server's configuration (server.json). Every key has a default; unknown keys are errors. */
 export type ServerConfig = {
@@ -81,6 +82,11 @@ export type ServerConfig = {
     readonly localAddresses: readonly string[];
   };
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  /**
+   * The Prometheus endpoint (GET /metrics); null: off. `listen` is "IP:PORT" ("[::1]:9477" for IPv6): a loopback
+   * address unless the admin writes another, which is then reported at start (the counts show when knocks arrive).
+   */
+  readonly metrics: { readonly listen: string } | null;
 };
 
 export type CommandConfig = {
@@ -124,6 +130,7 @@ export function defaultServerConfig(paths: { clientsFile: string; stateDir?: str
     command: undefined,
     tcpdump: { path: "tcpdump", bufferKiB: 16384, localAddresses: [] },
     logLevel: "info",
+    metrics: null,
   };
 }
 
@@ -162,6 +169,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       "command",
       "tcpdump",
       "logLevel",
+      "metrics",
     ]) ?? {};
   const get = <T>(key: string, fallback: T, check: (v: unknown, path: string) => T): T => (o[key] === undefined ? fallback : check(o[key], key));
   const sub = (key: string, keys: readonly string[]): Record<string, unknown> => (o[key] === undefined ? {} : (c.object(o[key], key, keys) ?? {}));
@@ -234,6 +242,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       localAddresses: or(td["localAddresses"], d.tcpdump.localAddresses, (v) => c.stringList(v, "tcpdump.localAddresses")),
     },
     logLevel: get("logLevel", d.logLevel, (v, p) => c.oneOf(v, p, ["debug", "info", "warn", "error"] as const)),
+    metrics: o["metrics"] === null || o["metrics"] === undefined ? d.metrics : parseMetrics(c, sub("metrics", ["listen"])),
   };
   if (config.knockRange.min > config.knockRange.max) c.problem("knockRange", `min ${config.knockRange.min} is above max ${config.knockRange.max}`);
   for (const p of config.protect) {
@@ -263,6 +272,13 @@ function parseCommandConfig(c: Checker, raw: unknown): CommandConfig {
     protos: Array.isArray(protos) ? [...new Set(protos.map((p, i) => c.oneOf(p, `command.protos[${i}]`, ["tcp", "udp"] as const)))] : [],
     timeoutMs: o["timeoutMs"] === undefined ? 10_000 : c.int(o["timeoutMs"], "command.timeoutMs", 100, 600_000),
   };
+}
+
+function parseMetrics(c: Checker, m: Record<string, unknown>): ServerConfig["metrics"] {
+  const listen = c.string(m["listen"], "metrics.listen", { hint: 'use "IP:PORT", e.g. "127.0.0.1:9477" or "[::1]:9477"' });
+  if (listen !== "" && parseListenAddress(listen) === undefined)
+    c.problem("metrics.listen", `${JSON.stringify(listen)} is not allowed: use "IP:PORT", e.g. "127.0.0.1:9477" or "[::1]:9477"`);
+  return { listen };
 }
 
 /**
