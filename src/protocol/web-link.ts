@@ -40,10 +40,14 @@ export function enrolmentUriOf(text: string): string {
   const t = text.trim();
   if (!/^https?:\/\//i.test(t)) return t;
   const hash = t.indexOf("#");
-  const fragment = hash < 0 ? "" : t.slice(hash + 1);
+  return (hash < 0 ? undefined : uriFromFragment(t.slice(hash + 1))) ?? t;
+}
+
+/** The enrolment URI a page address's fragment (without '#') holds, or undefined. */
+export function uriFromFragment(fragment: string): string | undefined {
   // A browser's address bar or a messenger may percent-encode characters of the fragment.
-  const uri = /^otpauth(:|%3A)/i.test(fragment) && fragment.includes("%3A") && !fragment.includes("://") ? safeDecode(fragment) : fragment;
-  return /^otpauth:\/\//i.test(uri) ? uri : t;
+  const uri = /^otpauth%3A/i.test(fragment) ? safeDecode(fragment) : fragment;
+  return /^otpauth:\/\//i.test(uri) ? uri : undefined;
 }
 
 function safeDecode(text: string): string {
