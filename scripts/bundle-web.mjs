@@ -61,10 +61,13 @@ const csp = [
   "form-action 'none'",
 ].join("; ");
 
+// The hashes cover the exact text between the tags: the whole block is replaced, whatever Prettier made of the
+// template's whitespace around the placeholders.
 const html = readFileSync("web/index.html", "utf8")
   .replace("__CSP__", () => csp)
-  .replace("__CSS__", () => css)
-  .replace("__JS__", () => js);
+  .replace(/<style>\s*__CSS__\s*<\/style>/, () => `<style>${css}</style>`)
+  .replace(/<script>\s*__JS__;?\s*<\/script>/, () => `<script>${js}</script>`);
+if (/__(CSP|CSS|JS)__/.test(html)) throw new Error("web: a placeholder of web/index.html was not filled");
 
 rmSync("dist/web", { recursive: true, force: true });
 mkdirSync("dist/web", { recursive: true });
