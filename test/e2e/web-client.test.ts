@@ -169,4 +169,54 @@ describeAsRoot("web client: chromium in the client namespace knocks the real ser
     // The page's own script and style ran under its policy, and nothing it did was blocked.
     expect(cspViolations).toEqual([]);
   });
+  it("when a passphrase is set then the store and the backup hold no secret, a reload asks for it, and the backup imports elsewhere", async () => {
+    const secret = /secret=([A-Z2-7]+)/.exec(uri)?.[1] ?? "";
+    expect(secret).not.toBe("");
+    const storedText = `new Promise((resolve) => { const r = indexedDB.open("tknock"); r.onsuccess = () => {
+      const g = r.result.transaction("state").objectStore("state").get("store"); g.onsuccess = () => { resolve(JSON.stringify(g.result)); r.result.close(); }; }; })`;
+    expect(await page.evaluate(storedText)).toContain(secret);
+
+    await page.getByLabel("New passphrase (leave empty to remove it)").fill("correct horse battery");
+    await page.getByRole("button", { name: "Set passphrase" }).click();
+    await expect.poll(() => page.locator("#status").textContent(), { timeout: 10_000 }).toBe("profiles protected by the passphrase");
+    expect(await page.evaluate(storedText)).not.toContain(secret);
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Export backup" }).click()]);
+    const backup = join(t.dir, "backup.json");
+    await download.saveAs(backup);
+    expect(readFileSync(backup, "utf8")).toContain('"sealed"');
+    expect(readFileSync(backup, "utf8")).not.toContain(secret);
+
+    await page.reload();
+    await page.getByRole("button", { name: "Unlock" }).waitFor();
+    expect(await knockButton("server").count()).toBe(0);
+    await page.getByLabel("Passphrase", { exact: true }).fill("wrong");
+    await page.getByRole("button", { name: "Unlock" }).click();
+    await expect.poll(() => page.locator("#status").textContent(), { timeout: 10_000 }).toMatch(/^wrong passphrase/);
+    await page.getByLabel("Passphrase", { exact: true }).fill("correct horse battery");
+    await page.getByRole("button", { name: "Unlock" }).click();
+    await expect.poll(() => knockButton("server").count(), { timeout: 10_000 }).toBe(1);
+
+    const other = await browser.newContext({ viewport: { width: 360, height: 740 } });
+    try {
+      const fresh = await other.newPage();
+      await fresh.goto(WEB_PAGE_URL);
+      await fresh.getByLabel("Backup passphrase (for a protected backup)").fill("correct horse battery");
+      await fresh.getByLabel("Import backup file").setInputFiles(backup);
+      await expect.poll(() => fresh.locator("#status").textContent(), { timeout: 10_000 }).toMatch(/^imported 3 profiles: /);
+      expect(await fresh.getByRole("button", { name: "Knock server", exact: true }).count()).toBe(1);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("when Delete is confirmed then the profile is gone from the page and the store", async () => {
+    page.once("dialog", (d) => void d.accept());
+    await page.getByRole("button", { name: "Delete badport" }).click();
+    await expect.poll(() => knockButton("badport").count(), { timeout: 10_000 }).toBe(0);
+    await page.reload();
+    await page.getByLabel("Passphrase", { exact: true }).fill("correct horse battery");
+    await page.getByRole("button", { name: "Unlock" }).click();
+    await expect.poll(() => knockButton("server").count(), { timeout: 10_000 }).toBe(1);
+    expect(await knockButton("badport").count()).toBe(0);
+  });
 });
