@@ -219,4 +219,27 @@ describeAsRoot("web client: chromium in the client namespace knocks the real ser
     await expect.poll(() => knockButton("server").count(), { timeout: 10_000 }).toBe(1);
     expect(await knockButton("badport").count()).toBe(0);
   });
+  it("when the page is served from http://localhost then its service worker keeps it working offline", async () => {
+    // A static server in the client namespace: the page's own host, as a user's https host would be.
+    const server = t.lab.spawn("client", ["node", join(REPO_ROOT, "test/support/static-server.mjs"), join(REPO_ROOT, "dist/web"), "8765"]);
+    const other = await browser.newContext();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.stdout?.once("data", () => resolve());
+        server.once("exit", (code) => reject(new Error(`static server exited ${code}`)));
+      });
+      const p = await other.newPage();
+      await p.goto("http://localhost:8765/");
+      await expect.poll(() => p.locator("#offline").textContent(), { timeout: 10_000 }).toBe("Available offline; add it to your home screen.");
+      await p.evaluate("navigator.serviceWorker.ready");
+      server.kill();
+      await other.setOffline(true);
+      await p.reload();
+      expect(await p.getByRole("heading", { name: "tknock", level: 1 }).count()).toBe(1);
+      expect(await p.getByRole("button", { name: "Add profile" }).count()).toBe(1);
+    } finally {
+      server.kill();
+      await other.close();
+    }
+  });
 });
