@@ -1,4 +1,4 @@
-import { InvalidUriError } from "../errors.js";
+import { ExitCode, TknockError } from "../errors.js";
 
 /**
  * The web client's enrolment link: the page's address with the otpauth URI as its fragment,
@@ -12,15 +12,19 @@ export function checkWebUrl(text: string): string {
   try {
     url = new URL(text);
   } catch {
-    throw new InvalidUriError("web-url", `--web-url must be the page's address, e.g. https://example.org/tknock/, got ${webUrlQuote(text)}`);
+    throw usage(`--web-url must be the page's address, e.g. https://example.org/tknock/, got ${webUrlQuote(text)}`);
   }
   const local = url.protocol === "http:" && ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
   // The camera, WebCrypto and the service worker need a secure context: https, or http on this device only.
   if (url.protocol !== "https:" && !local) {
-    throw new InvalidUriError("web-url", `--web-url must be an https:// address (the page needs a secure context), got ${url.protocol} address`);
+    throw usage(`--web-url must be an https:// address (the page needs a secure context), got an ${url.protocol.slice(0, -1)} address`);
   }
-  if (url.hash !== "" || text.includes("#")) throw new InvalidUriError("web-url", "--web-url must have no #fragment: the enrolment URI goes there");
+  if (url.hash !== "" || text.includes("#")) throw usage("--web-url must have no #fragment: the enrolment URI goes there");
   return url.href;
+}
+
+function usage(message: string): TknockError {
+  return new TknockError("TKNOCK_USAGE", message, ExitCode.usage);
 }
 
 function webUrlQuote(text: string): string {
