@@ -37,11 +37,11 @@ export const CHROMIUM_INSTALL_HINT = "install Debian's chromium: apt-get install
  * Starts chromium in namespace `ns` through a small wrapper (`ip netns exec NS chromium ARGS`): playwright talks
  * to it over the pipes it inherits, which the exec chain keeps.
  */
-export async function launchInNamespace(ns: string, dir: string): Promise<Browser> {
+export async function launchInNamespace(ns: string, dir: string, extraArgs: readonly string[] = []): Promise<Browser> {
   if (!chromiumInstalled()) throw new Error(`no ${CHROMIUM}: ${CHROMIUM_INSTALL_HINT}`);
   const wrapper = join(dir, `chromium-in-${ns}`);
   writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} ${CHROMIUM} "$@"\n`);
   chmodSync(wrapper, 0o755);
   const { chromium } = await import("playwright-core");
-  return chromium.launch({ executablePath: wrapper, args: [...CHROMIUM_FLAGS], timeout: 30_000 });
+  return chromium.launch({ executablePath: wrapper, args: [...CHROMIUM_FLAGS, ...extraArgs], timeout: 30_000 });
 }

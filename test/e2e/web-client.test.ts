@@ -4,7 +4,7 @@
  * Hosts: client 198.18.0.1, server 198.18.0.2, other 198.18.0.3.
  */
 import type { ChildProcess } from "node:child_process";
-import { copyFileSync, readFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, expect, it } from "vitest";
@@ -14,6 +14,7 @@ import { deriveSequence } from "../../src/protocol/derive.js";
 import { parseProfileUri } from "../../src/protocol/profile-uri.js";
 import { VECTORS } from "../vectors/v1.js";
 import { describeAsRoot } from "../support/root.js";
+import { pngToY4m } from "../support/y4m.js";
 
 const WEB_URL = "https://tknock.example/web/";
 
@@ -240,6 +241,27 @@ describeAsRoot("web client: chromium in the client namespace knocks the real ser
     } finally {
       server.kill();
       await other.close();
+    }
+  });
+  it("when the camera sees the enrolment QR code then the page imports the profile it links to", async () => {
+    // Chromium's fake camera plays a picture of the code; a picture without any would never resolve.
+    const video = join(t.dir, "camera.y4m");
+    writeFileSync(video, pngToY4m(readFileSync(qrPng)));
+    const camBrowser = await launchInNamespace(t.lab.host("client").ns, t.dir, [
+      "--use-fake-ui-for-media-stream",
+      "--use-fake-device-for-media-stream",
+      `--use-file-for-fake-video-capture=${video}`,
+    ]);
+    try {
+      const p = await camBrowser.newPage({ viewport: { width: 360, height: 740 } });
+      await p.goto(WEB_PAGE_URL);
+      await p.getByLabel("Profile name (optional)").fill("camera");
+      await p.getByRole("button", { name: "Scan QR code with camera" }).click();
+      await expect.poll(() => p.getByRole("button", { name: "Knock camera", exact: true }).count(), { timeout: 15_000 }).toBe(1);
+      expect(await p.locator("#status").textContent()).toMatch(/^added camera: tcp knocks to 198\.18\.0\.2/);
+      expect(await p.locator("#camera").isHidden()).toBe(true);
+    } finally {
+      await camBrowser.close();
     }
   });
 });
