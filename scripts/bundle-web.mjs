@@ -76,5 +76,5 @@ copyFileSync("web/manifest.webmanifest", "dist/web/manifest.webmanifest");
 copyFileSync("web/icon.svg", "dist/web/icon.svg");
 // The cache name follows the page: a new build replaces the old copy on the phone.
 const version = createHash("sha256").update(html).digest("hex").slice(0, 12);
-const sw = await build({ ...common, entryPoints: ["web/sw.ts"], format: "esm", define: { __TKNOCK_VERSION__: JSON.stringify(version) } });
+const sw = await build({ ...common, entryPoints: ["web/sw.ts"], format: "iife", define: { __TKNOCK_VERSION__: JSON.stringify(version) } });
 writeFileSync("dist/web/sw.js", sw.outputFiles[0].text);
