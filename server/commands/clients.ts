@@ -102,7 +102,11 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       io.out(uri);
       if (opts.webUrl !== undefined) io.out(qrText);
       for (const note of exclusions.notes) io.err(note);
-      io.err(`enrolled ${name}: on the client run \`tknock add 'URI'\` or scan the QR code. The URI holds the secret: send it privately.`);
+      const how =
+        opts.webUrl !== undefined
+          ? "scan the QR code with the phone's camera (it opens the web client, which imports the profile), or on a computer run `tknock add 'URI'`"
+          : "on the client run `tknock add 'URI'` or scan the QR code";
+      io.err(`enrolled ${name}: ${how}. The URI holds the secret: send it privately.`);
       if (opts.qrPng !== undefined) {
         const png = await QRCode.toBuffer(qrText, { type: "png", margin: 2, scale: 6 });
         await writeFile(opts.qrPng, png, { mode: 0o600 }).catch((cause: unknown) => {
