@@ -90,7 +90,10 @@ export async function sendKnocks(addr: string, ports: readonly number[], deps: N
 }
 
 export type ProbeOutcome =
+  /** An HTTPS server answered: the port is open for this address. */
   | { readonly kind: "open"; readonly afterMs: number }
+  /** The attempt failed at once: a service that is not HTTPS (ssh), a refusal, or a network error. */
+  | { readonly kind: "answered"; readonly afterMs: number }
   | { readonly kind: "no-answer"; readonly seconds: number }
   | { readonly kind: "cannot-tell"; readonly why: string };
 
@@ -98,25 +101,26 @@ export type ProbeOutcome =
 const PROBE_ATTEMPT_MS = 1200;
 
 /**
- * Whether the protected port answers: a probe fetch that settles before its timeout reached something (a TLS
- * server answers, an ssh server's banner fails the TLS handshake at once, a closed port resets), so the gate let
- * this address in. A bad port cannot be probed at all.
+ * Looks at the protected port with fetch('https://ADDR:PORT/') until something answers. The gate drops until
+ * the knock opens it, so an answer means it let this address in: a response (an HTTPS service) says so for
+ * sure; a quick failure is most likely the same (an ssh server's banner fails the TLS handshake at once), but a
+ * page cannot tell it from a refusal or a network error, and says so. A bad port cannot be probed at all.
  */
 export async function probeOpen(addr: string, port: number, waitSeconds: number, deps: NetDeps = browserDeps): Promise<ProbeOutcome> {
   if (isBadPort(port))
-    return { kind: "cannot-tell", why: `browsers refuse connections to port ${port} (a Fetch "bad port"), so the page cannot look; try your ssh client` };
+    return { kind: "cannot-tell", why: `browsers refuse connections to port ${port} (a Fetch "bad port"), so the page cannot look; your ssh client will tell` };
   const startMs = deps.nowMs();
   while (deps.nowMs() - startMs < waitSeconds * 1000) {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), PROBE_ATTEMPT_MS);
-    const answered = await deps
+    const seen = await deps
       .fetch(knockUrl(addr, port), { mode: "no-cors", signal: abort.signal, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" })
       .then(
-        () => true,
-        () => !abort.signal.aborted,
+        () => "open" as const,
+        () => (abort.signal.aborted ? undefined : ("answered" as const)),
       );
     clearTimeout(timer);
-    if (answered) return { kind: "open", afterMs: deps.nowMs() - startMs };
+    if (seen !== undefined) return { kind: seen, afterMs: deps.nowMs() - startMs };
   }
   return { kind: "no-answer", seconds: waitSeconds };
 }

@@ -157,6 +157,9 @@ async function doKnock(name: string, addr: string, openPort: number, button: HTM
     if (probe.kind === "open") {
       opened.textContent = `Opened: port ${openPort} answers (after ${Math.round(probe.afterMs)} ms).`;
       opened.classList.add("ok");
+    } else if (probe.kind === "answered") {
+      opened.textContent = `Opened, most likely: port ${openPort} answered after ${Math.round(probe.afterMs)} ms, but not over HTTPS, so the page cannot tell a service such as ssh from a refusal or a network error; ssh will tell.`;
+      opened.classList.add("ok");
     } else if (probe.kind === "cannot-tell") {
       opened.textContent = `Cannot tell whether port ${openPort} opened: ${probe.why}.`;
     } else {
