@@ -370,5 +370,6 @@ void render()
 if (__TKNOCK_DEV__) {
   void runVectors().then((r) => {
     if (r.failed.length > 0) say(`protocol vectors FAILED in this browser: ${r.failed.join("; ")}`, true);
+    else console.info(`tknock development build: the ${r.passed.length} protocol vectors pass in this browser`);
   });
 }
