@@ -16,6 +16,9 @@ const OPEN_WAIT_SECONDS = 6;
 
 const store = new WebStore();
 
+/** Each profile's last knock and probe lines, kept when the list is drawn again (a profile added meanwhile). */
+const lastLines = new Map<string, { result: HTMLElement; opened: HTMLElement }>();
+
 function el<T extends HTMLElement>(id: string): T {
   const e = document.getElementById(id);
   if (e === null) throw new Error(`page element #${id} is missing`);
@@ -92,6 +95,17 @@ function card(entry: WebProfile): HTMLLIElement {
     result.dataset["role"] = "result";
     const opened = make("p", { className: "result" });
     opened.dataset["role"] = "opened";
+    const kept = lastLines.get(entry.name);
+    if (kept !== undefined) {
+      for (const [to, from] of [
+        [result, kept.result],
+        [opened, kept.opened],
+      ] as const) {
+        to.textContent = from.textContent;
+        to.className = from.className;
+      }
+    }
+    lastLines.set(entry.name, { result, opened });
     knock.addEventListener("click", () => void doKnock(entry.name, entry.addr, open, knock, result, opened));
     li.append(knock, result, opened);
     const ssh = sshCommand(entry.addr, open);

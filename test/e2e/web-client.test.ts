@@ -142,6 +142,8 @@ describeAsRoot("web client: chromium in the client namespace knocks the real ser
     await page.getByLabel("QR code picture").setInputFiles(qrPng);
     await expect.poll(() => knockButton("tablet").count(), { timeout: 10_000 }).toBe(1);
     expect(await page.locator("#status").textContent()).toMatch(/^added tablet: tcp knocks to 198\.18\.0\.2/);
+    // The list was drawn again: the other profile still shows its last knock.
+    expect(await card("server").locator('[data-role="result"]').textContent()).toMatch(/^Knocked 198\.18\.0\.2 with step/);
   });
 
   it("when a profile's sequence holds a port browsers refuse then the page does not knock, says why, and spends no step", async () => {
