@@ -6,7 +6,15 @@
  */
 import type { Clock, ListenerHealth } from "../src/ports.js";
 import type { ActivityReport } from "./daemon-observer.js";
-import { classifyCapture, gateReportOf, writeRuntimeStatus, type CaptureReport, type GateHealthLike, type RuntimeStatus } from "./runtime-status.js";
+import {
+  classifyCapture,
+  gateReportOf,
+  writeRuntimeStatus,
+  type CaptureReport,
+  type GateHealthLike,
+  type PrefilterReport,
+  type RuntimeStatus,
+} from "./runtime-status.js";
 
 /** How often a lasting capture failure is logged again. */
 export const CAPTURE_ERROR_EVERY_MS = 60_000;
@@ -25,6 +33,7 @@ export type DaemonMonitorDeps = {
   readonly gateHealth?: (() => GateHealthLike) | undefined;
   /** Last knock and counts by decision, for `status`. */
   readonly activity?: (() => ActivityReport) | undefined;
+  readonly prefilter?: (() => PrefilterReport | undefined) | undefined;
 };
 
 export class DaemonMonitor {
@@ -83,6 +92,12 @@ export class DaemonMonitor {
     } catch {
       activity = undefined;
     }
+    let prefilter;
+    try {
+      prefilter = this.deps.prefilter?.();
+    } catch {
+      prefilter = undefined;
+    }
     const now = new Date(nowMs).toISOString();
     const status: RuntimeStatus = {
       version: 1,
@@ -93,6 +108,7 @@ export class DaemonMonitor {
       capture: this.capture,
       ...(gate !== undefined ? { gate } : {}),
       ...(activity !== undefined ? { activity } : {}),
+      ...(prefilter !== undefined ? { prefilter } : {}),
     };
     try {
       writeRuntimeStatus(this.deps.path, status);

@@ -184,6 +184,7 @@ export class Daemon {
       clock: this.deps.clock,
       listenerHealth: this.listener.health?.bind(this.listener),
       gateHealth: () => this.gateHealth(),
+      prefilter: () => (this.config.listener === "nflog" ? this.prefilter.report() : undefined),
       activity: () => this.activity.report(),
     });
     monitor.tick();

@@ -5,6 +5,7 @@
  */
 import { randomFillSync } from "node:crypto";
 import type { Firewall, WatchPorts } from "../src/ports.js";
+import type { PrefilterReport } from "./runtime-status.js";
 import type { KnockProfile } from "../src/protocol/profile.js";
 import type { Logger } from "./logger.js";
 import { computeWatch, type PrefilterOptions, type RandomSource } from "./prefilter.js";
@@ -28,8 +29,16 @@ export class PrefilterWatch {
   private ports: WatchPorts = { starts: [], others: [] };
   /** Recomputed and not yet in the firewall: apply() has work to do. */
   private pending = false;
+  private density = 0;
 
   constructor(private readonly opts: PrefilterWatchOptions) {}
+
+  /** For `status` (daemon.json). */
+  report(): PrefilterReport {
+    if (!this.opts.enabled) return { state: "disabled" };
+    if (!this.on) return { state: "off", reason: this.offReason ?? "not computed yet" };
+    return { state: "on", firstPorts: this.ports.starts.length, otherPorts: this.ports.others.length, tripwireDensity: this.density };
+  }
 
   /** Whether the gate logs only the watched ports now (GateSpec nflogKnocks.watchOnly). */
   get active(): boolean {
@@ -48,6 +57,7 @@ export class PrefilterWatch {
     if (w.on) {
       this.on = true;
       this.ports = { starts: w.starts, others: [...w.later, ...w.tripwires] };
+      this.density = w.tripwireDensity;
       this.pending = true;
       this.validUntilMs = w.validUntilMs;
       if (!was)

@@ -49,7 +49,18 @@ export type RuntimeStatus = {
   readonly gate?: GateReport;
   /** Last knock and counts by decision since the daemon started (daemon-observer.ts). */
   readonly activity?: ActivityReport;
+  /** The kernel prefilter (listener nflog): absent with other listeners. */
+  readonly prefilter?: PrefilterReport;
 };
+
+/**
+ * "on": the gate logs only the watched ports; "off": the daemon turned it off (reason) and the gate logs the whole
+ * knock range; "disabled": config `prefilter` is false.
+ */
+export type PrefilterReport =
+  | { readonly state: "on"; readonly firstPorts: number; readonly otherPorts: number; readonly tripwireDensity: number }
+  | { readonly state: "off"; readonly reason: string }
+  | { readonly state: "disabled" };
 
 export function runtimeStatusPath(stateDir: string): string {
   return join(stateDir, RUNTIME_STATUS_FILE);
@@ -101,8 +112,18 @@ export function readRuntimeStatus(path: string): RuntimeStatus | undefined {
     const o = JSON.parse(readFileSync(path, "utf8")) as Partial<RuntimeStatus>;
     if (o.version !== 1 || typeof o.pid !== "number" || typeof o.updatedAt !== "string" || typeof o.capture !== "object" || o.capture === null)
       return undefined;
-    return o as RuntimeStatus;
+    // A part that is not what this version writes is left out rather than shown wrong.
+    const { prefilter, ...rest } = o as RuntimeStatus;
+    return isPrefilterReport(prefilter) ? { ...rest, prefilter } : rest;
   } catch {
     return undefined;
   }
+}
+
+function isPrefilterReport(v: unknown): v is PrefilterReport {
+  if (typeof v !== "object" || v === null) return false;
+  const p = v as Record<string, unknown>;
+  if (p["state"] === "on") return typeof p["firstPorts"] === "number" && typeof p["otherPorts"] === "number" && typeof p["tripwireDensity"] === "number";
+  if (p["state"] === "off") return typeof p["reason"] === "string";
+  return p["state"] === "disabled";
 }

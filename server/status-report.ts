@@ -7,7 +7,7 @@
 import type { Grant } from "../src/ports.js";
 import type { LockHolder } from "./daemon-lock.js";
 import type { ActivityReport } from "./daemon-observer.js";
-import type { CaptureReport, RuntimeStatus } from "./runtime-status.js";
+import type { CaptureReport, PrefilterReport, RuntimeStatus } from "./runtime-status.js";
 
 /** A daemon rewrites its report every second; one this old belongs to a daemon that is stuck. */
 export const REPORT_STALE_MS = 10_000;
@@ -37,6 +37,7 @@ export type StatusReport = {
   readonly gate: { readonly present: boolean; readonly name: string; readonly since?: string; readonly repairs?: number; readonly lastProblem?: string };
   /** From the running daemon's report: last knock, knocks by decision (absent when no daemon runs). */
   readonly activity?: ActivityReport;
+  readonly prefilter?: PrefilterReport;
 };
 
 export function assessStatus(f: StatusFacts): StatusReport {
@@ -100,6 +101,7 @@ export function assessStatus(f: StatusFacts): StatusReport {
     capture,
     gate,
     ...(running && runtime?.activity !== undefined ? { activity: runtime.activity } : {}),
+    ...(running && runtime?.prefilter !== undefined ? { prefilter: runtime.prefilter } : {}),
   };
 }
 
@@ -123,6 +125,16 @@ export function formatStatusLines(r: StatusReport, nowMs: number): string[] {
   const since = g.since !== undefined ? ` since ${g.since}` : "";
   const repairs = g.repairs !== undefined && g.repairs > 0 ? `, repaired ${g.repairs} times` : "";
   lines.push(`gate: ${g.name} ${g.present ? "present" : "MISSING"}${since}${repairs}`);
+  const pf = r.prefilter;
+  if (pf?.state === "on") {
+    lines.push(
+      `prefilter: on, ${pf.firstPorts} first ports and ${pf.otherPorts} other ports watched (tripwire density ${(pf.tripwireDensity * 100).toFixed(2)}%)`,
+    );
+  } else if (pf?.state === "off") {
+    lines.push(`prefilter: off, the gate logs the whole knock range: ${pf.reason}`);
+  } else if (pf?.state === "disabled") {
+    lines.push(`prefilter: disabled in the config, the gate logs the whole knock range`);
+  }
   const a = r.activity;
   if (a !== undefined) {
     const counts = Object.entries(a.knocks)

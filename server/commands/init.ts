@@ -26,6 +26,7 @@ type InitOptions = {
   logSource?: string;
   logExisting?: boolean;
   nflogGroup?: string;
+  prefilter?: boolean;
   firewall?: string;
   openCommand?: string;
   closeCommand?: string;
@@ -75,6 +76,7 @@ export function registerInit(program: Command, io: CliIo): void {
     .option("--log-source <journald|kmsg|file:PATH>", "listener log: where to read the kernel's log (default journald)")
     .option("--log-existing", "listener log: the host already logs knock-range packets (ufw logging on): add no log rule")
     .option("--nflog-group <n>", "listener nflog: the NFLOG group the gate logs knocks to, 0..65535 (default 5)")
+    .option("--no-prefilter", "listener nflog: log the whole knock range to NFLOG, not only the ports that can matter now (see README)")
     .option(
       "--firewall <nftables|iptables|command|none>",
       "how ports are opened: nftables, iptables with ipset, your own commands, or none (log only)",
@@ -108,6 +110,7 @@ export function registerInit(program: Command, io: CliIo): void {
         logExisting: opts.logExisting ?? base.logExisting,
         // A non-number goes to parseServerConfig as it is, which names the key and the allowed range.
         nflogGroup: opts.nflogGroup === undefined ? base.nflogGroup : /^\d+$/.test(opts.nflogGroup) ? Number(opts.nflogGroup) : opts.nflogGroup,
+        prefilter: opts.prefilter ?? base.prefilter,
         firewall: opts.firewall ?? base.firewall,
         ...commandSection(opts),
       };

@@ -52,6 +52,8 @@ describeAsRoot("end to end: the nflog listener with the kernel prefilter", () =>
     expect(starts.length + others.length).toBeLessThan((RANGE.max - RANGE.min + 1) / 4);
     expect([...starts, ...others].every((p) => p >= RANGE.min && p <= RANGE.max)).toBe(true);
     expect(others.some((p) => starts.includes(p))).toBe(false);
+    const status = await t.server(["status"]);
+    expect(status.stdout).toContain(`prefilter: on, ${starts.length} first ports and ${others.length} other ports watched`);
   });
 
   it("when the client knocks then the port opens for the client only; a replay from another host is refused and recorded", async () => {

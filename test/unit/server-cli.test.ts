@@ -148,7 +148,12 @@ describe("tknock-server CLI", () => {
 
     it("when --listener nflog and --nflog-group are given then the config holds them", async () => {
       await init(["--listener", "nflog", "--nflog-group", "9"]);
-      expect(loadServerConfig(configPath)).toMatchObject({ listener: "nflog", nflogGroup: 9 });
+      expect(loadServerConfig(configPath)).toMatchObject({ listener: "nflog", nflogGroup: 9, prefilter: true });
+    });
+
+    it("when --no-prefilter is given then the config turns the kernel prefilter off", async () => {
+      await init(["--listener", "nflog", "--no-prefilter"]);
+      expect(loadServerConfig(configPath)).toMatchObject({ listener: "nflog", prefilter: false });
     });
 
     it("when --nflog-group is not a group number then init fails naming nflogGroup and writes nothing", async () => {

@@ -98,3 +98,21 @@ describe("status assessment", () => {
     expect(r.capture.state).toBe("unknown");
   });
 });
+
+describe("status: the kernel prefilter", () => {
+  it("when the daemon reports the prefilter on then status shows how many ports it watches and the tripwire density", () => {
+    const r = assessStatus({ ...healthy, runtime: runtime({ prefilter: { state: "on", firstPorts: 3, otherPorts: 690, tripwireDensity: 0.0137 } }) });
+    expect(r.ok).toBe(true);
+    expect(formatStatusLines(r, NOW)).toContain("prefilter: on, 3 first ports and 690 other ports watched (tripwire density 1.37%)");
+  });
+
+  it("when the daemon turned the prefilter off then status says the gate logs the whole range, and why", () => {
+    const r = assessStatus({
+      ...healthy,
+      runtime: runtime({ prefilter: { state: "off", reason: "a client with 2 knocks needs tripwires on more than 25% of the range" } }),
+    });
+    expect(formatStatusLines(r, NOW)).toContain(
+      "prefilter: off, the gate logs the whole knock range: a client with 2 knocks needs tripwires on more than 25% of the range",
+    );
+  });
+});
