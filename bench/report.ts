@@ -276,7 +276,7 @@ export function buildRows(r: BenchResults): Row[] {
     for (const c of r.heal.cases) {
       const lost = c.notBack > 0 ? `; ${c.notBack} not back within 5 s` : "";
       push({
-        label: `Gate exposed after \`${c.command}\`${c.events ? "" : " (nft monitor stopped: 1 s check only)"}: until the table is back, median / p90 / max (N = ${r.heal.n})`,
+        label: `Gate exposed after \`${c.command}\`${c.events ? "" : " (nft monitor stopped: heartbeats go unanswered, each tick checks in full)"}: until the table is back, median / p90 / max (N = ${r.heal.n})`,
         tknock: trio(c.gateMs) + lost,
         knockd: "no equivalent",
         target: c.events ? "p90 < 1 s" : "",
