@@ -1,6 +1,7 @@
 import { ConfigError } from "../../src/errors.js";
 import { decodeSecret, isValidClientName, type EnrolledProfile } from "../../src/protocol/profile-uri.js";
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
+import { KNOCK_MODES } from "../../src/protocol/spa/mode.js";
 import { Checker } from "./check.js";
 
 /** The server's configuration (server.json). Every key has a default; unknown keys are errors. */
@@ -209,7 +210,12 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
  * One enrolled client as the clients file stores it: the enrolled profile, keyed by the client's name instead of
  * holding it, with the secret in base32 and the time of enrolment.
  */
-export type ClientRecord = Omit<EnrolledProfile, "client" | "secret"> & { readonly secret: string; readonly enrolledAt: string };
+export type ClientRecord = Omit<EnrolledProfile, "client" | "secret"> & {
+  readonly secret: string;
+  readonly enrolledAt: string;
+  /** SPA: the client may ask (`tknock --nat`) to open the packet's source address instead of the one it names. */
+  readonly allowNat?: boolean;
+};
 
 export type ClientsFile = { readonly version: 1; readonly clients: Readonly<Record<string, ClientRecord>> };
 
@@ -217,7 +223,21 @@ export function emptyClientsFile(): ClientsFile {
   return { version: 1, clients: {} };
 }
 
-const CLIENT_KEYS = ["secret", "periodSeconds", "knocks", "portMin", "portMax", "exclude", "proto", "open", "host", "addr", "enrolledAt"] as const;
+const CLIENT_KEYS = [
+  "secret",
+  "periodSeconds",
+  "knocks",
+  "portMin",
+  "portMax",
+  "exclude",
+  "proto",
+  "open",
+  "host",
+  "addr",
+  "enrolledAt",
+  "mode",
+  "allowNat",
+] as const;
 
 /** Validates a parsed clients file; each client's profile must obey protocol v1. Secrets are never quoted. */
 export function parseClientsFile(raw: unknown, source: string): ClientsFile {
@@ -245,6 +265,8 @@ export function parseClientsFile(raw: unknown, source: string): ClientsFile {
       host: c.string(r["host"], `${path}.host`),
       ...(r["addr"] !== undefined ? { addr: c.string(r["addr"], `${path}.addr`) } : {}),
       enrolledAt: c.string(r["enrolledAt"], `${path}.enrolledAt`),
+      ...(r["mode"] !== undefined ? { mode: c.oneOf(r["mode"], `${path}.mode`, KNOCK_MODES) } : {}),
+      ...(r["allowNat"] !== undefined ? { allowNat: c.bool(r["allowNat"], `${path}.allowNat`) } : {}),
     };
     if (c.issues.length === before) {
       try {
@@ -266,6 +288,7 @@ export function clientProfile(name: string, r: ClientRecord): EnrolledProfile {
     client: name,
     host: r.host,
     ...(r.addr !== undefined ? { addr: r.addr } : {}),
+    ...(r.mode !== undefined && r.mode !== "sequence" ? { mode: r.mode } : {}),
     open: r.open,
     secret: decodeSecret(r.secret),
     periodSeconds: r.periodSeconds,

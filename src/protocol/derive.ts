@@ -14,17 +14,26 @@ const WORDS_PER_BLOCK = 8; // a SHA-256 block is 32 bytes
  * Pure: the same profile and step always give the same sequence.
  */
 export function deriveSequence(profile: KnockProfile, step: number): number[] {
+  return derivePortsForDomain(profile, step, DOMAIN, profile.knocks);
+}
+
+/**
+ * The port selection of deriveSequence under another domain separator (SPA v1 derives its port with its own, see
+ * src/protocol/spa/): the same keystream layout, rejection sampling and exclusions, `count` ports.
+ */
+export function derivePortsForDomain(profile: KnockProfile, step: number, domain: Uint8Array, count: number): number[] {
   if (!Number.isSafeInteger(step) || step < 0) throw new InvalidProfileError("step", `step ${step} is not a non-negative integer`);
-  const { portMin, knocks } = profile;
+  const { portMin } = profile;
+  const knocks = count;
   const n = profile.portMax - portMin + 1;
   const limit = Math.floor(0x1_0000_0000 / n) * n;
   const excluded = profile.exclude;
   const ports: number[] = [];
-  const message = Buffer.allocUnsafe(DOMAIN.length + 9);
-  DOMAIN.copy(message, 0);
-  message.writeBigUInt64BE(BigInt(step), DOMAIN.length);
+  const message = Buffer.allocUnsafe(domain.length + 9);
+  message.set(domain, 0);
+  message.writeBigUInt64BE(BigInt(step), domain.length);
   for (let j = 0; j < MAX_BLOCKS; j++) {
-    message[DOMAIN.length + 8] = j;
+    message[domain.length + 8] = j;
     const block = createHmac("sha256", profile.secret).update(message).digest();
     for (let i = 0; i < WORDS_PER_BLOCK; i++) {
       const w = block.readUInt32BE(i * 4);
