@@ -13,14 +13,13 @@ const T0 = 56666666;
 const nowAt = (step: number, intoMs = 5000): number => step * P * 1000 + intoMs;
 const SRC = "198.18.0.1";
 
-function packet(secret: Buffer, step: number, payload: Partial<SpaPayload> = {}, timestampMs = nowAt(step), nonce?: Buffer): Buffer {
-  return sealSpaPacket({
-    secret,
-    step,
-    timestampMs,
-    ...(nonce !== undefined ? { nonce } : {}),
-    payload: { ports: [], nat: false, address: SRC, ...payload },
-  });
+type PayloadChange = { ports?: number[]; address?: string | undefined; nat?: boolean };
+
+function packet(secret: Buffer, step: number, change: PayloadChange = {}, timestampMs = nowAt(step)): Buffer {
+  const nat = change.nat ?? false;
+  const address = "address" in change ? change.address : SRC;
+  const payload: SpaPayload = { ports: change.ports ?? [], nat, ...(address !== undefined ? { address } : {}) };
+  return sealSpaPacket({ secret, step, timestampMs, payload });
 }
 
 function acceptor(opts: Partial<ConstructorParameters<typeof SpaAcceptor>[1]> = {}, nowMs = nowAt(T0)): SpaAcceptor {

@@ -5,8 +5,11 @@
 import { isIP } from "node:net";
 
 export const SPA_FLAG_NAT = 0x01;
-/** More ports than any client opens; it bounds the packet (and the capture snaplen it needs). */
-export const MAX_SPA_PORTS = 16;
+/**
+ * Ports one packet may name (more: send none, which means all of the client's). It bounds the packet to 80 bytes,
+ * so a whole IPv6 SPA datagram (40 + 8 + 80) fits in the 128 bytes the gate's NFLOG rule copies.
+ */
+export const MAX_SPA_PORTS = 6;
 export const MIN_SPA_PAYLOAD_BYTES = 3; // flags, family 0 (nat), no port
 export const MAX_SPA_PAYLOAD_BYTES = 1 + 1 + 16 + 1 + 2 * MAX_SPA_PORTS;
 
