@@ -200,7 +200,7 @@ const NO_SPA_FLAGS: SpaRequest = { force: false, nat: false };
 /** One SPA datagram, then (with --wait) the wait for the port. */
 async function spaFlow(ctx: KnockContext, entry: StoredProfile, opts: FlowOptions, target: KnockTarget): Promise<FlowResult> {
   const offsetMs = (opts.timeOffsetSeconds ?? entry.timeOffsetSeconds ?? 0) * 1000;
-  const r = await sendSpa(entry, opts.spa ?? NO_SPA_FLAGS, target, ctx.clock.nowMs() + offsetMs, ctx.deps.sendSpa);
+  const r = await sendSpa(entry, opts.spa ?? NO_SPA_FLAGS, target, ctx.clock.nowMs() + offsetMs, (t, port, build) => ctx.deps.sendSpa(t, port, build));
   ctx.info(`sent SPA to ${entry.name} at ${target.address}: step ${r.step}, udp port ${r.port}, to open ${r.ports.join(",")} for ${r.address}`);
   const knock: KnockReport = { name: entry.name, target, transport: "udp", step: r.step, ports: [r.port] };
   if (opts.waitSeconds === undefined) return { target, knock, state: "unchecked" };
