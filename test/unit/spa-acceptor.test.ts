@@ -136,6 +136,12 @@ describe("SPA acceptance", () => {
     expect(a.stats().unknown).toBe(1);
   });
 
+  it("when a client is enrolled while running then its packets open at once", () => {
+    const a = new SpaAcceptor([bob], { skewWindows: 1 }, nowAt(T0));
+    a.setClients([alice, bob], nowAt(T0));
+    expect(a.onDatagram(packet(secretA, T0), SRC, nowAt(T0)).kind).toBe("open");
+  });
+
   it("when a client is revoked then its packets are unknown", () => {
     const a = acceptor();
     a.setClients([bob], nowAt(T0));

@@ -65,16 +65,26 @@ export function parseSpaHeader(b: Uint8Array): ({ readonly ok: true } & SpaHeade
     return { ok: false, reason: "length", why: `${b.length} bytes, not ${MIN_SPA_PACKET_BYTES}..${MAX_SPA_PACKET_BYTES}` };
   }
   if (b[0] !== SPA_VERSION) return { ok: false, reason: "version", why: `version ${b[0]}` };
-  const buf = Buffer.from(b.buffer, b.byteOffset, b.length);
-  const ts = buf.readBigUInt64BE(1 + SPA_KEY_ID_BYTES);
+  // Read without BigInt or a Buffer wrapper: a flood of SPA-shaped datagrams goes through here, one per packet.
+  const o = 1 + SPA_KEY_ID_BYTES;
+  const hi = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+  const lo = ((b[o + 4]! << 24) | (b[o + 5]! << 16) | (b[o + 6]! << 8) | b[o + 7]!) >>> 0;
   // Beyond 2^53 ms no clock of ours can be (and a Number would round): refused like any impossible time.
-  if (ts > BigInt(Number.MAX_SAFE_INTEGER)) return { ok: false, reason: "timestamp", why: "timestamp beyond 2^53 ms" };
+  if (hi > 0x1f_ffff) return { ok: false, reason: "timestamp", why: "timestamp beyond 2^53 ms" };
   return {
     ok: true,
-    keyId: buf.toString("hex", 1, 1 + SPA_KEY_ID_BYTES),
-    timestampMs: Number(ts),
-    nonce: buf.toString("hex", 1 + SPA_KEY_ID_BYTES + 8, SPA_HEADER_BYTES),
+    keyId: hex(b, 1, 1 + SPA_KEY_ID_BYTES),
+    timestampMs: hi * 0x1_0000_0000 + lo,
+    nonce: hex(b, 1 + SPA_KEY_ID_BYTES + 8, SPA_HEADER_BYTES),
   };
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+function hex(b: Uint8Array, from: number, to: number): string {
+  let s = "";
+  for (let i = from; i < to; i++) s += HEX[b[i]!]!;
+  return s;
 }
 
 /**
