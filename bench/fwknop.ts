@@ -57,6 +57,8 @@ export function fwknopClientArgv(server: string, allowIp: string, protectPort: n
 
 export class FwknopServer {
   private opened = 0;
+  /** The end of what fwknopd printed, for a report when it stops answering. */
+  tail = "";
 
   private constructor(
     private readonly child: ChildProcess,
@@ -89,6 +91,7 @@ export class FwknopServer {
       // Kept attached: its output keeps draining (a full pipe would block it) and grants are counted.
       const onData = (t: string): void => {
         server.opened += (t.match(/Added access rule/gi) ?? []).length;
+        server.tail = (server.tail + t).slice(-1500);
         if (ready) return;
         out += t;
         if (/Starting fwknopd|listening|Sniffing interface/i.test(out)) {

@@ -332,8 +332,10 @@ function spaRows(s: SpaBenchResult, push: (row: Partial<Row> & { label: string }
     const desc = (x: SpaFloodResult | undefined): string => (x ? `${si(x.flood.pps)}pkt/s x ${x.flood.seconds.toFixed(1)} s` : "");
     push({
       label: `SPA under a UDP flood (60-byte datagrams, spoofed sources; tknock: whole knock range, fwknop: its port ${62201}): knocks that opened (prober within 3 s)`,
-      tknock: t ? `${t.connected}/${t.knocks} (${desc(t)}; daemon: ${t.daemonOpened})` : "",
-      knockd: f ? `fwknop: ${f.connected}/${f.knocks} (${desc(f)}; daemon: ${f.daemonOpened})` : "fwknop not installed",
+      tknock: t ? `${t.connected}/${t.knocks} (${desc(t)}; daemon: ${t.daemonOpened}; after it: ${t.openedAfterFlood ? "opens" : "NOT"})` : "",
+      knockd: f
+        ? `fwknop: ${f.connected}/${f.knocks} (${desc(f)}; daemon: ${f.daemonOpened}; after it: ${f.openedAfterFlood ? "opens" : "NOT"})`
+        : "fwknop not installed",
       target: ">= 19/20",
       verdict: t ? met(t.connected / t.knocks >= SPA_FLOOD_OPENED_TARGET) : "",
     });

@@ -12,8 +12,8 @@
  * byte is SPA v1's version, from spoofed sources, as fast as it goes: for tknock to random ports of the whole
  * knock range (an attacker without the secret cannot know the current SPA port), for fwknop to 62201 (which a
  * scan would reveal). Meanwhile 20 valid SPA packets from the client hosts, each watched by a prober (3 s);
- * tknock's are sealed here and sent by bash's /dev/udp (a node client starting on this 2-core box during the
- * flood would take CPU from the daemon it measures), fwknop's by its own C client.
+ * tknock's are sealed here and sent by a perl one-liner (a node client starting on this 2-core box during
+ * the flood would take CPU from the daemon it measures), fwknop's by its own C client.
  */
 import { FWKNOP_INSTALL_HINT, FWKNOP_PORT, FwknopServer, fwknopClientArgv, fwknopInstalled, newFwknopKeys, type FwknopKeys } from "./fwknop.js";
 import { BenchLab, KNOCK_RANGE, OPEN_SECONDS, PROTECT_PORT } from "./bench-lab.js";
@@ -44,6 +44,8 @@ export type SpaFloodResult = {
   flood: FloodReport & { pps: number };
   knocks: number;
   connected: number;
+  /** One knock a second after the flood ended opened (the daemon survived it). */
+  openedAfterFlood: boolean;
   /** tknock: "opened" lines for the flood's SPA packets; fwknop: access rules it reported adding. */
   daemonOpened: number;
   daemonCpuMs: number;
@@ -51,6 +53,8 @@ export type SpaFloodResult = {
   captureKernelDrops?: number;
   /** tknock: SPA-shaped datagrams with a key id of no client (counted, never logged). */
   spaUnknown?: number;
+  /** tknock: SPA refusals the daemon logged, by reason. */
+  spaRefusals?: Record<string, number>;
   softnetDrops: number;
 };
 
@@ -66,10 +70,13 @@ const FLOOD_PAYLOAD_BYTES = 60;
 const SYN_ONLY = (e: TcpEvent): boolean => e.proto === "tcp" && (e.flags & (TCP_SYN | TCP_ACK)) === TCP_SYN;
 const SYN_ACK = (e: TcpEvent): boolean => e.proto === "tcp" && (e.flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK);
 
-/** bash's printf with octal escapes writes the bytes exactly; /dev/udp sends them as one datagram. */
-function bashSendArgv(bytes: Buffer, addr: string, port: number): string[] {
-  const octal = [...bytes].map((b) => `\\${b.toString(8).padStart(3, "0")}`).join("");
-  return ["bash", "-c", `printf '${octal}' > /dev/udp/${addr}/${port}`];
+/**
+ * One send(2) of exactly these bytes, from a small process (perl starts in a few ms). Not bash's /dev/udp: its
+ * printf split some packets into two datagrams or lost bytes, which the daemon rightly refused as bad tags.
+ */
+function datagramSendArgv(bytes: Buffer, addr: string, port: number): string[] {
+  const code = 'use Socket; socket(S, PF_INET, SOCK_DGRAM, 0) or die; send(S, pack("H*", $ARGV[0]), 0, sockaddr_in($ARGV[2], inet_aton($ARGV[1]))) or die';
+  return ["perl", "-e", code, bytes.toString("hex"), addr, String(port)];
 }
 
 export async function benchSpa(o: {
@@ -227,31 +234,38 @@ async function floodRun(
   try {
     await sleep(500);
     const spacingMs = ((o.floodSeconds - 1.5) * 1000) / o.floodKnocks;
-    for (let k = 0; k < o.floodKnocks; k++) {
-      const due = t0 + 500 + k * spacingMs;
-      if (due > Date.now()) await sleep(due - Date.now());
-      const host = await bl.takeHost(serverHost, 4000);
+    /** One valid knock from the next free client host, watched by its prober. */
+    const knock = async (host: string): Promise<ProbeResult> => {
       const hostAddr = bl.t.lab.host(host).ipv4;
       let argv: string[];
       if (target === "tknock") {
         const nowMs = Date.now();
         const step = stepAt(nowMs, profile.periodSeconds);
         const bytes = sealSpaPacket({ secret: profile.secret, step, timestampMs: nowMs, payload: { ports: [], nat: false, address: hostAddr } });
-        argv = bashSendArgv(bytes, serverAddr, spaPort(profile, step));
+        argv = datagramSendArgv(bytes, serverAddr, spaPort(profile, step));
       } else {
         argv = fwknopClientArgv(serverAddr, hostAddr, PROTECT_PORT, keys);
       }
       const probe = bl.probers.get(host)!.probe(serverAddr, PROTECT_PORT, 3000);
-      runs.push(
-        bl.timed(host, argv).then(async () => {
-          const p = await probe;
-          bl.bookHost(serverHost, host, p.ok ? p.atMs : Date.now());
-          return p;
-        }),
-      );
+      const r = await bl.timed(host, argv);
+      if (r.code !== 0) o.log(`spa flood ${target}: knock from ${host} failed (${r.code}): ${r.stderr.trim().slice(0, 200)}`);
+      const p = await probe;
+      bl.bookHost(serverHost, host, p.ok ? p.atMs : Date.now());
+      return p;
+    };
+    for (let k = 0; k < o.floodKnocks; k++) {
+      const due = t0 + 500 + k * spacingMs;
+      if (due > Date.now()) await sleep(due - Date.now());
+      // Taken here, one at a time: two knocks waiting for the same host would both get it.
+      runs.push(knock(await bl.takeHost(serverHost, 4000)));
     }
     const probes = await Promise.all(runs);
     const report = await flood.done;
+    // The daemon is still alive and well: one knock after the flood must open.
+    await sleep(1000);
+    const afterFlood = await knock(await bl.takeHost(serverHost, 4000));
+    if (!afterFlood.ok && fw) o.log(`spa flood fwknop: fwknopd does not open after the flood; its last output:\n${fw.tail}`);
+
     await sleep(2000);
     const after = sampleProc(daemonPid);
     const captureAfter = capturePid !== undefined ? sampleProc(capturePid) : undefined;
@@ -260,24 +274,32 @@ async function floodRun(
       flood: { ...report, pps: report.sent / report.seconds },
       knocks: o.floodKnocks,
       connected: probes.filter((p) => p.ok).length,
+      openedAfterFlood: afterFlood.ok,
       daemonOpened: 0,
       daemonCpuMs: before && after ? after.cpuMs - before.cpuMs : Number.NaN,
       softnetDrops: softnetDrops() - softnetBefore,
     };
     if (daemon) {
-      out.daemonOpened = daemon.logs.slice(logFrom).filter((l) => l.msg === "opened" && l["via"] === "spa").length;
+      out.daemonOpened = daemon.logs.slice(logFrom).filter((l) => l.msg === "opened" && l["via"] === "spa").length - (afterFlood.ok ? 1 : 0);
       out.captureCpuMs = captureBefore && captureAfter ? captureAfter.cpuMs - captureBefore.cpuMs : Number.NaN;
       const stats = await daemon.stats(bl.ns("server"));
       const listener = (stats?.["listener"] ?? {}) as Record<string, number>;
       if (listener["kernelDrops"] !== undefined) out.captureKernelDrops = listener["kernelDrops"];
       const spaStats = (stats?.["spa"] ?? {}) as Record<string, number>;
       if (spaStats["unknown"] !== undefined) out.spaUnknown = spaStats["unknown"];
+      out.spaRefusals = {};
+      for (const l of daemon.logs.slice(logFrom).filter((x) => x.msg === "SPA packet refused")) {
+        const why = String(l["reason"]);
+        out.spaRefusals[why] = (out.spaRefusals[why] ?? 0) + 1;
+      }
     } else {
-      out.daemonOpened = fw!.openedCount() - openedBefore;
+      out.daemonOpened = fw!.openedCount() - openedBefore - (afterFlood.ok ? 1 : 0);
     }
     o.log(
-      `spa flood ${target}: ${(out.flood.pps / 1000).toFixed(0)} k pkt/s for ${report.seconds.toFixed(1)} s; ${out.connected}/${out.knocks} connected, ${out.daemonOpened} opened; daemon CPU ${(out.daemonCpuMs / 1000).toFixed(2)} s` +
-        (out.captureKernelDrops !== undefined ? `; capture drops ${out.captureKernelDrops}` : ""),
+      `spa flood ${target}: ${(out.flood.pps / 1000).toFixed(0)} k pkt/s for ${report.seconds.toFixed(1)} s; ${out.connected}/${out.knocks} connected, ${out.daemonOpened} opened, after the flood ${afterFlood.ok ? "opened" : "NOT opened"}; daemon CPU ${(out.daemonCpuMs / 1000).toFixed(2)} s` +
+        (out.captureKernelDrops !== undefined ? `; capture drops ${out.captureKernelDrops}` : "") +
+        `; softnet drops ${out.softnetDrops}` +
+        (out.spaRefusals !== undefined ? `; SPA refusals ${JSON.stringify(out.spaRefusals)}` : ""),
     );
     return out;
   } finally {
