@@ -11,6 +11,7 @@ import { createServerCli } from "../../server/cli.js";
 import { clientProfile, type ClientsFile } from "../../server/config/schema.js";
 import { Daemon } from "../../server/daemon.js";
 import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
+import { spaListenerProblem } from "../../server/spa/spa-clients.js";
 import { createLogger } from "../../server/logger.js";
 import { runCli } from "../../src/cli-io.js";
 import type { Clock, Listener, ListenerStats, ObservedKnock } from "../../src/ports.js";
@@ -190,5 +191,15 @@ describe("daemon SPA wiring", () => {
     await settle();
     expect(fw.opened).toEqual([]);
     expect(replays()).toMatchObject([{ kind: "spa-nat", client: "alice" }]);
+  });
+});
+
+describe("listeners that cannot serve SPA", () => {
+  it("when SPA clients exist with the log listener or the nflog prefilter then the problem names the fix; pcap has none", () => {
+    expect(spaListenerProblem({ listener: "log", prefilter: true }, 1)).toMatch(/use listener pcap/);
+    expect(spaListenerProblem({ listener: "nflog", prefilter: true }, 2)).toMatch(/prefilter false/);
+    expect(spaListenerProblem({ listener: "nflog", prefilter: false }, 2)).toBeUndefined();
+    expect(spaListenerProblem({ listener: "pcap", prefilter: true }, 2)).toBeUndefined();
+    expect(spaListenerProblem({ listener: "log", prefilter: true }, 0)).toBeUndefined();
   });
 });
