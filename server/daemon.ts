@@ -212,7 +212,7 @@ export class Daemon {
       guarding.abort();
       await this.guard.idle();
       await this.firewall.close();
-      log.info({ ...this.counters, listener: this.listener.stats() }, "tknock-server stopped; the gate stays in place");
+      log.info({ ...this.counters, listener: this.listener.stats(), spa: this.spa.stats() }, "tknock-server stopped; the gate stays in place");
     }
     // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what stop() was given, as it was caught
     if (this.fatal !== undefined) throw this.fatal;

@@ -149,3 +149,31 @@ describeAsRoot("end to end: SPA", () => {
     expect((await t.probe("client", PORT_B)).state).toBe("filtered");
   }, 30_000);
 });
+
+describeAsRoot("end to end: SPA through the nflog listener (prefilter off)", () => {
+  let t: TknockLab;
+  let service: ChildProcess | undefined;
+
+  beforeAll(async () => {
+    t = await TknockLab.create({ openSeconds: OPEN_SECONDS });
+    const config = JSON.parse(readFileSync(t.configPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(t.configPath, JSON.stringify({ ...config, listener: "nflog", nflogGroup: 19, prefilter: false }, null, 2));
+    service = t.startService(t.protectPort);
+    await t.enrollClient("alice", ["--mode", "spa"]);
+    await t.startDaemon();
+  }, 60_000);
+
+  afterAll(async () => {
+    service?.kill();
+    await t?.destroy();
+  });
+
+  it("when the client sends its SPA packet then the gate's NFLOG copy carries it whole and the port opens for the client only", async () => {
+    const table = await t.lab.exec("server", ["nft", "list", "table", "inet", "tknock"]);
+    expect(table.stdout).toContain("log group 19");
+    const r = await t.client(["alice", "--wait", "5"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await t.probe("client", t.protectPort)).state).toBe("open");
+    expect((await t.probe("other", t.protectPort)).state).toBe("filtered");
+  }, 30_000);
+});
