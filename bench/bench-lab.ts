@@ -6,6 +6,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { hostname } from "node:os";
 import { loadServerConfig } from "../server/config/load.js";
 import { clientProfile, type ClientRecord } from "../server/config/schema.js";
@@ -109,6 +110,9 @@ export class BenchLab {
     writeClients(config.clientsFile, { version: 1, clients: { ...file.clients, ...added } });
   }
 
+  /** The lab's clients file (every enrolled client), kept while a daemon runs with a subset. */
+  private allClientsFile: string | undefined;
+
   /** Node flags for the daemon (profiling); set by run.ts --profile. */
   daemonNodeFlags: string[] = [];
 
@@ -116,10 +120,18 @@ export class BenchLab {
    * Starts a fresh daemon with the given listener (written into server.json first). The log listener needs
    * net.netfilter.nf_log_all_netns=1 on the host, which the caller sets and restores (bench/listeners-bench.ts).
    */
-  async startDaemon(listener: BenchListener = "pcap"): Promise<DaemonHandle> {
+  async startDaemon(listener: BenchListener = "pcap", clients?: readonly string[]): Promise<DaemonHandle> {
     if (this.daemon) await this.daemon.stop();
     const config = JSON.parse(readFileSync(this.t.configPath, "utf8")) as Record<string, unknown>;
-    writeFileSync(this.t.configPath, JSON.stringify({ ...config, listener, ...(listener === "log" ? { logSource: "kmsg" } : {}) }, null, 2));
+    this.allClientsFile ??= loadServerConfig(this.t.configPath).clientsFile;
+    let clientsFile = this.allClientsFile;
+    if (clients !== undefined) {
+      // The same records (secrets, used steps) for just these names: the daemon then has as many clients as knock.
+      const all = readClients(this.allClientsFile);
+      clientsFile = join(this.t.dir, "clients-subset.json");
+      writeClients(clientsFile, { version: 1, clients: Object.fromEntries(clients.map((n) => [n, all.clients[n]!])) });
+    }
+    writeFileSync(this.t.configPath, JSON.stringify({ ...config, clientsFile, listener, ...(listener === "log" ? { logSource: "kmsg" } : {}) }, null, 2));
     this.daemon = await DaemonHandle.start(this.t, this.daemonNodeFlags);
     return this.daemon;
   }

@@ -6,7 +6,7 @@
 import type { ChildProcess } from "node:child_process";
 import { JsonLogCollector, type LogLine } from "../lab/json-log.js";
 import { SERVER_BIN, type TknockLab } from "../lab/tknock-lab.js";
-import { findProcess, parentPid } from "./proc.js";
+import { cmdline, findProcess, parentPid, pidsInNamespace } from "./proc.js";
 import { sleep } from "./stats.js";
 
 export class DaemonHandle {
@@ -39,6 +39,11 @@ export class DaemonHandle {
   }
 
   /** The daemon's tcpdump (its child), if running. */
+  /** The daemon's long-lived helpers other than tcpdump (`nft -i`, `nft monitor`): their CPU is the daemon's too. */
+  helperPids(serverNs: string): number[] {
+    return pidsInNamespace(serverNs).filter((pid) => parentPid(pid) === this.pid && cmdline(pid)[0] !== "tcpdump");
+  }
+
   tcpdumpPid(serverNs: string): number | undefined {
     return findProcess(serverNs, (argv, pid) => argv[0] === "tcpdump" && parentPid(pid) === this.pid);
   }

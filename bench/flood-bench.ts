@@ -62,6 +62,8 @@ export async function benchFlood(
     log: (l: string) => void;
     /** tknock's listener (default pcap). */
     listener?: BenchListener;
+    /** Enrol only the knocking clients on the daemon (a server with as many clients as knock), not the whole lab's. */
+    onlyKnockingClients?: boolean;
   },
 ): Promise<FloodResult> {
   const aimed = target === "knockd" && o.aimed === true;
@@ -71,11 +73,13 @@ export async function benchFlood(
   // A fresh daemon: its VmHWM is then this part's peak.
   let daemonPid: number;
   let capturePid: number | undefined;
+  let helperPids: number[] = [];
   let knockdOpenedBefore = 0;
   if (target === "tknock") {
-    const d = await bl.startDaemon(o.listener ?? "pcap");
+    const d = await bl.startDaemon(o.listener ?? "pcap", o.onlyKnockingClients === true ? o.clientNames.slice(0, o.knocks) : undefined);
     daemonPid = d.pid;
     capturePid = d.tcpdumpPid(serverNs);
+    helperPids = d.helperPids(serverNs);
   } else {
     const k = await bl.startKnockd();
     daemonPid = k.pid;
@@ -91,6 +95,7 @@ export async function benchFlood(
   await sleep(500);
   const before = sampleProc(daemonPid);
   const captureBefore = capturePid !== undefined ? sampleProc(capturePid) : undefined;
+  const helpersBefore = helperPids.map((pid) => sampleProc(pid));
   const softnetBefore = softnetDrops();
   let peakRss = before?.rssBytes ?? 0;
   const sampler = setInterval(() => {
@@ -136,6 +141,7 @@ export async function benchFlood(
     clearInterval(sampler);
     const after = sampleProc(daemonPid);
     const captureAfter = capturePid !== undefined ? sampleProc(capturePid) : undefined;
+    const helpersCpuMs = helperPids.reduce((sum, pid, i) => sum + (cpuDelta(helpersBefore[i], sampleProc(pid)) || 0), 0);
     if (after && after.rssBytes > peakRss) peakRss = after.rssBytes;
 
     await capture.stop();
@@ -178,8 +184,10 @@ export async function benchFlood(
       out.matcher = (stats?.["matcher"] ?? {}) as Record<string, unknown>;
     } else {
       out.daemonOpened = bl.knockd!.opened() - knockdOpenedBefore;
-      out.childCpuMs = after && before ? after.childCpuMs - before.childCpuMs : Number.NaN;
     }
+    // The commands each daemon runs count as its CPU: knockd's nft per open, tknock's nft checks and ss polls.
+    // and tknock's long-lived helpers (nft -i, nft monitor), which no wait() accounts for.
+    out.childCpuMs = after && before ? after.childCpuMs - before.childCpuMs + helpersCpuMs : Number.NaN;
     o.log(
       `flood ${target}${target === "tknock" && o.listener !== undefined ? ` (${o.listener})` : ""}${aimed ? " (aimed at its knock ports)" : ""}: ${(out.flood.pps / 1000).toFixed(0)} k pkt/s for ${report.seconds.toFixed(1)} s; ${out.connected}/${o.knocks} connected, ${out.daemonOpened} opened; daemon CPU ${(out.daemonCpuMs / 1000).toFixed(2)} s, peak RSS ${(out.daemonPeakRssBytes / 1e6).toFixed(1)} MB` +
         (out.captureKernelDrops !== undefined ? `; capture drops ${out.captureKernelDrops}` : ""),

@@ -116,7 +116,7 @@ export async function benchListeners(
     for (const listener of ["nflog", "pcap"] as const) {
       await attempt(`flood ${listener}`, async () => {
         o.log(`listeners: flood, listener ${listener}, ${f.seconds} s`);
-        out.flood[listener] = await benchFlood(bl, "tknock", { ...common, listener, clientNames: floodNames(f.knocks, listener) });
+        out.flood[listener] = await benchFlood(bl, "tknock", { ...common, listener, clientNames: floodNames(f.knocks, listener), onlyKnockingClients: true });
         await bl.daemon?.stop();
       });
     }

@@ -204,8 +204,10 @@ export function buildRows(r: BenchResults): Row[] {
       verdict: better(t?.knockToConnectMs.median, k?.knockToConnectMs.median),
     });
     push({
-      label: "Flood: daemon CPU time (tknock: node + its tcpdump; knockd: + its commands)",
-      tknock: t ? `${((cpu(t) ?? 0) / 1000).toFixed(2)} s (${(t.daemonCpuMs / 1000).toFixed(2)} + ${((t.captureCpuMs ?? 0) / 1000).toFixed(2)})` : "",
+      label: "Flood: daemon CPU time (tknock: node + its tcpdump + the commands it ran; knockd: + its commands)",
+      tknock: t
+        ? `${((cpu(t) ?? 0) / 1000).toFixed(2)} s (${(t.daemonCpuMs / 1000).toFixed(2)} + ${((t.captureCpuMs ?? 0) / 1000).toFixed(2)} + ${((t.childCpuMs ?? 0) / 1000).toFixed(2)})`
+        : "",
       knockd: k ? `${((cpu(k) ?? 0) / 1000).toFixed(2)} s` : "",
       ratio: ratio(cpu(t), cpu(k)),
       verdict: better(cpu(t), cpu(k)),
@@ -389,8 +391,8 @@ function listenerRows(l: ListenersResult, push: (row: Partial<Row> & { label: st
     const cpuRatio = kc !== undefined && kc > 0 ? c / kc : undefined;
     const target = name === "nflog";
     push({
-      label: `Listener ${name}, random flood (${si(t.flood.pps)}pkt/s x ${t.flood.seconds.toFixed(1)} s${name === "nflog" ? ", kernel prefilter on (the default)" : ""}): daemon CPU (node + tcpdump)`,
-      tknock: `${(c / 1000).toFixed(2)} s (${(t.daemonCpuMs / 1000).toFixed(2)} + ${((t.captureCpuMs ?? 0) / 1000).toFixed(2)}; ${perM(c, t)} s per M packets)`,
+      label: `Listener ${name}, random flood (${si(t.flood.pps)}pkt/s x ${t.flood.seconds.toFixed(1)} s${name === "nflog" ? ", kernel prefilter on (the default)" : ""}): daemon CPU (node + tcpdump + the commands it ran)`,
+      tknock: `${(c / 1000).toFixed(2)} s (${(t.daemonCpuMs / 1000).toFixed(2)} + ${((t.captureCpuMs ?? 0) / 1000).toFixed(2)} + ${((t.childCpuMs ?? 0) / 1000).toFixed(2)}; ${perM(c, t)} s per M packets)`,
       knockd:
         k && kc !== undefined ? `${(kc / 1000).toFixed(2)} s (${si(k.flood.pps)}pkt/s x ${k.flood.seconds.toFixed(1)} s; ${perM(kc, k)} s per M packets)` : "",
       ratio: cpuRatio !== undefined ? `${cpuRatio.toFixed(1)}x` : "",

@@ -93,6 +93,32 @@ export class Lab {
     return lab;
   }
 
+  /**
+   * A host in a network of its own behind `router` (one veth, 198.19.N.0/24: the router .1, the host .2, its
+   * default route via the router), so other lab hosts reach it only through the router: a container behind a
+   * DNAT, for example. IPv4 only. The router forwards (ip_forward on in its namespace).
+   */
+  async addHostBehind(name: string, router: string): Promise<LabHost> {
+    if (this.hosts.has(name)) throw new Error(`lab: host ${name} exists`);
+    const r = this.host(router);
+    const n = this.hosts.size + 1;
+    const ns = `${LAB_PREFIX}-${this.id}-${name}`;
+    const host: LabHost = { name, ns, ipv4: `198.19.${n}.2`, ipv6: "", ifname: "eth0" };
+    const outer = `tk${this.id}b${n}`;
+    await must(["ip", "netns", "add", ns]);
+    this.hosts.set(name, host);
+    await must(["ip", "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+    await must(["ip", "link", "set", outer, "netns", r.ns]);
+    await must(["ip", "-n", r.ns, "addr", "add", `198.19.${n}.1/24`, "dev", outer]);
+    await must(["ip", "-n", r.ns, "link", "set", outer, "up"]);
+    await must(["ip", "netns", "exec", r.ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    await must(["ip", "-n", ns, "link", "set", "lo", "up"]);
+    await must(["ip", "-n", ns, "addr", "add", `${host.ipv4}/24`, "dev", "eth0"]);
+    await must(["ip", "-n", ns, "link", "set", "eth0", "up"]);
+    await must(["ip", "-n", ns, "route", "add", "default", "via", `198.19.${n}.1`]);
+    return host;
+  }
+
   host(name: string): LabHost {
     const h = this.hosts.get(name);
     if (!h) throw new Error(`lab: no host ${name}`);

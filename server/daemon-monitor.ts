@@ -5,6 +5,7 @@
  * error at once and then once a minute for as long as it lasts, and `status` reports it.
  */
 import type { Clock, ListenerHealth } from "../src/ports.js";
+import type { ActivityReport } from "./daemon-observer.js";
 import { classifyCapture, gateReportOf, writeRuntimeStatus, type CaptureReport, type GateHealthLike, type RuntimeStatus } from "./runtime-status.js";
 
 /** How often a lasting capture failure is logged again. */
@@ -22,6 +23,8 @@ export type DaemonMonitorDeps = {
   readonly clock: Clock;
   readonly listenerHealth: (() => ListenerHealth) | undefined;
   readonly gateHealth?: (() => GateHealthLike) | undefined;
+  /** Last knock and counts by decision, for `status`. */
+  readonly activity?: (() => ActivityReport) | undefined;
 };
 
 export class DaemonMonitor {
@@ -74,6 +77,12 @@ export class DaemonMonitor {
     } catch {
       gate = undefined;
     }
+    let activity;
+    try {
+      activity = this.deps.activity?.();
+    } catch {
+      activity = undefined;
+    }
     const now = new Date(nowMs).toISOString();
     const status: RuntimeStatus = {
       version: 1,
@@ -83,6 +92,7 @@ export class DaemonMonitor {
       ...(stopped ? { stoppedAt: now } : {}),
       capture: this.capture,
       ...(gate !== undefined ? { gate } : {}),
+      ...(activity !== undefined ? { activity } : {}),
     };
     try {
       writeRuntimeStatus(this.deps.path, status);

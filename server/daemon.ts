@@ -2,15 +2,17 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { loadServerConfig } from "./config/load.js";
 import { clientProfile, type ClientsFile, type ServerConfig } from "./config/schema.js";
-import type { Clock, Firewall, GateSpec, Grant, Listener, ObservedKnock } from "../src/ports.js";
+import type { Clock, Firewall, GateSpec, Grant, Listener, ListenerStats, ObservedKnock } from "../src/ports.js";
 import { readClients } from "./clients-file.js";
 import { DaemonMonitor } from "./daemon-monitor.js";
+import { DaemonActivity, fanOut, type DaemonObserver } from "./daemon-observer.js";
 import { GateGuard, type GateHealth } from "./gate-guard.js";
-import { readListeningSockets, type ParsedProcNet } from "./local-services.js";
+import type { ParsedProcNet } from "./local-services.js";
+import { ssListeningSocketsReader } from "./listening-sockets-ss.js";
 import { LogLimiter } from "./log-limit.js";
 import type { Logger } from "./logger.js";
 import type { Decision } from "./matcher/decision.js";
-import { Matcher, type MatcherClient } from "./matcher/matcher.js";
+import { Matcher, type MatcherClient, type MatcherStats } from "./matcher/matcher.js";
 import { matcherOptionsFromConfig } from "./matcher/options.js";
 import { PrefilterWatch } from "./prefilter-watch.js";
 import { ReplayLog, replayRecordOf } from "./replay-log.js";
@@ -30,6 +32,10 @@ export type DaemonDeps = {
   /** The host's listening sockets; default: /proc/net of this network namespace. */
   readonly readListeningSockets?: () => Promise<ParsedProcNet>;
   readonly servicePollMs?: number;
+  /** Whether Docker's chains are present (gateForward "auto"); default: none are. */
+  readonly dockerPresent?: (config: ServerConfig) => Promise<boolean>;
+  /** Told each decision and the state-write and firewall timings (the metrics endpoint); see daemon-observer.ts. */
+  readonly observer?: DaemonObserver;
 };
 
 /**
@@ -55,13 +61,18 @@ export class Daemon {
   // Every refusal and report is still counted and recorded in replays.jsonl (which has its own cap).
   private readonly refusalLines = new LogLimiter(LOG_LINES_PER_SECOND);
   private readonly bruteForceLines = new LogLimiter(LOG_LINES_PER_SECOND);
+  private readonly activity = new DaemonActivity();
+  private readonly observe: Required<DaemonObserver>;
   private readonly counters = { opened: 0, refused: 0, bruteforce: 0, openErrors: 0, reloads: 0, futureKnocks: 0 };
+  /** Config gateForward, with "auto" decided at start (Docker's chains present or not). */
+  private gateForward = false;
   /** Aborts the listener when the daemon cannot go on safely; run() then throws `fatal`. */
   private readonly halt = new AbortController();
   private fatal: unknown;
 
   private constructor(private readonly deps: DaemonDeps) {
     const { log, clock } = deps;
+    this.observe = fanOut([this.activity, deps.observer]);
     this.config = loadServerConfig(deps.configPath);
     this.clientsStamp = statStamp(this.config.clientsFile); // before the read: a change during it is seen later
     this.clients = readClients(this.config.clientsFile);
@@ -88,7 +99,7 @@ export class Daemon {
         persistNonces: (nonces, client) => this.persisted(() => this.steps.setSpaNonces(nonces), "could not persist the SPA nonce; not opening", client),
         open: (grants, fields, atMs) => this.openGrants(grants, fields, atMs),
         record: (r) => this.replays.append(r),
-        openSeconds: () => this.config.openSeconds,
+        openSeconds: (client) => this.clients.clients[client]?.openSeconds ?? this.config.openSeconds,
       },
       spaClientsOf(this.clients),
       { skewWindows: this.config.skewWindows, nonces: this.steps.spaNonces(), ...(this.steps.failedClosed ? { failClosedAtMs: nowMs } : {}) },
@@ -103,9 +114,11 @@ export class Daemon {
       firewall: this.firewall,
       log,
     });
-    this.guard = new GateGuard({ firewall: this.firewall, clock, log, gate: () => this.gateSpec() });
+    // With heartbeats a tick costs a line to a running nft, not a process start, so it can come twice a second.
+    this.guard = new GateGuard({ firewall: this.firewall, clock, log, gate: () => this.gateSpec(), tickMs: this.firewall.heartbeat ? 500 : 1000 });
     this.services = new ServiceWatch({
-      read: deps.readListeningSockets ?? (() => readListeningSockets()),
+      // Through sock_diag (ss): /proc/net/tcp would walk every connection of the host on each poll.
+      read: deps.readListeningSockets ?? ssListeningSocketsReader({ onFallback: (why) => log.warn({ why }, "local services are read from /proc/net") }),
       log,
       gate: () => ({ knockRange: this.config.knockRange, protect: this.config.protect }),
     });
@@ -119,8 +132,15 @@ export class Daemon {
       exemptServices: this.services.current,
       ...(this.config.listener === "log" && !this.config.logExisting ? { logKnocks: this.config.knockRange } : {}),
       ...(this.config.listener === "nflog"
-        ? { nflogKnocks: { group: this.config.nflogGroup, ...this.config.knockRange, ...(this.prefilter.active ? { watchOnly: true } : {}) } }
+        ? {
+            nflogKnocks: {
+              group: this.config.nflogGroup,
+              ...this.config.knockRange,
+              ...(this.prefilter.active ? prefilterGate(this.config.knockTimeoutMs) : {}),
+            },
+          }
         : {}),
+      ...(this.gateForward ? { gateForward: true } : {}),
     };
   }
 
@@ -154,6 +174,8 @@ export class Daemon {
   async run(signal: AbortSignal): Promise<void> {
     const { log } = this.deps;
     await this.services.refresh();
+    const fwd = this.config.gateForward;
+    this.gateForward = fwd === "auto" ? ((await this.deps.dockerPresent?.(this.config)) ?? false) : fwd;
     this.prefilter.compute(this.deps.clock.nowMs());
     await this.firewall.install(this.gateSpec());
     await this.prefilter.apply();
@@ -170,6 +192,7 @@ export class Daemon {
         clients: Object.keys(this.clients.clients).length,
         listener: this.listener.name,
         firewall: this.firewall.name,
+        gateForward: this.gateForward,
       },
       "tknock-server running",
     );
@@ -181,6 +204,7 @@ export class Daemon {
       clock: this.deps.clock,
       listenerHealth: this.listener.health?.bind(this.listener),
       gateHealth: () => this.gateHealth(),
+      activity: () => this.activity.report(),
     });
     monitor.tick();
     // Step boundaries are also checked lazily per packet; the timer keeps tables fresh when no packets come.
@@ -228,10 +252,13 @@ export class Daemon {
 
   /** Persists a state change; false when it failed (logged; fatal when the state file could not even be moved aside). */
   private persisted(write: () => void, what: string, client: string): boolean {
+    const t0 = performance.now();
     try {
       write();
+      this.observe.stateWritten(performance.now() - t0, true);
       return true;
     } catch (err) {
+      this.observe.stateWritten(performance.now() - t0, false);
       this.deps.log.error({ err: err instanceof Error ? err.message : String(err), client }, what);
       if ((err as { code?: unknown }).code === "TKNOCK_STATE_UNPROTECTED") this.stop(err);
       return false;
@@ -258,6 +285,10 @@ export class Daemon {
           "knockRange",
           "tcpdump",
           "nftables",
+          "iptables",
+          "command",
+          "gateForward",
+          "metrics",
         ] as const
       ).filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
       if (restartNeeded.length > 0) log.warn({ fields: restartNeeded }, "these config changes take effect after a restart");
@@ -348,6 +379,7 @@ export class Daemon {
       this.deps.log.error({ err: String(err), src: knock.src }, "matcher error; knock dropped");
       return;
     }
+    if (decision.kind !== "ignored") this.observe.decided(decision, knock);
     this.act(decision, knock);
   }
 
@@ -358,7 +390,8 @@ export class Daemon {
         // Durable before the port opens. A step that could not be stored stays spent: the matcher refuses it
         // from now on, and the state file was moved aside so a restart fails closed (StepStore.persist).
         if (!this.persisted(() => this.steps.record(d.client, d.step), "could not persist the accepted step; not opening", d.client)) return;
-        const grants: Grant[] = d.open.map((port) => ({ src: d.src, port, openSeconds: this.config.openSeconds }));
+        const openSeconds = this.clients.clients[d.client]?.openSeconds ?? this.config.openSeconds;
+        const grants: Grant[] = d.open.map((port) => ({ src: d.src, port, openSeconds, client: d.client }));
         this.guard.track(grants, this.deps.clock.nowMs());
         const t0 = performance.now();
         let opening: Promise<void>;
@@ -370,6 +403,7 @@ export class Daemon {
         }
         opening.then(
           () => {
+            this.observe.firewallUpdated(performance.now() - t0, true);
             this.counters.opened++;
             log.info(
               {
@@ -377,7 +411,7 @@ export class Daemon {
                 src: d.src,
                 step: d.step,
                 ports: d.open,
-                openSeconds: this.config.openSeconds,
+                openSeconds,
                 firewallMs: round(performance.now() - t0),
                 knockToOpenMs: round(this.deps.clock.nowMs() - knock.atMs),
               },
@@ -385,6 +419,7 @@ export class Daemon {
             );
           },
           (err: unknown) => {
+            this.observe.firewallUpdated(performance.now() - t0, false);
             this.counters.openErrors++;
             log.error({ err: err instanceof Error ? err.message : String(err), client: d.client, src: d.src }, "firewall open failed");
             // Perhaps the gate was just flushed: check now rather than at the next tick (a repair re-adds this grant).
@@ -449,11 +484,12 @@ export class Daemon {
     }
     opening.then(
       () => {
+        this.observe.firewallUpdated(performance.now() - t0, true);
         this.counters.opened++;
         log.info(
           {
             ...fields,
-            openSeconds: this.config.openSeconds,
+            openSeconds: grants[0]?.openSeconds,
             firewallMs: round(performance.now() - t0),
             knockToOpenMs: round(this.deps.clock.nowMs() - atMs),
           },
@@ -461,6 +497,7 @@ export class Daemon {
         );
       },
       (err: unknown) => {
+        this.observe.firewallUpdated(performance.now() - t0, false);
         this.counters.openErrors++;
         log.error({ err: err instanceof Error ? err.message : String(err), client: fields["client"], src: fields["src"] }, "firewall open failed");
         // Perhaps the gate was just flushed: check now rather than at the next tick (a repair re-adds this grant).
@@ -473,6 +510,17 @@ export class Daemon {
   private record(d: Decision, knock: ObservedKnock): void {
     const r = replayRecordOf(d, knock.atMs);
     if (r) this.replays.append(r);
+  }
+
+  /** What the metrics endpoint reads at each scrape. */
+  snapshot(): { listener: ListenerStats; matcher: MatcherStats; gate: GateHealth; activeGrants: number; capturing: boolean | undefined } {
+    return {
+      listener: this.listener.stats(),
+      capturing: this.listener.health?.().capturing,
+      matcher: this.matcher.stats(),
+      gate: this.gateHealth(),
+      activeGrants: this.guard.openGrants(this.deps.clock.nowMs()).length,
+    };
   }
 
   stats(): Record<string, unknown> {
@@ -508,4 +556,12 @@ function suppressed(a: { suppressedBefore: number }): { suppressedBefore?: numbe
 
 function round(ms: number): number {
   return Math.round(ms * 100) / 100;
+}
+
+/**
+ * The prefilter's part of the gate. A source stays active (its tripwire hits logged) a little longer than the
+ * matcher keeps its progress after a knock (knockTimeoutMs), so no source with progress loses its tripwires.
+ */
+export function prefilterGate(knockTimeoutMs: number): { watchOnly: true; activeSeconds: number } {
+  return { watchOnly: true, activeSeconds: Math.ceil(knockTimeoutMs / 1000) + 1 };
 }

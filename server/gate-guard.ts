@@ -1,8 +1,9 @@
 /**
  * Keeps the gate in place while the daemon runs. A firewall reload (`nft flush ruleset`, what `systemctl restart
  * nftables` does) or a hand edit removes or changes the table, and the protected ports are then open to every
- * host. The guard checks the gate on every tick (1 s) and whenever the firewall reports a change (nft monitor),
- * and re-installs the whole gate with every grant the daemon opened that is still due, with its remaining time.
+ * host. The guard checks the gate whenever the firewall reports a change (nft monitor) and on a periodic tick (in
+ * full, or through a heartbeat the monitor must echo; see tick()), and re-installs the whole gate with every grant
+ * the daemon opened that is still due, with its remaining time.
  * Every re-install is logged at error level: something on the host is fighting the gate, and an operator must
  * know. Checks, deliberate updates and repairs run one at a time, in order.
  */
@@ -36,6 +37,11 @@ export type GateGuardOptions = {
   readonly gate: () => GateSpec;
   /** Between periodic checks. Default 1000. */
   readonly tickMs?: number;
+  /**
+   * With a firewall that has heartbeat(): a full check at least this often; on the ticks between, a heartbeat
+   * that the firewall's change watcher echoes stands for one (nothing changed unseen). Default 10 000.
+   */
+  readonly fullCheckEveryMs?: number;
   /** A repair or check that keeps failing is logged once, then at most once per this. Default 60 000. */
   readonly failureLogEveryMs?: number;
 };
@@ -56,11 +62,16 @@ export class GateGuard {
   private lastFailureLogMs = Number.NEGATIVE_INFINITY;
   private readonly tickMs: number;
   private readonly failureLogEveryMs: number;
+  private readonly fullCheckEveryMs: number;
+  private lastFullCheckMs = Number.NEGATIVE_INFINITY;
+  private ticking = false;
+  private heartbeats = 0;
 
   constructor(private readonly opts: GateGuardOptions) {
     this.since = opts.clock.nowMs();
     this.tickMs = opts.tickMs ?? 1000;
     this.failureLogEveryMs = opts.failureLogEveryMs ?? 60_000;
+    this.fullCheckEveryMs = opts.fullCheckEveryMs ?? 10_000;
   }
 
   health(): GateHealth {
@@ -109,7 +120,7 @@ export class GateGuard {
    */
   start(signal: AbortSignal): void {
     if (signal.aborted) return;
-    const timer = setInterval(() => void this.verify("periodic check"), this.tickMs);
+    const timer = setInterval(() => void this.tick(), this.tickMs);
     timer.unref();
     signal.addEventListener("abort", () => clearInterval(timer), { once: true });
     try {
@@ -117,6 +128,34 @@ export class GateGuard {
     } catch (err) {
       this.opts.log.warn({ err: errText(err) }, "cannot watch the firewall for changes; the gate is still checked every second");
     }
+  }
+
+  /**
+   * One periodic tick: a full check (a listing of the whole table), or, between full checks, a heartbeat the
+   * firewall's change watcher must echo. A heartbeat costs a line to a running nft; a full check a process start.
+   * Any change to the gate reaches verify() through the watcher's event anyway; the tick is for a watcher that
+   * died or stalled, which a missing echo shows one tick later.
+   */
+  private async tick(): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      const nowMs = this.opts.clock.nowMs();
+      const heartbeat = this.opts.firewall.heartbeat?.bind(this.opts.firewall);
+      if (heartbeat && nowMs - this.lastFullCheckMs < this.fullCheckEveryMs && (await heartbeat())) {
+        this.heartbeats++;
+        return;
+      }
+      this.lastFullCheckMs = nowMs;
+      await this.verify("periodic check");
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** Heartbeats that stood for a full check (for tests and `status`). */
+  get heartbeatCount(): number {
+    return this.heartbeats;
   }
 
   /** Checks the gate now and repairs it if needed. Never rejects. Calls made while one runs share one more run. */

@@ -4,7 +4,7 @@
  * changes the gate's rules.
  */
 import { randomFillSync } from "node:crypto";
-import type { Firewall } from "../src/ports.js";
+import type { Firewall, WatchPorts } from "../src/ports.js";
 import type { KnockProfile } from "../src/protocol/profile.js";
 import type { Logger } from "./logger.js";
 import { computeWatch, type PrefilterOptions, type RandomSource } from "./prefilter.js";
@@ -25,7 +25,9 @@ export class PrefilterWatch {
   private on = false;
   private offReason: string | undefined;
   private validUntilMs = 0;
-  private ports: readonly number[] = [];
+  private ports: WatchPorts = { starts: [], others: [] };
+  /** Recomputed and not yet in the firewall: apply() has work to do. */
+  private pending = false;
 
   constructor(private readonly opts: PrefilterWatchOptions) {}
 
@@ -45,9 +47,14 @@ export class PrefilterWatch {
     const w = computeWatch(this.opts.profiles(), nowMs, this.opts.options(), this.opts.random ?? cryptoRandom);
     if (w.on) {
       this.on = true;
-      this.ports = w.ports;
+      this.ports = { starts: w.starts, others: [...w.later, ...w.tripwires] };
+      this.pending = true;
       this.validUntilMs = w.validUntilMs;
-      if (!was) this.opts.log.info({ watched: w.ports.length, tripwireDensity: Number(w.tripwireDensity.toFixed(5)) }, "kernel prefilter on");
+      if (!was)
+        this.opts.log.info(
+          { firstPorts: w.starts.length, laterPorts: w.later.length, tripwires: w.tripwires.length, tripwireDensity: Number(w.tripwireDensity.toFixed(5)) },
+          "kernel prefilter on",
+        );
       this.offReason = undefined;
     } else {
       this.on = false;
@@ -63,10 +70,20 @@ export class PrefilterWatch {
     this.validUntilMs = 0;
   }
 
-  /** Puts the computed ports in the firewall's watch set (after compute(), and after the install it asked for). */
+  /**
+   * Puts the computed ports in the firewall's watch sets, once per computation (after compute(), and after the
+   * install it asked for). Replacing the sets costs an nft run and a burst of `nft monitor` lines, so it is not
+   * repeated while nothing changed; a repair of the gate puts the last ports back by itself.
+   */
   async apply(): Promise<void> {
-    if (!this.on) return;
+    if (!this.on || !this.pending) return;
     if (!this.opts.firewall.setWatch) throw new Error(`the ${this.opts.firewall.name} firewall has no watch set`);
-    await this.opts.firewall.setWatch(this.ports);
+    this.pending = false;
+    try {
+      await this.opts.firewall.setWatch(this.ports);
+    } catch (err) {
+      this.pending = true;
+      throw err;
+    }
   }
 }

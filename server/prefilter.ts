@@ -2,7 +2,8 @@
  * The kernel prefilter's watch set (listener nflog, config `prefilter`), pure: the gate logs a knock-range packet
  * only when its port is in this set. It holds every port of every client's sequences for steps T-s..T+s (the ones
  * the matcher can accept now) and a random set of "tripwire" ports re-drawn each window, so that a sweep still
- * reaches the matcher as wrong knocks and is reset (docs/design.md "Kernel prefilter").
+ * reaches the matcher as wrong knocks and is reset (docs/design.md "Kernel prefilter"). First ports are kept
+ * apart: the gate logs them from any source, the rest only from sources that sent a first port lately.
  */
 import { deriveSequence } from "../src/protocol/derive.js";
 import type { KnockProfile } from "../src/protocol/profile.js";
@@ -25,8 +26,12 @@ export type RandomSource = (count: number) => Uint32Array;
 export type Watch =
   | {
       readonly on: true;
-      /** Sorted, unique. */
-      readonly ports: readonly number[];
+      /** The first port of each sequence the matcher can accept now; sorted, unique. */
+      readonly starts: readonly number[];
+      /** The other ports of those sequences, none of them a first port; sorted, unique. */
+      readonly later: readonly number[];
+      /** The tripwires, none of them a sequence port; sorted, unique. */
+      readonly tripwires: readonly number[];
       readonly tripwireDensity: number;
       /** When the set must be recomputed: the first step change of any client after now (ms since the epoch). */
       readonly validUntilMs: number;
@@ -129,21 +134,31 @@ export function computeWatch(profiles: readonly KnockProfile[], nowMs: number, o
   const need = tripwireDensity(profiles, options);
   if ("reason" in need) return { on: false, reason: need.reason };
   const { min, max } = options.knockRange;
-  const ports = new Set<number>();
+  const starts = new Set<number>();
+  const later = new Set<number>();
   // Without clients the tripwires still rotate, on the default period.
   let validUntilMs = profiles.length === 0 ? (stepAt(nowMs, 30) + 1) * 30_000 : Number.POSITIVE_INFINITY;
   for (const p of profiles) {
     const step = stepAt(nowMs, p.periodSeconds);
     for (let s = Math.max(0, step - options.skewWindows); s <= step + options.skewWindows; s++) {
-      for (const port of deriveSequence(p, s)) if (port >= min && port <= max) ports.add(port);
+      deriveSequence(p, s).forEach((port, i) => {
+        if (port >= min && port <= max) (i === 0 ? starts : later).add(port);
+      });
     }
     validUntilMs = Math.min(validUntilMs, (step + 1) * p.periodSeconds * 1000);
   }
+  for (const port of starts) later.delete(port);
   const threshold = Math.floor(need.density * 0x1_0000_0000);
   const draws = random(max - min + 1);
-  for (let i = 0; i < draws.length; i++) if ((draws[i] as number) < threshold) ports.add(min + i);
-  if (ports.size > MAX_WATCH_SHARE * (max - min + 1)) {
-    return { on: false, reason: `the watch set would hold ${ports.size} of the ${max - min + 1} knock-range ports, more than ${MAX_WATCH_SHARE * 100}%` };
+  const tripwires: number[] = [];
+  for (let i = 0; i < draws.length; i++) {
+    const port = min + i;
+    if ((draws[i] as number) < threshold && !starts.has(port) && !later.has(port)) tripwires.push(port);
   }
-  return { on: true, ports: [...ports].sort((a, b) => a - b), tripwireDensity: need.density, validUntilMs };
+  const watched = starts.size + later.size + tripwires.length;
+  if (watched > MAX_WATCH_SHARE * (max - min + 1)) {
+    return { on: false, reason: `the watch set would hold ${watched} of the ${max - min + 1} knock-range ports, more than ${MAX_WATCH_SHARE * 100}%` };
+  }
+  const sorted = (set: Set<number>): number[] => [...set].sort((a, b) => a - b);
+  return { on: true, starts: sorted(starts), later: sorted(later), tripwires, tripwireDensity: need.density, validUntilMs };
 }

@@ -5,7 +5,8 @@
  * daemon missing tcpdump installed the gate and then retried tcpdump forever: the service shut for good while
  * systemd reported it active.
  */
-import { closeSync, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { accessSync, closeSync, constants, openSync, readFileSync, readdirSync, unlinkSync, writeSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import type { ServerConfig } from "./config/schema.js";
@@ -181,5 +182,51 @@ async function checkFirewallNeeds(config: ServerConfig, timeoutMs: number): Prom
         }
         throw err;
       }
+      return;
+    case "iptables":
+      // Reading proves the programs run and may talk to the kernel; ipset with it (the grants live there).
+      for (const argv of [
+        [config.iptables.iptablesPath, "-w", "5", "-S"],
+        [config.iptables.ip6tablesPath, "-w", "5", "-S"],
+        [config.iptables.ipsetPath, "list", "-n"],
+      ]) {
+        await runReadOnly(argv, timeoutMs);
+      }
+      return;
+    case "command":
+      // Both programs must exist and be executable now, not at the first knock (the schema made them absolute).
+      for (const argv of [config.command?.open, config.command?.close]) {
+        const program = argv?.[0] ?? "";
+        try {
+          accessSync(program, constants.X_OK);
+        } catch {
+          throw new TknockError(
+            "TKNOCK_FIREWALL",
+            `command firewall: ${program} is not an executable file: fix command.open/close in the config`,
+            ExitCode.system,
+          );
+        }
+      }
+      return;
+    case "none":
+      return;
   }
+}
+
+function runReadOnly(argv: readonly string[], timeoutMs: number): Promise<void> {
+  const [file, ...args] = argv as [string, ...string[]];
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { timeout: timeoutMs }, (err, _stdout, stderr) => {
+      if (!err) return resolve();
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+        return reject(new TknockError("TKNOCK_FIREWALL", `${file} not found: install it (apt-get install iptables ipset)`, ExitCode.system));
+      }
+      if (/Permission denied|not permitted|must be root/i.test(String(stderr))) {
+        return reject(
+          new TknockError("TKNOCK_PERMISSION", `${file} may not read the firewall (operation not permitted): run as root or with sudo`, ExitCode.usage),
+        );
+      }
+      reject(new TknockError("TKNOCK_FIREWALL", `${argv.join(" ")} failed: ${String(stderr).trim().slice(0, 300) || err.message}`, ExitCode.system));
+    });
+  });
 }

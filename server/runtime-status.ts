@@ -6,6 +6,7 @@
 import { readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { ListenerHealth } from "../src/ports.js";
+import type { ActivityReport } from "./daemon-observer.js";
 
 export const RUNTIME_STATUS_FILE = "daemon.json";
 
@@ -46,6 +47,8 @@ export type RuntimeStatus = {
   readonly stoppedAt?: string;
   readonly capture: CaptureReport;
   readonly gate?: GateReport;
+  /** Last knock and counts by decision since the daemon started (daemon-observer.ts). */
+  readonly activity?: ActivityReport;
 };
 
 export function runtimeStatusPath(stateDir: string): string {

@@ -6,6 +6,7 @@
  */
 import type { Grant } from "../src/ports.js";
 import type { LockHolder } from "./daemon-lock.js";
+import type { ActivityReport } from "./daemon-observer.js";
 import type { CaptureReport, RuntimeStatus } from "./runtime-status.js";
 
 /** A daemon rewrites its report every second; one this old belongs to a daemon that is stuck. */
@@ -15,7 +16,8 @@ export type StatusFacts = {
   readonly nowMs: number;
   readonly lock: { readonly holder: LockHolder | undefined; readonly alive: boolean };
   readonly runtime: RuntimeStatus | undefined;
-  readonly gate: { readonly present: boolean; readonly name: string };
+  /** unprotected: the firewall protects nothing by design (firewall "none"). */
+  readonly gate: { readonly present: boolean; readonly name: string; readonly unprotected?: boolean };
 };
 
 export type StatusReport = {
@@ -33,6 +35,8 @@ export type StatusReport = {
   };
   readonly capture: Omit<CaptureReport, "state"> & { readonly state: CaptureReport["state"] | "stopped" };
   readonly gate: { readonly present: boolean; readonly name: string; readonly since?: string; readonly repairs?: number; readonly lastProblem?: string };
+  /** From the running daemon's report: last knock, knocks by decision (absent when no daemon runs). */
+  readonly activity?: ActivityReport;
 };
 
 export function assessStatus(f: StatusFacts): StatusReport {
@@ -75,7 +79,9 @@ export function assessStatus(f: StatusFacts): StatusReport {
     ...(g !== undefined ? { repairs: g.repairs } : {}),
     ...(g?.lastProblem !== undefined ? { lastProblem: g.lastProblem } : {}),
   };
-  if (!f.gate.present) {
+  if (f.gate.unprotected === true) {
+    problems.push(`${f.gate.name}: NOTHING IS PROTECTED, knocks are only logged; set "firewall" in server.json to nftables, iptables or command`);
+  } else if (!f.gate.present) {
     problems.push(
       `gate missing: ${f.gate.name} is not in the kernel, so the protected ports are open to everyone unless another firewall closes them; ${running ? "the daemon should restore it (see its log)" : "start the daemon to restore it"}`,
     );
@@ -93,6 +99,7 @@ export function assessStatus(f: StatusFacts): StatusReport {
     },
     capture,
     gate,
+    ...(running && runtime?.activity !== undefined ? { activity: runtime.activity } : {}),
   };
 }
 
@@ -116,11 +123,18 @@ export function formatStatusLines(r: StatusReport, nowMs: number): string[] {
   const since = g.since !== undefined ? ` since ${g.since}` : "";
   const repairs = g.repairs !== undefined && g.repairs > 0 ? `, repaired ${g.repairs} times` : "";
   lines.push(`gate: ${g.name} ${g.present ? "present" : "MISSING"}${since}${repairs}`);
+  const a = r.activity;
+  if (a !== undefined) {
+    const counts = Object.entries(a.knocks)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(", ");
+    lines.push(`knocks: last ${a.lastKnockAt ?? "none yet"}, last open ${a.lastOpenAt ?? "none yet"}${counts !== "" ? ` (${counts})` : ""}`);
+  }
   return lines;
 }
 
 export function formatGrantLines(grants: readonly Grant[]): string[] {
   const lines = [grants.length === 0 ? "grants: none" : "grants:"];
-  for (const g of grants) lines.push(`  ${g.src} -> port ${g.port}, ${g.expiresInSeconds ?? "?"}s left`);
+  for (const g of grants) lines.push(`  ${g.src} -> port ${g.port}, ${g.expiresInSeconds ?? "?"}s left${g.client !== undefined ? ` (${g.client})` : ""}`);
   return lines;
 }

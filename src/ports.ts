@@ -32,6 +32,8 @@ export type ListenerStats = {
   starts: number;
   /** Packets the kernel dropped before the capture saw them, when the source reports it. */
   kernelDrops: number;
+  /** Packets the interface (driver) dropped, when the capture reports it (tcpdump's "dropped by interface"). */
+  interfaceDrops?: number;
 };
 
 /** Whether a listener is receiving packets, for the daemon's health report and `status`. */
@@ -64,6 +66,8 @@ export type Grant = {
   readonly src: string;
   readonly port: number;
   readonly openSeconds: number;
+  /** The client whose knock opened it, when known (the command backend's {client}). */
+  readonly client?: string;
   /** Seconds left, when the firewall reports it (list()). */
   readonly expiresInSeconds?: number;
 };
@@ -91,6 +95,11 @@ export type GateSpec = {
    * the listener counts it) before the knock-range drop, for the nflog listener. Absent: no NFLOG rule.
    */
   readonly nflogKnocks?: NflogKnocks | undefined;
+  /**
+   * Also gate forwarded traffic (a port published by Docker or any DNAT) whose original destination port, before
+   * the DNAT, is protected. Absent or false: only traffic to this host is gated.
+   */
+  readonly gateForward?: boolean;
 };
 
 export type NflogKnocks = {
@@ -98,10 +107,35 @@ export type NflogKnocks = {
   readonly min: number;
   readonly max: number;
   /**
-   * The kernel prefilter: log only packets whose port is in the gate's watch set (Firewall.setWatch); the
-   * knock-range drop still applies to every port. Absent or false: log the whole range.
+   * The kernel prefilter: log only packets to the gate's watched ports (Firewall.setWatch); the knock-range drop
+   * still applies to every port. Absent or false: log the whole range.
    */
   readonly watchOnly?: boolean;
+  /**
+   * With watchOnly: a source that sent to a sequence's first port becomes "active" for this many seconds, renewed
+   * by each of its watched packets, and only an active source's packets to the other watched ports (later
+   * sequence ports, tripwires) are logged: a source that started no sequence has no progress they could continue
+   * or reset. Default ACTIVE_SECONDS_DEFAULT.
+   */
+  readonly activeSeconds?: number;
+  /** With watchOnly: entries per active set (IPv4, IPv6). Default ACTIVE_SET_SIZE_DEFAULT. */
+  readonly activeSetSize?: number;
+};
+
+/**
+ * A flood must bring this many new sources to first ports within the active time to fill an active set; a full
+ * set fails closed (every watched port logged for every source). Each entry costs the kernel about 100 bytes.
+ */
+export const ACTIVE_SET_SIZE_DEFAULT = 65536;
+
+export const ACTIVE_SECONDS_DEFAULT = 6;
+
+/** The prefilter's ports, for the sequences the matcher can accept now. */
+export type WatchPorts = {
+  /** The first port of each sequence: logged from any source. */
+  readonly starts: readonly number[];
+  /** The sequences' later ports and the tripwires re-drawn each window: logged from active sources. */
+  readonly others: readonly number[];
 };
 
 /** What check() found wrong with the gate; message is one short line for logs and `status`. */
@@ -133,11 +167,18 @@ export type Firewall = {
    */
   watch?(onChange: (what: string) => void, signal: AbortSignal): void;
   /**
-   * Optional (needed for nflogKnocks.watchOnly): replace the ports of the watch set in one transaction. Kept by the
-   * firewall and put back by every install (a repair included); not part of check()'s comparison (it changes every
-   * window).
+   * Optional, with watch(): proves that the change watcher is alive and has reported everything up to now, by
+   * making a change that changes nothing and waiting for the watcher to report it. True only when it did, and
+   * not for the first report after the watcher (re)started, which may have missed changes before it listened: the
+   * caller then checks the gate in full. Never rejects.
    */
-  setWatch?(ports: readonly number[]): Promise<void>;
+  heartbeat?(): Promise<boolean>;
+  /**
+   * Optional (needed for nflogKnocks.watchOnly): replace the watched ports in one transaction. Kept by the
+   * firewall and put back by every install (a repair included); not part of check()'s comparison (they change
+   * every window).
+   */
+  setWatch?(watch: WatchPorts): Promise<void>;
   /** Remove the gate deliberately (never on a normal exit: fail closed). */
   remove(): Promise<void>;
   /** Release resources (child processes); the gate stays. */

@@ -28,6 +28,7 @@ type EnrollOptions = {
   proto?: "tcp" | "udp";
   mode?: KnockMode;
   allowNat?: boolean;
+  openSeconds?: number;
 };
 
 export function registerClientCommands(program: Command, io: CliIo): void {
@@ -58,6 +59,11 @@ export function registerClientCommands(program: Command, io: CliIo): void {
         .default("sequence"),
     )
     .option("--allow-nat", "SPA: let the client ask (tknock --nat) to open the address its packet arrives from")
+    .option(
+      "--open-seconds <n>",
+      "how long this client's knock opens the port, overriding the config's openSeconds (stored in the clients file)",
+      parseIntOption("--open-seconds", 1, 86_400),
+    )
     .option("--force", "replace an existing client of that name (new secret)")
     .action(async (name: string, opts: EnrollOptions, cmd: Command) => {
       const { config } = loadConfigOf(cmd);
@@ -94,6 +100,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
           enrolledAt: new Date(io.clock.nowMs()).toISOString(),
           ...(opts.mode !== undefined && opts.mode !== "sequence" ? { mode: opts.mode } : {}),
           ...(opts.allowNat === true ? { allowNat: true } : {}),
+          ...(opts.openSeconds !== undefined ? { openSeconds: opts.openSeconds } : {}),
         };
         const profile = validateProfile(clientProfile(name, record));
         const enrolledUri = formatProfileUri({

@@ -26,6 +26,9 @@ type InitOptions = {
   logSource?: string;
   logExisting?: boolean;
   nflogGroup?: string;
+  firewall?: string;
+  openCommand?: string;
+  closeCommand?: string;
 };
 
 export function parsePortArgs(values: readonly string[] | undefined, option: string): number[] | undefined {
@@ -40,6 +43,20 @@ export function parsePortArgs(values: readonly string[] | undefined, option: str
     throw new TknockError("TKNOCK_USAGE", `${option} takes port numbers (1..65535), got ${JSON.stringify(bad ?? "")}`, ExitCode.usage);
   }
   return [...new Set(parsed)];
+}
+
+/** --open-command/--close-command as the config's command section; the schema then checks them. */
+function commandSection(opts: InitOptions): { command?: { open: unknown; close: unknown } } {
+  if (opts.openCommand === undefined && opts.closeCommand === undefined) return {};
+  const parse = (text: string | undefined, option: string): unknown => {
+    if (text === undefined) throw new TknockError("TKNOCK_USAGE", `${option} is missing: give both --open-command and --close-command`, ExitCode.usage);
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new TknockError("TKNOCK_USAGE", `${option} takes a JSON list of strings, e.g. '["/usr/local/bin/open-port","{ip}","{port}"]'`, ExitCode.usage);
+    }
+  };
+  return { command: { open: parse(opts.openCommand, "--open-command"), close: parse(opts.closeCommand, "--close-command") } };
 }
 
 export function registerInit(program: Command, io: CliIo): void {
@@ -58,6 +75,13 @@ export function registerInit(program: Command, io: CliIo): void {
     .option("--log-source <journald|kmsg|file:PATH>", "listener log: where to read the kernel's log (default journald)")
     .option("--log-existing", "listener log: the host already logs knock-range packets (ufw logging on): add no log rule")
     .option("--nflog-group <n>", "listener nflog: the NFLOG group the gate logs knocks to, 0..65535 (default 5)")
+    .option(
+      "--firewall <nftables|iptables|command|none>",
+      "how ports are opened: nftables, iptables with ipset, your own commands, or none (log only)",
+      "nftables",
+    )
+    .option("--open-command <json>", 'firewall command: the open command as a JSON list, e.g. \'["/usr/local/bin/open-port","{ip}","{port}"]\'')
+    .option("--close-command <json>", "firewall command: the close command as a JSON list (placeholders {ip} {port} {proto} {timeout} {client})")
     .option("--state-dir <dir>", `state directory (default ${DEFAULT_STATE_DIR})`)
     .option("--clients <file>", "clients file (default: clients.json next to the config)")
     .option("--force", "overwrite an existing config and clients file")
@@ -84,6 +108,8 @@ export function registerInit(program: Command, io: CliIo): void {
         logExisting: opts.logExisting ?? base.logExisting,
         // A non-number goes to parseServerConfig as it is, which names the key and the allowed range.
         nflogGroup: opts.nflogGroup === undefined ? base.nflogGroup : /^\d+$/.test(opts.nflogGroup) ? Number(opts.nflogGroup) : opts.nflogGroup,
+        firewall: opts.firewall ?? base.firewall,
+        ...commandSection(opts),
       };
       parseServerConfig(config, configPath); // the written file must load
       checkInterface(config.interface, { fix: "pass --interface with one of this host's interfaces" });

@@ -2,7 +2,9 @@ import { ConfigError } from "../../src/errors.js";
 import { decodeSecret, isValidClientName, type EnrolledProfile } from "../../src/protocol/profile-uri.js";
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
 import { KNOCK_MODES } from "../../src/protocol/spa/mode.js";
+import { commandTemplateProblem } from "../firewalls/command/command-template.js";
 import { Checker } from "./check.js";
+import { parseListenAddress } from "../metrics/listen-address.js";
 
 /** The server's configuration (server.json). Every key has a default; unknown keys are errors. */
 export type ServerConfig = {
@@ -28,7 +30,16 @@ export type ServerConfig = {
    * range (docs/design.md "Kernel prefilter").
    */
   readonly prefilter: boolean;
-  readonly firewall: "nftables";
+  /**
+   * "nftables": tknock's own table; "iptables": its own chains and ipset sets; "command": run the open and close
+   * commands of `command` (fail-open if the daemon dies during a grant); "none": log only, nothing is protected.
+   */
+  readonly firewall: "nftables" | "iptables" | "command" | "none";
+  /**
+   * Also gate forwarded traffic to protected ports by its original destination port (Docker's published ports,
+   * any DNAT). "auto": on when Docker's chains are present at start. nftables and iptables only.
+   */
+  readonly gateForward: "auto" | boolean;
   /** Ports kept closed until a knock opens them for one source. */
   readonly protect: readonly number[];
   /** Path of the clients file (secrets; mode 0600). */
@@ -61,6 +72,10 @@ export type ServerConfig = {
   };
   readonly replayLog: { readonly maxBytes: number; readonly keepFiles: number };
   readonly nftables: { readonly table: string; readonly nftPath: string };
+  /** Firewall iptables: its chains and ipset sets are named after `prefix` (tknock-in, tknock-g4, ...). */
+  readonly iptables: { readonly prefix: string; readonly iptablesPath: string; readonly ip6tablesPath: string; readonly ipsetPath: string };
+  /** Firewall command: argv templates (see server/firewalls/command/command-template.ts); undefined otherwise. */
+  readonly command: CommandConfig | undefined;
   readonly tcpdump: {
     readonly path: string;
     readonly bufferKiB: number;
@@ -68,6 +83,20 @@ export type ServerConfig = {
     readonly localAddresses: readonly string[];
   };
   readonly logLevel: "debug" | "info" | "warn" | "error";
+  /**
+   * The Prometheus endpoint (GET /metrics); null: off. `listen` is "IP:PORT" ("[::1]:9477" for IPv6): a loopback
+   * address unless the admin writes another, which is then reported at start (the counts show when knocks arrive).
+   */
+  readonly metrics: { readonly listen: string } | null;
+};
+
+export type CommandConfig = {
+  readonly open: readonly string[];
+  readonly close: readonly string[];
+  /** What {proto} runs for: a command that names {proto} runs once per protocol listed. */
+  readonly protos: readonly ("tcp" | "udp")[];
+  /** A command still running after this is killed and counts as failed. */
+  readonly timeoutMs: number;
 };
 
 export const DEFAULT_CONFIG_PATH = "/etc/tknock/server.json";
@@ -82,6 +111,7 @@ export function defaultServerConfig(paths: { clientsFile: string; stateDir?: str
     nflogGroup: 5,
     prefilter: true,
     firewall: "nftables",
+    gateForward: "auto",
     protect: [22],
     clientsFile: paths.clientsFile,
     stateDir: paths.stateDir ?? DEFAULT_STATE_DIR,
@@ -97,8 +127,11 @@ export function defaultServerConfig(paths: { clientsFile: string; stateDir?: str
     bruteForce: { maxFailuresPerMinute: 10, ban: false, banSeconds: 600 },
     replayLog: { maxBytes: 10 * 1024 * 1024, keepFiles: 3 },
     nftables: { table: "tknock", nftPath: "nft" },
+    iptables: { prefix: "tknock", iptablesPath: "iptables", ip6tablesPath: "ip6tables", ipsetPath: "ipset" },
+    command: undefined,
     tcpdump: { path: "tcpdump", bufferKiB: 16384, localAddresses: [] },
     logLevel: "info",
+    metrics: null,
   };
 }
 
@@ -117,6 +150,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       "nflogGroup",
       "prefilter",
       "firewall",
+      "gateForward",
       "protect",
       "clientsFile",
       "stateDir",
@@ -132,8 +166,11 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       "bruteForce",
       "replayLog",
       "nftables",
+      "iptables",
+      "command",
       "tcpdump",
       "logLevel",
+      "metrics",
     ]) ?? {};
   const get = <T>(key: string, fallback: T, check: (v: unknown, path: string) => T): T => (o[key] === undefined ? fallback : check(o[key], key));
   const sub = (key: string, keys: readonly string[]): Record<string, unknown> => (o[key] === undefined ? {} : (c.object(o[key], key, keys) ?? {}));
@@ -142,6 +179,7 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
   const bf = sub("bruteForce", ["maxFailuresPerMinute", "ban", "banSeconds"]);
   const rl = sub("replayLog", ["maxBytes", "keepFiles"]);
   const nf = sub("nftables", ["table", "nftPath"]);
+  const ip = sub("iptables", ["prefix", "iptablesPath", "ip6tablesPath", "ipsetPath"]);
   const td = sub("tcpdump", ["path", "bufferKiB", "localAddresses"]);
   const or = <T>(v: unknown, fallback: T, check: (v: unknown) => T): T => (v === undefined ? fallback : check(v));
 
@@ -158,7 +196,8 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
     logExisting: get("logExisting", d.logExisting, (v, p) => c.bool(v, p)),
     nflogGroup: get("nflogGroup", d.nflogGroup, (v, p) => c.int(v, p, 0, 65535)),
     prefilter: get("prefilter", d.prefilter, (v, p) => c.bool(v, p)),
-    firewall: get("firewall", d.firewall, (v, p) => c.oneOf(v, p, ["nftables"] as const)),
+    firewall: get("firewall", d.firewall, (v, p) => c.oneOf(v, p, ["nftables", "iptables", "command", "none"] as const)),
+    gateForward: get("gateForward", d.gateForward, (v, p) => (v === "auto" ? "auto" : c.bool(v, p))),
     protect: get("protect", d.protect, (v, p) => c.ports(v, p, { allowEmpty: false })),
     clientsFile: get("clientsFile", d.clientsFile, (v, p) => c.string(v, p, ABS_PATH)),
     stateDir: get("stateDir", d.stateDir, (v, p) => c.string(v, p, ABS_PATH)),
@@ -189,12 +228,22 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       ),
       nftPath: or(nf["nftPath"], d.nftables.nftPath, (v) => c.string(v, "nftables.nftPath")),
     },
+    iptables: {
+      prefix: or(ip["prefix"], d.iptables.prefix, (v) =>
+        c.string(v, "iptables.prefix", { pattern: /^[a-z][a-z0-9_]{0,15}$/, hint: "use lowercase letters, digits and _ (up to 16)" }),
+      ),
+      iptablesPath: or(ip["iptablesPath"], d.iptables.iptablesPath, (v) => c.string(v, "iptables.iptablesPath")),
+      ip6tablesPath: or(ip["ip6tablesPath"], d.iptables.ip6tablesPath, (v) => c.string(v, "iptables.ip6tablesPath")),
+      ipsetPath: or(ip["ipsetPath"], d.iptables.ipsetPath, (v) => c.string(v, "iptables.ipsetPath")),
+    },
+    command: o["command"] === undefined ? undefined : parseCommandConfig(c, o["command"]),
     tcpdump: {
       path: or(td["path"], d.tcpdump.path, (v) => c.string(v, "tcpdump.path")),
       bufferKiB: or(td["bufferKiB"], d.tcpdump.bufferKiB, (v) => c.int(v, "tcpdump.bufferKiB", 64, 1_048_576)),
       localAddresses: or(td["localAddresses"], d.tcpdump.localAddresses, (v) => c.stringList(v, "tcpdump.localAddresses")),
     },
     logLevel: get("logLevel", d.logLevel, (v, p) => c.oneOf(v, p, ["debug", "info", "warn", "error"] as const)),
+    metrics: o["metrics"] === null || o["metrics"] === undefined ? d.metrics : parseMetrics(c, sub("metrics", ["listen"])),
   };
   if (config.knockRange.min > config.knockRange.max) c.problem("knockRange", `min ${config.knockRange.min} is above max ${config.knockRange.max}`);
   for (const p of config.protect) {
@@ -202,8 +251,35 @@ export function parseServerConfig(raw: unknown, source: string): ServerConfig {
       c.problem("protect", `port ${p} lies inside the knock range ${config.knockRange.min}-${config.knockRange.max}: move it or the range`);
     }
   }
+  if (config.firewall === "command" && config.command === undefined) {
+    c.problem("command", 'is missing: firewall "command" needs {"open": [...], "close": [...]} (see README)');
+  }
   if (c.issues.length > 0) throw new ConfigError(c.issues, source);
   return config;
+}
+
+function parseCommandConfig(c: Checker, raw: unknown): CommandConfig {
+  const o = c.object(raw, "command", ["open", "close", "protos", "timeoutMs"]) ?? {};
+  const template = (key: "open" | "close"): string[] => {
+    const problem = commandTemplateProblem(o[key]);
+    if (problem !== undefined) c.problem(`command.${key}`, problem);
+    return problem === undefined ? [...(o[key] as string[])] : [];
+  };
+  const protos = o["protos"] === undefined ? ["tcp", "udp"] : o["protos"];
+  if (!Array.isArray(protos) || protos.length === 0) c.problem("command.protos", 'use a non-empty list of "tcp" and "udp"');
+  return {
+    open: template("open"),
+    close: template("close"),
+    protos: Array.isArray(protos) ? [...new Set(protos.map((p, i) => c.oneOf(p, `command.protos[${i}]`, ["tcp", "udp"] as const)))] : [],
+    timeoutMs: o["timeoutMs"] === undefined ? 10_000 : c.int(o["timeoutMs"], "command.timeoutMs", 100, 600_000),
+  };
+}
+
+function parseMetrics(c: Checker, m: Record<string, unknown>): ServerConfig["metrics"] {
+  const listen = c.string(m["listen"], "metrics.listen", { hint: 'use "IP:PORT", e.g. "127.0.0.1:9477" or "[::1]:9477"' });
+  if (listen !== "" && parseListenAddress(listen) === undefined)
+    c.problem("metrics.listen", `${JSON.stringify(listen)} is not allowed: use "IP:PORT", e.g. "127.0.0.1:9477" or "[::1]:9477"`);
+  return { listen };
 }
 
 /**
@@ -215,6 +291,8 @@ export type ClientRecord = Omit<EnrolledProfile, "client" | "secret"> & {
   readonly enrolledAt: string;
   /** SPA: the client may ask (`tknock --nat`) to open the packet's source address instead of the one it names. */
   readonly allowNat?: boolean;
+  /** This client's grants last this long instead of the config's openSeconds (`enroll --open-seconds`). */
+  readonly openSeconds?: number;
 };
 
 export type ClientsFile = { readonly version: 1; readonly clients: Readonly<Record<string, ClientRecord>> };
@@ -237,6 +315,7 @@ const CLIENT_KEYS = [
   "enrolledAt",
   "mode",
   "allowNat",
+  "openSeconds",
 ] as const;
 
 /** Validates a parsed clients file; each client's profile must obey protocol v1. Secrets are never quoted. */
@@ -267,6 +346,7 @@ export function parseClientsFile(raw: unknown, source: string): ClientsFile {
       enrolledAt: c.string(r["enrolledAt"], `${path}.enrolledAt`),
       ...(r["mode"] !== undefined ? { mode: c.oneOf(r["mode"], `${path}.mode`, KNOCK_MODES) } : {}),
       ...(r["allowNat"] !== undefined ? { allowNat: c.bool(r["allowNat"], `${path}.allowNat`) } : {}),
+      ...(r["openSeconds"] !== undefined ? { openSeconds: c.int(r["openSeconds"], `${path}.openSeconds`, 1, 86_400) } : {}),
     };
     if (c.issues.length === before) {
       try {

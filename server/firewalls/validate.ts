@@ -4,7 +4,16 @@
  */
 import { ExitCode, TknockError } from "../../src/errors.js";
 import { isPort } from "../../src/port-number.js";
-import type { GateSpec, Grant, NflogKnocks, ServicePort } from "../../src/ports.js";
+import {
+  ACTIVE_SECONDS_DEFAULT,
+  ACTIVE_SET_SIZE_DEFAULT,
+  type GateSpec,
+  type Grant,
+  type NflogKnocks,
+  type ServicePort,
+  type WatchPorts,
+} from "../../src/ports.js";
+import { isValidClientName } from "../../src/protocol/profile-uri.js";
 import { canonicalAddress as canonicalAddressText, type AddressFamily } from "../packets/address.js";
 
 /** Same bound as the config's openSeconds. */
@@ -16,6 +25,7 @@ export type ValidGrant = {
   readonly src: string;
   readonly port: number;
   readonly openSeconds: number;
+  readonly client?: string;
 };
 
 export type ValidGate = {
@@ -26,6 +36,7 @@ export type ValidGate = {
   readonly exemptServices: readonly ServicePort[];
   readonly logKnocks: { readonly min: number; readonly max: number } | undefined;
   readonly nflogKnocks: NflogKnocks | undefined;
+  readonly gateForward: boolean;
 };
 
 export function invalidGrant(message: string): TknockError {
@@ -58,7 +69,12 @@ export function validateGrant(grant: Grant): ValidGrant {
   if (typeof s !== "number" || !Number.isInteger(s) || s < 1 || s > MAX_OPEN_SECONDS) {
     throw invalidGrant(`grant openSeconds ${show(s)} is not allowed: use an integer from 1 to ${MAX_OPEN_SECONDS}`);
   }
-  return { family: canonical.family, src: canonical.address, port: grant.port, openSeconds: s };
+  const client = grant.client;
+  if (client !== undefined && (typeof client !== "string" || !isValidClientName(client))) {
+    throw invalidGrant(`grant client ${show(client)} is not allowed: use letters, digits, . _ - (up to 63)`);
+  }
+  const valid = { family: canonical.family, src: canonical.address, port: grant.port, openSeconds: s };
+  return client === undefined ? valid : { ...valid, client };
 }
 
 /**
@@ -88,6 +104,7 @@ export function validateGate(gate: GateSpec): ValidGate {
     exemptServices: validateServices(gate.exemptServices ?? []),
     logKnocks: validRange(gate.logKnocks, "logged range"),
     nflogKnocks: validNflog(gate.nflogKnocks),
+    gateForward: gate.gateForward === true,
   };
 }
 
@@ -97,7 +114,16 @@ function validNflog(n: NflogKnocks | undefined): ValidGate["nflogKnocks"] {
     throw invalidGate(`NFLOG group ${show(n.group)} is not allowed: use an integer from 0 to 65535`);
   }
   const range = validRange(n, "NFLOG-logged range")!;
-  return { group: n.group, ...range, ...(n.watchOnly === true ? { watchOnly: true } : {}) };
+  if (n.watchOnly !== true) return { group: n.group, ...range };
+  const activeSeconds = n.activeSeconds ?? ACTIVE_SECONDS_DEFAULT;
+  if (!Number.isInteger(activeSeconds) || activeSeconds < 1 || activeSeconds > 3600) {
+    throw invalidGate(`prefilter active time ${show(n.activeSeconds)} s is not allowed: use an integer from 1 to 3600`);
+  }
+  const activeSetSize = n.activeSetSize ?? ACTIVE_SET_SIZE_DEFAULT;
+  if (!Number.isInteger(activeSetSize) || activeSetSize < 1 || activeSetSize > 1_048_576) {
+    throw invalidGate(`prefilter active set size ${show(n.activeSetSize)} is not allowed: use an integer from 1 to 1048576`);
+  }
+  return { group: n.group, ...range, watchOnly: true, activeSeconds, activeSetSize };
 }
 
 function validRange(range: { readonly min: number; readonly max: number } | undefined, what: string): { min: number; max: number } | undefined {
@@ -128,12 +154,19 @@ export function validateTableName(name: string): string {
   return name;
 }
 
-/** The watch set's ports (Firewall.setWatch), sorted and unique; anything that is not a port is an error. */
-export function validateWatchPorts(ports: readonly number[]): number[] {
-  if (!Array.isArray(ports)) throw invalidGate("watch ports must be a list of ports");
+/** The watched ports (Firewall.setWatch), each list sorted and unique, a first port never also in `others`. */
+export function validateWatch(watch: WatchPorts): { starts: number[]; others: number[] } {
+  if (typeof watch !== "object" || watch === null) throw invalidGate("watch must be { starts, others }");
+  const starts = validPortList(watch.starts, "first");
+  const isStart = new Set(starts);
+  return { starts, others: validPortList(watch.others, "watch").filter((p) => !isStart.has(p)) };
+}
+
+function validPortList(ports: readonly number[], what: string): number[] {
+  if (!Array.isArray(ports)) throw invalidGate(`${what} ports must be a list of ports`);
   const valid: number[] = [];
   for (const port of ports as readonly unknown[]) {
-    if (!isPort(port)) throw invalidGate(`watch port ${show(port)} is not allowed: use an integer from 1 to 65535`);
+    if (!isPort(port)) throw invalidGate(`${what} port ${show(port)} is not allowed: use an integer from 1 to 65535`);
     valid.push(port);
   }
   return [...new Set(valid)].sort((a, b) => a - b);

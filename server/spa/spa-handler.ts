@@ -17,7 +17,8 @@ export type SpaHandlerDeps = {
   /** Opens the grants (the daemon's path: track, firewall, log). */
   readonly open: (grants: Grant[], fields: Record<string, unknown>, atMs: number) => void;
   readonly record: (r: ReplayRecord) => void;
-  readonly openSeconds: () => number;
+  /** How long a grant of this client lasts (its own openSeconds, else the config's). */
+  readonly openSeconds: (client: string) => number;
 };
 
 const LOG_LINES_PER_SECOND = 20;
@@ -73,8 +74,8 @@ export class SpaHandler {
           this.counters.persistFailures++;
           return true;
         }
-        const openSeconds = this.deps.openSeconds();
-        const grants = d.ports.map((port) => ({ src: d.address, port, openSeconds }));
+        const openSeconds = this.deps.openSeconds(d.client);
+        const grants = d.ports.map((port) => ({ src: d.address, port, openSeconds, client: d.client }));
         this.deps.open(grants, { client: d.client, src: d.src, address: d.address, step: d.step, ports: d.ports, via: "spa" }, knock.atMs);
         return true;
       }

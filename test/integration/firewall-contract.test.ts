@@ -10,7 +10,10 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
 import { NftablesFirewall } from "../../server/firewalls/nftables/nftables-firewall.js";
-import type { Clock, Firewall, GateSpec, Grant } from "../../src/ports.js";
+import { CommandFirewall } from "../../server/firewalls/command/command-firewall.js";
+import { NoneFirewall } from "../../server/firewalls/none/none-firewall.js";
+import { IptablesFirewall } from "../../server/firewalls/iptables/iptables-firewall.js";
+import type { Clock, Firewall, GateProblem, GateSpec, Grant } from "../../src/ports.js";
 import { Lab, removeStaleLabs } from "../../lab/lab.js";
 import { describeAsRoot } from "../support/root.js";
 import { rejectionCodeOf } from "../support/error-code.js";
@@ -25,10 +28,17 @@ type Harness = {
   /** Lets time pass: a clock step for the memory firewall, a real (bounded) wait for a kernel. */
   elapse(seconds: number): Promise<void>;
   /** What a firewall reload or an operator does behind tknock's back. */
-  outside(change: OutsideChange): Promise<void>;
-  /** The ports in the gate's watch set, read from the firewall itself (sorted). */
-  watched(): Promise<number[]>;
+  outside?(change: OutsideChange): Promise<void>;
+  /** The ports in the gate's watch set, read from the firewall itself (sorted); absent: the firewall has none. */
+  watched?(): Promise<number[]>;
+  /**
+   * What check() reports after each outside change; absent: the firewall owns no gate it could check (command,
+   * none), so there is nothing to heal.
+   */
+  outsideKinds?: Record<OutsideChange, GateProblem["kind"]>;
 };
+
+const NFT_OUTSIDE_KINDS: Record<OutsideChange, GateProblem["kind"]> = { flush: "table-missing", "delete-table": "table-missing", "add-rule": "rules-differ" };
 
 /** `nft flush ruleset`, `nft delete table inet tknock`, and a rule that accepts the protected port slipped in. */
 type OutsideChange = "flush" | "delete-table" | "add-rule";
@@ -37,7 +47,13 @@ function find(grants: readonly Grant[], src: string, port: number): Grant | unde
   return grants.find((g) => g.src === src && g.port === port);
 }
 
-function firewallContract(name: string, makeHarness: () => Promise<Harness>): void {
+/** it() when the condition holds; otherwise no test at all (not a skipped one). */
+const itIf = (condition: boolean): typeof it => (condition ? it : ((() => undefined) as unknown as typeof it));
+
+/** What a firewall can do beyond the common contract: own a gate it checks and heals, and keep a watch set. */
+type Capabilities = { readonly heals: boolean; readonly watchSet: boolean };
+
+function firewallContract(name: string, caps: Capabilities, makeHarness: () => Promise<Harness>): void {
   describe(`Firewall contract: ${name}`, () => {
     let h: Harness;
 
@@ -151,21 +167,20 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
       expect(await h.firewall.list()).toEqual([]);
     });
 
-    it("when the gate was just installed then check finds it intact, and reports a gate with other ports as different", async () => {
+    it("when the gate was just installed then check finds it intact, and reports a gate with other ports as different (when it owns one)", async () => {
       await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
       expect(await h.firewall.check(GATE)).toBeUndefined();
-      expect((await h.firewall.check({ ...GATE, protectedPorts: [2222, 2223] }))?.kind).toMatch(/^(rules|elements)-differ$/);
+      const other = await h.firewall.check({ ...GATE, protectedPorts: [2222, 2223] });
+      if (caps.heals) expect(other?.kind).toMatch(/^(rules|elements)-differ$/);
+      else expect(other).toBeUndefined();
     });
 
-    for (const [change, kind] of [
-      ["flush", "table-missing"],
-      ["delete-table", "table-missing"],
-      ["add-rule", "rules-differ"],
-    ] as const) {
-      it(`when the gate is changed from outside (${change}) then check reports ${kind}, and install plus open restore the gate and the grant`, async () => {
+    for (const change of caps.heals ? (["flush", "delete-table", "add-rule"] as const) : []) {
+      it(`when the gate is changed from outside (${change}) then check reports it, and install plus open restore the gate and the grant`, async () => {
+        if (!h.outsideKinds || !h.outside) throw new Error("a healing firewall's harness needs outside and outsideKinds");
         await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
         await h.outside(change);
-        expect((await h.firewall.check(GATE))?.kind).toBe(kind);
+        expect((await h.firewall.check(GATE))?.kind).toBe(h.outsideKinds[change]);
         await h.firewall.install(GATE);
         await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 25 }]);
         expect(await h.firewall.check(GATE)).toBeUndefined();
@@ -173,22 +188,26 @@ function firewallContract(name: string, makeHarness: () => Promise<Harness>): vo
       });
     }
 
-    it("when the prefilter's watch set is replaced every window then check still finds the gate intact, and a repair puts the ports back", async () => {
-      const gate: GateSpec = { ...GATE, nflogKnocks: { group: 5, min: 40000, max: 40100, watchOnly: true } };
-      await h.firewall.install(gate);
-      await h.firewall.setWatch?.([40007, 40003]);
-      expect(await h.watched()).toEqual([40003, 40007]);
-      expect(await h.firewall.check(gate)).toBeUndefined();
-      await h.firewall.setWatch?.([40050]);
-      expect(await h.watched()).toEqual([40050]);
-      expect(await h.firewall.check(gate)).toBeUndefined();
-      await h.outside("flush");
-      expect((await h.firewall.check(gate))?.kind).toBe("table-missing");
-      await h.firewall.install(gate);
-      expect(await h.watched()).toEqual([40050]);
-      expect(await h.firewall.check(gate)).toBeUndefined();
-      expect(await rejectionCodeOf(Promise.resolve().then(() => h.firewall.setWatch?.([70000])))).toBe("TKNOCK_INVALID_GATE");
-    });
+    itIf(caps.watchSet)(
+      "when the prefilter's watch set is replaced every window then check still finds the gate intact, and a repair puts the ports back",
+      async () => {
+        if (!h.watched || !h.outside || !h.outsideKinds) throw new Error("a watch-set firewall's harness needs watched, outside and outsideKinds");
+        const gate: GateSpec = { ...GATE, nflogKnocks: { group: 5, min: 40000, max: 40100, watchOnly: true } };
+        await h.firewall.install(gate);
+        await h.firewall.setWatch?.({ starts: [40007, 40003], others: [40090] });
+        expect(await h.watched()).toEqual([40003, 40007, 40090]);
+        expect(await h.firewall.check(gate)).toBeUndefined();
+        await h.firewall.setWatch?.({ starts: [40050], others: [] });
+        expect(await h.watched()).toEqual([40050]);
+        expect(await h.firewall.check(gate)).toBeUndefined();
+        await h.outside("flush");
+        expect((await h.firewall.check(gate))?.kind).toBe(h.outsideKinds.flush);
+        await h.firewall.install(gate);
+        expect(await h.watched()).toEqual([40050]);
+        expect(await h.firewall.check(gate)).toBeUndefined();
+        expect(await rejectionCodeOf(Promise.resolve().then(() => h.firewall.setWatch?.({ starts: [70000], others: [] })))).toBe("TKNOCK_INVALID_GATE");
+      },
+    );
 
     it("when the gate is removed then no grant is left, open is rejected with TKNOCK_FIREWALL, and removing again is fine", async () => {
       await h.firewall.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
@@ -207,7 +226,7 @@ class FakeClock implements Clock {
   }
 }
 
-firewallContract("memory", async () => {
+firewallContract("memory", { heals: true, watchSet: true }, async () => {
   const clock = new FakeClock(1_700_000_000_000);
   const firewall = new MemoryFirewall(clock);
   return {
@@ -217,7 +236,62 @@ firewallContract("memory", async () => {
     },
     outside: async (change) => firewall.simulateOutsideChange(change === "add-rule" ? "alter" : "flush"),
     watched: async () => [...firewall.watched],
+    outsideKinds: { flush: "table-missing", "delete-table": "table-missing", "add-rule": "rules-differ" },
   };
+});
+
+/**
+ * The command backend with a fake clock; its commands are real processes (a shell that appends its arguments to a
+ * file, the program and script being the test's choice), so argv building and execFile are both exercised.
+ */
+firewallContract("command", { heals: false, watchSet: false }, async () => {
+  const clock = new FakeClock(1_700_000_000_000);
+  const dir = await mkdtemp(join(tmpdir(), "tknock-command-contract-"));
+  const record = ["/bin/sh", "-c", `echo "$0 $1 $2 $3" >> ${join(dir, "commands.log")}`];
+  const firewall = new CommandFirewall({
+    open: [...record, "open", "{ip}", "{port}/{proto}"],
+    close: [...record, "close", "{ip}", "{port}/{proto}"],
+    statePath: join(dir, "grants.json"),
+    clock,
+    sweepMs: 60_000,
+  });
+  return {
+    firewall,
+    elapse: async (seconds) => {
+      clock.ms += seconds * 1000;
+      await firewall.sweep();
+    },
+  };
+});
+
+firewallContract("none", { heals: false, watchSet: false }, async () => {
+  const clock = new FakeClock(1_700_000_000_000);
+  return {
+    firewall: new NoneFirewall(clock),
+    elapse: async (seconds) => {
+      clock.ms += seconds * 1000;
+    },
+  };
+});
+
+describe("MemoryFirewall.wouldLog with the prefilter", () => {
+  it("when a source has sent no first port then its packets to later ports and tripwires are not logged; after one they are, until it goes quiet for activeSeconds", async () => {
+    const clock = new FakeClock(1_000_000);
+    const fw = new MemoryFirewall(clock);
+    await fw.install({ ...GATE, nflogKnocks: { group: 5, min: 40000, max: 40100, watchOnly: true, activeSeconds: 6 } });
+    await fw.setWatch({ starts: [40010], others: [40020, 40030] });
+    expect(fw.wouldLog(40020, CLIENT4)).toBe(false);
+    expect(fw.wouldLog(40010, CLIENT4)).toBe(true);
+    expect(fw.wouldLog(40020, CLIENT4)).toBe(true);
+    expect(fw.wouldLog(40020, "198.18.0.77")).toBe(false);
+    clock.ms += 5000;
+    expect(fw.wouldLog(40030, CLIENT4)).toBe(true); // renews
+    clock.ms += 5000;
+    expect(fw.wouldLog(40030, CLIENT4)).toBe(true);
+    clock.ms += 6001;
+    expect(fw.wouldLog(40030, CLIENT4)).toBe(false);
+    expect(fw.wouldLog(40050, CLIENT4)).toBe(false);
+  });
 });
 
 describe("MemoryFirewall.isAllowed", () => {
@@ -294,14 +368,14 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
 
   beforeAll(async () => {
     await removeStaleLabs();
-    lab = await Lab.create(["fw"]);
+    lab = await Lab.create(["fw", "peer"]);
   });
 
   afterAll(async () => {
     await lab?.destroy();
   });
 
-  firewallContract("nftables", async () => ({
+  firewallContract("nftables", { heals: true, watchSet: true }, async () => ({
     firewall: new NftablesFirewall({ nftCommand: nftIn() }),
     elapse: (seconds) => sleep(seconds * 1000),
     outside: async (change) => {
@@ -314,11 +388,16 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
       if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
     },
     watched: async () => {
-      const r = await lab.exec("fw", ["nft", "-j", "list", "set", "inet", "tknock", "watch"]);
-      if (r.code !== 0) throw new Error(`nft list set watch: ${r.stderr}`);
-      const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: number[] } }[] };
-      return [...(doc.nftables.find((i) => i.set)?.set?.elem ?? [])].sort((a, b) => a - b);
+      const ports: number[] = [];
+      for (const set of ["starts", "watch"]) {
+        const r = await lab.exec("fw", ["nft", "-j", "list", "set", "inet", "tknock", set]);
+        if (r.code !== 0) throw new Error(`nft list set ${set}: ${r.stderr}`);
+        const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: number[] } }[] };
+        ports.push(...(doc.nftables.find((i) => i.set)?.set?.elem ?? []));
+      }
+      return ports.sort((a, b) => a - b);
     },
+    outsideKinds: NFT_OUTSIDE_KINDS,
   }));
 
   describe("nftables only", () => {
@@ -332,6 +411,64 @@ describeAsRoot("NftablesFirewall in a namespace", () => {
 
     afterEach(async () => {
       await fw.close();
+    });
+
+    it("when the prefilter's active set is full then a new source is not added and its protocol is marked overflowing, so tripwires are logged for everyone", async () => {
+      const gate: GateSpec = {
+        ...GATE,
+        knockRange: { min: 40000, max: 40100 },
+        nflogKnocks: { group: 9, min: 40000, max: 40100, watchOnly: true, activeSeconds: 60, activeSetSize: 2 },
+      };
+      await fw.install(gate);
+      await fw.setWatch({ starts: [40010], others: [40020] });
+      const sources = ["198.18.0.101", "198.18.0.102", "198.18.0.103"];
+      for (const a of sources) expect((await lab.exec("peer", ["ip", "addr", "add", `${a}/24`, "dev", "eth0"])).code).toBe(0);
+      const send = async (from: string, port: number): Promise<void> => {
+        const script = `const s=require("dgram").createSocket("udp4");s.bind({address:${JSON.stringify(from)}},()=>s.send("k",${port},${JSON.stringify(lab.host("fw").ipv4)},()=>s.close()))`;
+        const r = await lab.exec("peer", [process.execPath, "-e", script]);
+        expect(r.code).toBe(0);
+      };
+      const elements = async (set: string): Promise<string[]> => {
+        const r = await lab.exec("fw", ["nft", "-j", "list", "set", "inet", "tknock", set]);
+        const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: { elem: { val: string } }[] } }[] };
+        return (doc.nftables.find((i) => i.set)?.set?.elem ?? []).map((e) => e.elem.val).sort();
+      };
+      await send(sources[0]!, 40010);
+      await send(sources[1]!, 40010);
+      expect(await elements("active4")).toEqual(sources.slice(0, 2));
+      expect(await elements("overflow")).toEqual([]);
+      await send(sources[2]!, 40010);
+      expect(await elements("active4")).toEqual(sources.slice(0, 2));
+      expect(await elements("overflow")).toEqual(["udp"]);
+      const rules = await lab.exec("fw", ["nft", "list", "chain", "inet", "tknock", "input"]);
+      expect(rules.stdout).toMatch(/th dport @watch meta l4proto @overflow log group 9/);
+    });
+
+    it("when nft monitor runs then the first heartbeat after its start is not trusted, later ones are, and a stopped monitor fails the heartbeat", async () => {
+      const ac = new AbortController();
+      const watched = new NftablesFirewall({ nftCommand: nftIn(), heartbeatTimeoutMs: 1000 });
+      const changes: string[] = [];
+      try {
+        await watched.install(GATE);
+        watched.watch((what) => changes.push(what), ac.signal);
+        const answers: boolean[] = [];
+        while (answers.length < 20 && answers.at(-1) !== true) answers.push(await watched.heartbeat());
+        expect(answers[0]).toBe(false); // not trusted: the monitor may have missed what came before it listened
+        expect(answers.at(-1)).toBe(true);
+        expect(await watched.heartbeat()).toBe(true);
+        expect(changes).toEqual([]); // heartbeats are not changes to the gate
+        const pid = (await lab.exec("fw", ["pgrep", "-P", String(process.pid), "-f", "^nft monitor$"])).stdout.trim().split("\n")[0];
+        expect(pid).toMatch(/^\d+$/);
+        process.kill(Number(pid), "SIGSTOP");
+        try {
+          expect(await watched.heartbeat()).toBe(false);
+        } finally {
+          process.kill(Number(pid), "SIGCONT");
+        }
+      } finally {
+        ac.abort();
+        await watched.close();
+      }
     });
 
     it("when the gate is removed then another table survives", async () => {
@@ -549,5 +686,70 @@ describeAsRoot("NftablesFirewall gating real traffic between lab hosts", () => {
     } finally {
       client.kill("SIGKILL");
     }
+  });
+});
+
+describeAsRoot("IptablesFirewall in a namespace", () => {
+  let lab: Lab;
+  const prefix = (): string[] => ["ip", "netns", "exec", lab.host("fw").ns];
+  const must = async (argv: string[]): Promise<string> => {
+    const r = await lab.exec("fw", argv);
+    if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
+    return r.stdout;
+  };
+
+  beforeAll(async () => {
+    await removeStaleLabs();
+    lab = await Lab.create(["fw"]);
+  });
+
+  afterAll(async () => {
+    await lab?.destroy();
+  });
+
+  firewallContract("iptables", { heals: true, watchSet: true }, async () => ({
+    firewall: new IptablesFirewall({ commandPrefix: prefix() }),
+    elapse: (seconds) => sleep(seconds * 1000),
+    outside: async (change) => {
+      for (const tool of ["iptables", "ip6tables"]) {
+        if (change === "flush") await must([tool, "-F"]);
+        if (change === "delete-table") {
+          await must([tool, "-D", "INPUT", "-j", "tknock-in"]);
+          await must([tool, "-F", "tknock-in"]);
+          await must([tool, "-X", "tknock-in"]);
+        }
+        if (change === "add-rule") await must([tool, "-I", "tknock-in", "1", "-p", "tcp", "--dport", "2222", "-j", "ACCEPT"]);
+      }
+    },
+    watched: async () => {
+      const out = await must(["ipset", "save", "tknock-watch"]);
+      return [...out.matchAll(/^add tknock-watch (\d+)$/gm)].map((m) => Number(m[1])).sort((a, b) => a - b);
+    },
+    outsideKinds: { flush: "chain-missing", "delete-table": "chain-missing", "add-rule": "rules-differ" },
+  }));
+
+  it("when the gate is installed over a host's own rules, with the forward gate, and then removed, then iptables-save and ipset list are as before", async () => {
+    // A host that already runs iptables: its rules, and Docker's DOCKER-USER chain.
+    for (const tool of ["iptables", "ip6tables"]) {
+      await must([tool, "-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "ACCEPT"]);
+      await must([tool, "-N", "DOCKER-USER"]);
+      await must([tool, "-A", "DOCKER-USER", "-j", "RETURN"]);
+      await must([tool, "-A", "FORWARD", "-j", "DOCKER-USER"]);
+    }
+    await must(["ipset", "create", "host-own", "hash:ip"]);
+    const snapshot = async (): Promise<string> =>
+      [await must(["iptables-save"]), await must(["ip6tables-save"]), await must(["ipset", "save"])].join("\n").replace(/^#.*$/gm, "");
+    const before = await snapshot();
+    const fw = new IptablesFirewall({ commandPrefix: prefix() });
+    const gate: GateSpec = { ...GATE, gateForward: true, exemptServices: [{ proto: "udp", port: 40060 }] };
+    await fw.install(gate);
+    await fw.install(gate);
+    await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30, client: "alice" }]);
+    expect(await fw.check(gate)).toBeUndefined();
+    const during = await must(["iptables", "-S", "DOCKER-USER"]);
+    expect(during.split("\n")[1]).toBe("-A DOCKER-USER -j tknock-fwd");
+    expect(find(await fw.list(), CLIENT4, 2222)?.client).toBe("alice");
+    await fw.remove();
+    expect(await snapshot()).toBe(before);
   });
 });

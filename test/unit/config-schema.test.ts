@@ -226,3 +226,44 @@ describe("parseClientsFile", () => {
     expect(err.message).not.toContain(SECRET.slice(0, 16));
   });
 });
+
+describe("parseServerConfig: firewall backends", () => {
+  const open = ["/usr/local/bin/fw", "open", "{ip}", "{port}"];
+  const close = ["/usr/local/bin/fw", "close", "{ip}", "{port}"];
+
+  it("when the firewall is command with open and close then they are read, protos default to tcp and udp; gateForward defaults to auto", () => {
+    const config = parseServerConfig({ clientsFile: CLIENTS_FILE, firewall: "command", command: { open, close } }, "s");
+    expect(config.command).toEqual({ open, close, protos: ["tcp", "udp"], timeoutMs: 10_000 });
+    expect(config.gateForward).toBe("auto");
+    expect(parseServerConfig({ clientsFile: CLIENTS_FILE, firewall: "iptables", gateForward: true }, "s")).toMatchObject({
+      firewall: "iptables",
+      gateForward: true,
+      iptables: { prefix: "tknock" },
+    });
+  });
+
+  it("when the firewall is command without commands, or with bad ones, then each problem is reported with its path", () => {
+    expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, firewall: "command" }, "s")))).toEqual(["command"]);
+    const err = configError(() =>
+      parseServerConfig(
+        { clientsFile: CLIENTS_FILE, firewall: "command", command: { open: ["fw", "{ip}"], close: ["/bin/fw", "{address}"], protos: ["icmp"] } },
+        "s",
+      ),
+    );
+    expect(issuePaths(err)).toEqual(["command.open", "command.close", "command.protos[0]"]);
+    expect(issuePaths(configError(() => parseServerConfig({ clientsFile: CLIENTS_FILE, firewall: "pf", gateForward: "yes" }, "s")))).toEqual([
+      "firewall",
+      "gateForward",
+    ]);
+  });
+});
+
+describe("parseClientsFile: per-client openSeconds", () => {
+  it("when a client has its own openSeconds then it is kept; out of range it is rejected with its path", () => {
+    expect(parseClientsFile({ version: 1, clients: { alice: { ...alice, openSeconds: 600 } } }, "c").clients["alice"]?.openSeconds).toBe(600);
+    expect(parseClientsFile({ version: 1, clients: { alice } }, "c").clients["alice"]?.openSeconds).toBeUndefined();
+    expect(issuePaths(configError(() => parseClientsFile({ version: 1, clients: { alice: { ...alice, openSeconds: 0 } } }, "c")))).toEqual([
+      "clients.alice.openSeconds",
+    ]);
+  });
+});

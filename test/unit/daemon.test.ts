@@ -171,7 +171,7 @@ describe("daemon wiring", () => {
   async function start(
     firewall: Firewall = new MemoryFirewall(clock),
     beforeRun?: () => Promise<void>,
-    opts: { mayFail?: boolean } & Pick<DaemonDeps, "readListeningSockets" | "servicePollMs"> = {},
+    opts: { mayFail?: boolean } & Pick<DaemonDeps, "readListeningSockets" | "servicePollMs" | "dockerPresent"> = {},
   ): Promise<{ daemon: Daemon; listener: FakeListener; stopped: Promise<unknown> }> {
     const listener = new FakeListener();
     const sink = new Writable({
@@ -188,6 +188,7 @@ describe("daemon wiring", () => {
       createFirewall: () => firewall,
       readListeningSockets: opts.readListeningSockets ?? (async () => ({ sockets: [], malformed: 0 })),
       ...(opts.servicePollMs !== undefined ? { servicePollMs: opts.servicePollMs } : {}),
+      ...(opts.dockerPresent !== undefined ? { dockerPresent: opts.dockerPresent } : {}),
     });
     await beforeRun?.();
     const stop = new AbortController();
@@ -232,6 +233,29 @@ describe("daemon wiring", () => {
     expect(lastAcceptedSteps()).toEqual({ alice: T });
     expect(logs().filter((l) => l.msg === "opened")).toMatchObject([{ client: "alice", src: ALICE, step: T, ports: [2222] }]);
     expect(replays()).toEqual([]);
+  });
+
+  it("when a client was enrolled with --open-seconds then its grants last that long, while others keep openSeconds", async () => {
+    await enroll("bob", ["--open", "2222", "--open-seconds", "600"]);
+    const fw = new MemoryFirewall(clock);
+    const { listener } = await start(fw);
+    knock(listener, "198.18.0.9", portsOf("bob", T));
+    knock(listener, ALICE, portsOf("alice", T));
+    await settle();
+    expect(fw.opened).toEqual([
+      { src: "198.18.0.9", port: 2222, openSeconds: 600 },
+      { src: ALICE, port: 2222, openSeconds: OPEN_SECONDS },
+    ]);
+    expect((await fw.list()).find((g) => g.src === "198.18.0.9")?.expiresInSeconds).toBeGreaterThan(590);
+  });
+
+  it("when gateForward is auto then the gate gates the forward path exactly when Docker's chains are present", async () => {
+    for (const docker of [true, false]) {
+      const fw = new MemoryFirewall(clock);
+      await start(fw, undefined, { dockerPresent: async () => docker });
+      expect(fw.installed?.gateForward).toBe(docker);
+      await stopAll();
+    }
   });
 
   it("when the firewall is asked to open then state.json already holds the accepted step", async () => {
@@ -393,6 +417,23 @@ describe("daemon wiring", () => {
     nowMs = stepStartMs(T + 1, PERIOD) + 100;
     await waitFor("the watch set to follow the window", () => portsOf("alice", T + 2).every((p) => fw.watched.includes(p)), 3000);
     expect(fw.watched).not.toEqual(before);
+  });
+
+  it("when the window does not move then the watch sets are written once, not again on every 1 s tick", async () => {
+    const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, unknown>;
+    writeFileSync(configPath, JSON.stringify({ ...config, listener: "nflog" }));
+    const fw = new MemoryFirewall(clock);
+    let writes = 0;
+    const setWatch = fw.setWatch.bind(fw);
+    fw.setWatch = async (w) => {
+      writes++;
+      await setWatch(w);
+    };
+    await start(fw);
+    await new Promise((r) => setTimeout(r, 2300)); // two ticks of the daemon's timer
+    expect(writes).toBe(1);
+    nowMs = stepStartMs(T + 1, PERIOD) + 100;
+    await waitFor("the watch sets to be written for the new window", () => writes === 2, 3000);
   });
 
   it("when a client has 2 knocks then the prefilter turns itself off, says why, and the gate logs the whole range", async () => {

@@ -145,3 +145,52 @@ describe("gate guard", () => {
     expect(fw.isAllowed(ALICE, 2222)).toBe(true);
   });
 });
+
+describe("gate guard: heartbeats between full checks", () => {
+  async function ticking(beat: () => Promise<boolean>): Promise<{ checks: () => number; clock: FakeClock; stop: () => void; guard: GateGuard }> {
+    const clock = new FakeClock(1_700_000_000_000);
+    const fw = new MemoryFirewall(clock);
+    let checks = 0;
+    const check = fw.check.bind(fw);
+    fw.check = (gate) => {
+      checks++;
+      return check(gate);
+    };
+    Object.assign(fw, { heartbeat: beat });
+    const guard = new GateGuard({ firewall: fw, clock, log: recorder().log, gate: () => GATE, tickMs: 10, fullCheckEveryMs: 10_000 });
+    await fw.install(GATE);
+    guard.markInstalled();
+    const ac = new AbortController();
+    guard.start(ac.signal);
+    return { checks: () => checks, clock, stop: () => ac.abort(), guard };
+  }
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+  it("when the firewall's watcher echoes every heartbeat then the table is listed once, and again only after fullCheckEveryMs", async () => {
+    const t = await ticking(async () => true);
+    try {
+      await sleep(150);
+      expect(t.checks()).toBe(1);
+      expect(t.guard.heartbeatCount).toBeGreaterThan(3);
+      t.clock.ms += 10_000;
+      await sleep(60);
+      expect(t.checks()).toBe(2);
+    } finally {
+      t.stop();
+    }
+  });
+
+  it("when a heartbeat is not echoed (the watcher died or stalled) then the same tick checks the table in full", async () => {
+    let echo = true;
+    const t = await ticking(async () => echo);
+    try {
+      await sleep(60);
+      const before = t.checks();
+      echo = false;
+      await sleep(100);
+      expect(t.checks()).toBeGreaterThan(before + 3);
+    } finally {
+      t.stop();
+    }
+  });
+});

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parseProcNet, PROC_NET_TABLES, reachableServices, readListeningSockets } from "../../server/local-services.js";
+import { parseSs, ssListeningSocketsReader } from "../../server/listening-sockets-ss.js";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/proc-net", import.meta.url));
 const fixture = (name: string): string => readFileSync(join(FIXTURES, name), "latin1");
@@ -123,5 +124,79 @@ describe("parseProcNet edge cases", () => {
   it("when the text is empty or only the header then there is nothing and nothing malformed", () => {
     expect(parseProcNet("", PROC_NET_TABLES.udp6, "LE")).toEqual({ sockets: [], malformed: 0 });
     expect(parseProcNet(HEADER, PROC_NET_TABLES.udp, "LE")).toEqual({ sockets: [], malformed: 0 });
+  });
+});
+
+describe("parseSs (the daemon's poll through sock_diag)", () => {
+  const ssFixture = readFileSync(fileURLToPath(new URL("../fixtures/ss/ss-listeners.txt", import.meta.url)), "utf8");
+
+  it("when ss lists the fixture's sockets then it finds what /proc/net finds, plus the link-local listener", () => {
+    const fromSs = parseSs(ssFixture);
+    expect(fromSs.malformed).toBe(0);
+    const lines = fromSs.sockets.map((s) => `${s.proto} ${s.address} ${s.port}${s.loopback ? " lo" : ""}`).sort();
+    expect(lines).toEqual(
+      [
+        "udp 127.0.0.1 40060 lo",
+        "udp 198.18.0.1 40064",
+        "udp 0.0.0.0 51820",
+        "udp :: 40061",
+        "udp ::1 40062 lo",
+        "udp ::ffff:127.0.0.1 40063 lo",
+        "tcp 0.0.0.0 40050",
+        "tcp 198.18.0.1 40056",
+        "tcp 127.0.0.1 40051 lo",
+        "tcp ::1 40053 lo",
+        "tcp fd18:18::1 40055",
+        "tcp :: 40052",
+        "tcp fe80::18 40058",
+        "tcp ::ffff:198.18.0.1 40057",
+        "tcp ::ffff:127.0.0.1 40054 lo",
+      ].sort(),
+    );
+    const procNet = ["tcp", "tcp6", "udp", "udp6"].flatMap((t) => parseProcNet(fixture(t), PROC_NET_TABLES[t as keyof typeof PROC_NET_TABLES], "LE").sockets);
+    expect(reachableServices(fromSs.sockets).filter((s) => s.port !== 40058)).toEqual(reachableServices(procNet));
+  });
+
+  it("when a socket is bound to the loopback device or listens on any address of either family then it is classified as such", () => {
+    const { sockets, malformed } = parseSs("udp UNCONN 0 0 127.0.0.53%lo:53 0.0.0.0:*\nudp UNCONN 0 0 *:123 *:*\ntcp LISTEN 0 4096 [::]%lo:9 [::]:*\n");
+    expect(malformed).toBe(0);
+    expect(sockets).toEqual([
+      { proto: "udp", family: 4, address: "127.0.0.53", port: 53, loopback: true },
+      { proto: "udp", family: 6, address: "::", port: 123, loopback: false },
+      { proto: "tcp", family: 6, address: "::", port: 9, loopback: true },
+    ]);
+  });
+
+  it("when a line is not a socket line then it is counted and skipped, never thrown", () => {
+    const { sockets, malformed } = parseSs(
+      "garbage\ntcp LISTEN 0 1 0.0.0.0:99999 0.0.0.0:*\nraw UNCONN 0 0 0.0.0.0:1 0.0.0.0:*\ntcp LISTEN 0 1 0.0.0.0:22 0.0.0.0:*\n",
+    );
+    expect(malformed).toBe(3);
+    expect(sockets).toEqual([{ proto: "tcp", family: 4, address: "0.0.0.0", port: 22, loopback: false }]);
+  });
+
+  it("when this process asks ss for its own namespace then a TCP server it just started is listed", async () => {
+    const net = await import("node:net");
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, "0.0.0.0", r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      expect(reachableServices((await ssListeningSocketsReader()()).sockets)).toContainEqual({ proto: "tcp", port });
+    } finally {
+      server.close();
+    }
+  });
+
+  it("when ss is not installed then the reader says so once and reads /proc/net instead", async () => {
+    const said: string[] = [];
+    const read = ssListeningSocketsReader({
+      ssPath: "/nonexistent/ss",
+      onFallback: (why) => said.push(why),
+      fallback: async () => ({ sockets: [], malformed: 7 }),
+    });
+    expect((await read()).malformed).toBe(7);
+    expect((await read()).malformed).toBe(7);
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatch(/not found \(install iproute2\)/);
   });
 });

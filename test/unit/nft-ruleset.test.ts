@@ -1,3 +1,4 @@
+import { outlineOfInstallScript } from "../../server/firewalls/nftables/gate-shape.js";
 import { describe, expect, it } from "vitest";
 import {
   buildInstallScript,
@@ -18,6 +19,7 @@ add set inet tknock protected { type inet_service; }
 add set inet tknock grants4 { type ipv4_addr . inet_service; flags timeout; }
 add set inet tknock grants6 { type ipv6_addr . inet_service; flags timeout; }
 add set inet tknock services { type inet_proto . inet_service; }
+add set inet tknock heartbeat { type inet_service; }
 add chain inet tknock input { type filter hook input priority filter - 10; policy accept; }
 flush set inet tknock protected
 add element inet tknock protected { 22, 443 }
@@ -30,11 +32,29 @@ add rule inet tknock input meta l4proto { tcp, udp } th dport @protected ip6 sad
 add rule inet tknock input meta l4proto { tcp, udp } th dport @protected drop
 add rule inet tknock input meta l4proto . th dport @services return
 add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop
+add chain inet tknock forward { type filter hook forward priority filter - 10; policy accept; }
+flush chain inet tknock forward
+delete chain inet tknock forward
 `;
 
 describe("nft ruleset builders", () => {
   it("when the gate protects 443 and 22 with a knock range then the script is exactly the documented ruleset", () => {
     expect(buildInstallScript("tknock", { protectedPorts: [443, 22, 443], knockRange: { min: 40000, max: 49999 } })).toBe(INSTALL_22_443);
+  });
+
+  it("when the forward gate is on then DNAT'ed connections to a protected port (by their original port) need a grant, and the outline expects the forward chain", () => {
+    const script = buildInstallScript("tknock", { protectedPorts: [8080], knockRange: undefined, gateForward: true });
+    const forward = script.split("\n").filter((l) => l.includes(" forward"));
+    expect(forward).toEqual([
+      "add chain inet tknock forward { type filter hook forward priority filter - 10; policy accept; }",
+      "flush chain inet tknock forward",
+      "add rule inet tknock forward ct state established,related accept",
+      "add rule inet tknock forward ct status dnat meta l4proto { tcp, udp } ct original proto-dst @protected ip saddr . ct original proto-dst @grants4 accept",
+      "add rule inet tknock forward ct status dnat meta l4proto { tcp, udp } ct original proto-dst @protected ip6 saddr . ct original proto-dst @grants6 accept",
+      "add rule inet tknock forward ct status dnat meta l4proto { tcp, udp } ct original proto-dst @protected drop",
+    ]);
+    expect(outlineOfInstallScript(script).chains.get("forward")?.ruleCount).toBe(4);
+    expect(outlineOfInstallScript(buildInstallScript("tknock", { protectedPorts: [8080], knockRange: undefined })).chains.has("forward")).toBe(false);
   });
 
   it("when there is no knock range and no protected port then no range rule and no empty element list is written", () => {
@@ -113,25 +133,55 @@ describe("nft ruleset builders", () => {
     expect(script).not.toContain("limit rate");
   });
 
-  it("when the prefilter is on then the NFLOG rule logs only ports in the watch set, the drop still takes the whole range, and install leaves the set's ports alone", () => {
+  it("when the prefilter is on then first ports are logged and make their source active, other watched ports are logged only for active sources or on overflow, and the drop still takes the whole range", () => {
     const script = buildInstallScript("tknock", {
       protectedPorts: [22],
       knockRange: { min: 40000, max: 49999 },
-      nflogKnocks: { group: 7, min: 40000, max: 49999, watchOnly: true },
+      nflogKnocks: { group: 7, min: 40000, max: 49999, watchOnly: true, activeSeconds: 6 },
     });
     const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
-    expect(rules.slice(-2)).toEqual([
-      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 th dport @watch log group 7 snaplen 128 queue-threshold 1",
-      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
+    const log = "log group 7 snaplen 128 queue-threshold 1";
+    const l4 = "meta l4proto { tcp, udp }";
+    expect(rules.slice(-8)).toEqual([
+      `add rule inet tknock input ${l4} th dport @starts ${log}`,
+      `add rule inet tknock input meta nfproto ipv4 ${l4} th dport @starts update @active4 { ip saddr } drop`,
+      `add rule inet tknock input meta nfproto ipv6 ${l4} th dport @starts update @active6 { ip6 saddr } drop`,
+      `add rule inet tknock input ${l4} th dport @starts update @overflow { meta l4proto }`,
+      `add rule inet tknock input ${l4} th dport @watch ip saddr @active4 update @active4 { ip saddr } ${log} drop`,
+      `add rule inet tknock input ${l4} th dport @watch ip6 saddr @active6 update @active6 { ip6 saddr } ${log} drop`,
+      `add rule inet tknock input ${l4} th dport @watch meta l4proto @overflow ${log}`,
+      `add rule inet tknock input ${l4} th dport 40000-49999 drop`,
     ]);
-    expect(script).toContain("add set inet tknock watch { type inet_service; }");
+    expect(script).toContain("add set inet tknock starts { type inet_service; }");
+    expect(script).toContain("add set inet tknock active4 { type ipv4_addr; flags dynamic,timeout; timeout 6s; size 65536; }");
     expect(script).not.toContain("flush set inet tknock watch");
+    expect(script).not.toContain("flush set inet tknock starts");
   });
 
-  it("when the watch set is replaced then one script flushes it and adds the ports, sorted and unique; a bad port is refused before nft", () => {
-    expect(buildWatchScript("tknock", [40007, 40001, 40007])).toBe("flush set inet tknock watch\nadd element inet tknock watch { 40001, 40007 }\n");
-    expect(buildWatchScript("tknock", [])).toBe("flush set inet tknock watch\n");
-    expect(codeOf(() => buildWatchScript("tknock", [40001, 70000]))).toBe("TKNOCK_INVALID_GATE");
+  it("when the prefilter is on without the knock-range drop then a watched packet ends our chain with return, deciding nothing", () => {
+    const script = buildInstallScript("tknock", {
+      protectedPorts: [22],
+      knockRange: undefined,
+      nflogKnocks: { group: 7, min: 40000, max: 49999, watchOnly: true },
+    });
+    expect(script).toContain("update @active4 { ip saddr } return");
+    expect(script).not.toContain("{ ip saddr } drop");
+    expect(script).not.toContain("th dport 40000-49999 drop");
+  });
+
+  it("when the prefilter's active time is not 1..3600 s then the gate is refused before nft", () => {
+    for (const activeSeconds of [0, 3601, 1.5]) {
+      const nflogKnocks = { group: 7, min: 40000, max: 49999, watchOnly: true, activeSeconds };
+      expect(codeOf(() => buildInstallScript("tknock", { protectedPorts: [22], knockRange: undefined, nflogKnocks }))).toBe("TKNOCK_INVALID_GATE");
+    }
+  });
+
+  it("when the watched ports are replaced then one script flushes both sets and adds the ports, sorted and unique, a first port never among the others; a bad port is refused before nft", () => {
+    expect(buildWatchScript("tknock", { starts: [40007, 40001, 40007], others: [40500, 40001] })).toBe(
+      "flush set inet tknock starts\nadd element inet tknock starts { 40001, 40007 }\nflush set inet tknock watch\nadd element inet tknock watch { 40500 }\n",
+    );
+    expect(buildWatchScript("tknock", { starts: [], others: [] })).toBe("flush set inet tknock starts\nflush set inet tknock watch\n");
+    expect(codeOf(() => buildWatchScript("tknock", { starts: [40001], others: [70000] }))).toBe("TKNOCK_INVALID_GATE");
   });
 
   it("when the NFLOG group or its range is invalid then the gate is refused before anything reaches nft", () => {

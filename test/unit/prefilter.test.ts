@@ -91,11 +91,14 @@ describe("prefilter: watch set", () => {
     const alice = profile(1);
     const bob = profile(2, { periodSeconds: 60, knocks: 6 });
     const w = on(computeWatch([alice, bob], T0_MS, OPTIONS, seeded(1)));
-    const set = new Set(w.ports);
+    const set = new Set([...w.starts, ...w.later]);
     const bobStep = Math.floor(T0_MS / 60_000);
     for (const s of [T - 1, T, T + 1]) for (const port of deriveSequence(alice, s)) expect(set.has(port)).toBe(true);
     for (const s of [bobStep - 1, bobStep, bobStep + 1]) for (const port of deriveSequence(bob, s)) expect(set.has(port)).toBe(true);
-    expect(w.ports).toEqual([...set].sort((a, b) => a - b));
+    for (const s of [T - 1, T, T + 1]) expect(w.starts).toContain(deriveSequence(alice, s)[0]);
+    expect([...w.starts, ...w.later].sort((a, b) => a - b)).toEqual([...set].sort((a, b) => a - b));
+    expect(w.later.some((port) => w.starts.includes(port))).toBe(false);
+    expect(w.tripwires.some((port) => set.has(port))).toBe(false);
   });
 
   it("when computed then it is valid until the first window change of any client", () => {
@@ -107,23 +110,24 @@ describe("prefilter: watch set", () => {
     const alice = profile(1);
     const now = on(computeWatch([alice], T0_MS, OPTIONS, seeded(1)));
     const next = on(computeWatch([alice], T0_MS + 30_000, OPTIONS, seeded(2)));
-    const nextSet = new Set(next.ports);
+    const nextSet = new Set([...next.starts, ...next.later]);
     for (const port of deriveSequence(alice, T + 2)) expect(nextSet.has(port)).toBe(true);
-    expect(next.ports).not.toEqual(now.ports);
+    expect(next.starts).not.toEqual(now.starts);
+    expect(next.tripwires).not.toEqual(now.tripwires);
   });
 
   it("when computed then the tripwires cover about the needed density of the range, well under a quarter", () => {
     const w = on(computeWatch([profile(1)], T0_MS, OPTIONS, seeded(3)));
     const n = OPTIONS.knockRange.max - OPTIONS.knockRange.min + 1;
     const expected = w.tripwireDensity * n;
-    expect(w.ports.length).toBeGreaterThan(expected * 0.85);
-    expect(w.ports.length).toBeLessThan(expected * 1.15 + 12);
-    expect(w.ports.every((p) => p >= OPTIONS.knockRange.min && p <= OPTIONS.knockRange.max)).toBe(true);
+    expect(w.tripwires.length).toBeGreaterThan(expected * 0.85);
+    expect(w.tripwires.length).toBeLessThan(expected * 1.15);
+    expect([...w.starts, ...w.later, ...w.tripwires].every((p) => p >= OPTIONS.knockRange.min && p <= OPTIONS.knockRange.max)).toBe(true);
   });
 
   it("when there are no clients then nothing is watched (no sequence to protect) until the next 30 s window", () => {
     const w = on(computeWatch([], T0_MS, OPTIONS, seeded(4)));
-    expect(w.ports).toEqual([]);
+    expect([...w.starts, ...w.later, ...w.tripwires]).toEqual([]);
     expect(w.validUntilMs).toBe(stepStartMs(T + 1, 30));
   });
 });
@@ -134,8 +138,7 @@ describe("prefilter: a tripwire hit in the matcher", () => {
     const m = new Matcher([client("alice", p)], MATCHER_OPTIONS, T0_MS);
     const W = MATCHER_OPTIONS.toleratedWrongKnocks;
     const w = on(computeWatch([p], T0_MS, OPTIONS, seeded(5)));
-    const inSequences = new Set([T - 1, T, T + 1].flatMap((s) => deriveSequence(p, s)));
-    const tripwires = w.ports.filter((port) => !inSequences.has(port)).slice(0, W + 1);
+    const tripwires = w.tripwires.slice(0, W + 1);
     expect(tripwires).toHaveLength(W + 1);
     const [a, b, c, d] = deriveSequence(p, T) as [number, number, number, number];
     const kinds = [a, b, ...tripwires, c, d].map((port, i) => knock(m, "198.18.0.9", port, T0_MS + i * 20).kind);

@@ -83,6 +83,33 @@ describe("tknock-server CLI", () => {
       expect(raw["stateDir"]).toBe(stateDir);
     });
 
+    it("when --firewall command is given with its commands then the config holds them; without them init refuses and writes nothing", async () => {
+      const bare = await server(["init", "--interface", "lo", "--state-dir", stateDir, "--firewall", "command"]);
+      expect(errorCodeOf(bare)).toBe("TKNOCK_INVALID_CONFIG");
+      expect(existsSync(configPath)).toBe(false);
+      await init([
+        "--firewall",
+        "command",
+        "--open-command",
+        '["/usr/local/bin/fw","open","{ip}","{port}"]',
+        "--close-command",
+        '["/usr/local/bin/fw","close","{ip}","{port}"]',
+      ]);
+      expect(loadServerConfig(configPath)).toMatchObject({
+        firewall: "command",
+        command: { open: ["/usr/local/bin/fw", "open", "{ip}", "{port}"], close: ["/usr/local/bin/fw", "close", "{ip}", "{port}"] },
+      });
+    });
+
+    it("when enroll is given --open-seconds then the client's entry keeps it", async () => {
+      await init();
+      await enroll("alice", ["--open-seconds", "600"]);
+      expect(clientsFile().clients["alice"]?.openSeconds).toBe(600);
+      const bad = await server(["enroll", "bob", "--host", "h", "--open-seconds", "0"]);
+      expect(bad.code).toBe(1);
+      expect(clientsFile().clients["bob"]).toBeUndefined();
+    });
+
     it("when --clients names another file then the config points at it", async () => {
       const other = join(dir, "secret/clients.json");
       await init(["--clients", other]);

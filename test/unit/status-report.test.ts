@@ -1,6 +1,6 @@
 /** What `tknock-server status` concludes from its facts (pure): which states are problems that exit non-zero. */
 import { describe, expect, it } from "vitest";
-import { assessStatus, formatStatusLines, REPORT_STALE_MS, type StatusFacts } from "../../server/status-report.js";
+import { assessStatus, formatGrantLines, formatStatusLines, REPORT_STALE_MS, type StatusFacts } from "../../server/status-report.js";
 import type { RuntimeStatus } from "../../server/runtime-status.js";
 
 const NOW = 1_800_000_000_000;
@@ -50,6 +50,22 @@ describe("status assessment", () => {
     expect(r.gate).toEqual({ present: false, name: "table inet tknock" });
     expect(r.problems.join()).toMatch(/gate missing: table inet tknock/);
     expect(formatStatusLines(r, NOW)).toContain("gate: table inet tknock MISSING");
+  });
+
+  it("when the firewall is none then status is not ok with one problem saying nothing is protected, not that a gate is missing", () => {
+    const r = assessStatus({ ...healthy, gate: { present: false, name: 'firewall "none" (log only)', unprotected: true } });
+    expect(r.ok).toBe(false);
+    expect(r.problems).toHaveLength(1);
+    expect(r.problems[0]).toMatch(/^firewall "none" \(log only\): NOTHING IS PROTECTED/);
+  });
+
+  it("when grants carry their client then each line shows its time left and the client", () => {
+    expect(
+      formatGrantLines([
+        { src: "198.18.0.1", port: 22, openSeconds: 600, client: "bob", expiresInSeconds: 590 },
+        { src: "fd18:18::2", port: 22, openSeconds: 30, expiresInSeconds: 3 },
+      ]),
+    ).toEqual(["grants:", "  198.18.0.1 -> port 22, 590s left (bob)", "  fd18:18::2 -> port 22, 3s left"]);
   });
 
   it("when the daemon reports the gate's history then since and repairs are shown", () => {

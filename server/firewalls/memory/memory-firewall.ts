@@ -4,8 +4,18 @@
  * For the matcher and daemon tests; isAllowed() answers what the kernel would do with a packet.
  */
 import { ExitCode, TknockError } from "../../../src/errors.js";
-import { systemClock, type Clock, type Firewall, type GateProblem, type GateSpec, type Grant, type KnockProto } from "../../../src/ports.js";
-import { canonicalAddress, show, validateGate, validateGrants, validateWatchPorts, type ValidGate } from "../validate.js";
+import {
+  ACTIVE_SECONDS_DEFAULT,
+  systemClock,
+  type Clock,
+  type Firewall,
+  type GateProblem,
+  type GateSpec,
+  type Grant,
+  type KnockProto,
+  type WatchPorts,
+} from "../../../src/ports.js";
+import { canonicalAddress, show, validateGate, validateGrants, validateWatch, type ValidGate } from "../validate.js";
 
 type Entry = { readonly src: string; readonly port: number; readonly openSeconds: number; readonly expiresAtMs: number };
 
@@ -19,7 +29,9 @@ export class MemoryFirewall implements Firewall {
   /** Set by simulateOutsideChange("alter"): the gate is there but not as installed. */
   private altered = false;
   private readonly watchers = new Set<(what: string) => void>();
-  private watchPorts: readonly number[] = [];
+  private watchPorts: WatchPorts = { starts: [], others: [] };
+  /** The kernel's active sets: source -> when its entry times out (ms). */
+  private readonly active = new Map<string, number>();
 
   constructor(private readonly clock: Clock = systemClock) {}
 
@@ -67,24 +79,41 @@ export class MemoryFirewall implements Firewall {
     for (const w of [...this.watchers]) w(kind);
   }
 
-  async setWatch(ports: readonly number[]): Promise<void> {
-    const valid = validateWatchPorts(ports);
+  async setWatch(watch: WatchPorts): Promise<void> {
+    const valid = validateWatch(watch);
     if (this.failure) throw this.failure;
     if (this.gate?.nflogKnocks?.watchOnly !== true)
       throw new TknockError("TKNOCK_FIREWALL", "the gate has no watch set: install() with nflogKnocks.watchOnly first", ExitCode.system);
     this.watchPorts = valid;
   }
 
-  /** The watch set's ports (sorted), as setWatch left them. */
+  /** Every watched port, first ports and the others together (sorted), as setWatch left them. */
   get watched(): readonly number[] {
+    return [...this.watchPorts.starts, ...this.watchPorts.others].sort((a, b) => a - b);
+  }
+
+  /** The watched ports as setWatch left them. */
+  get watchedPorts(): WatchPorts {
     return this.watchPorts;
   }
 
-  /** Whether the gate would log a packet to this port to its NFLOG group (the listener would see it). */
-  wouldLog(port: number): boolean {
+  /**
+   * Whether the gate would log a packet from `src` to this port to its NFLOG group (the listener would see it).
+   * As the kernel does with the prefilter: a first port is logged and makes its source active for activeSeconds;
+   * another watched port is logged (and renews it) only for an active source. The active sets are not bounded here.
+   */
+  wouldLog(port: number, src = "198.18.0.1"): boolean {
     const n = this.gate?.nflogKnocks;
     if (!n || port < n.min || port > n.max) return false;
-    return n.watchOnly !== true || this.watchPorts.includes(port);
+    if (n.watchOnly !== true) return true;
+    const nowMs = this.clock.nowMs();
+    const source = canonicalAddress(src)?.address ?? src;
+    const renew = (): true => {
+      this.active.set(source, nowMs + (n.activeSeconds ?? ACTIVE_SECONDS_DEFAULT) * 1000);
+      return true;
+    };
+    if (this.watchPorts.starts.includes(port)) return renew();
+    return this.watchPorts.others.includes(port) && (this.active.get(source) ?? 0) > nowMs && renew();
   }
 
   async open(grants: readonly Grant[]): Promise<void> {

@@ -9,10 +9,13 @@
  * compares rules expression by expression with that.
  */
 import type { GateProblem } from "../../../src/ports.js";
-import { SET_WATCH } from "./ruleset.js";
+import { PREFILTER_SETS, SET_HEARTBEAT } from "./ruleset.js";
 
-/** Sets whose elements the daemon replaces as windows move (the prefilter's): present, but their elements not compared. */
-const ELEMENTS_NOT_COMPARED = new Set([SET_WATCH]);
+/**
+ * The prefilter's sets: the daemon replaces their ports as windows move, and the kernel adds active sources from
+ * the packet path. Present, but their elements not compared.
+ */
+const ELEMENTS_NOT_COMPARED = new Set<string>([...PREFILTER_SETS, SET_HEARTBEAT]);
 
 export type SetShape = {
   /** A set with timeouts holds grants, which come and go: its elements are never compared. */
@@ -40,6 +43,9 @@ export function outlineOfInstallScript(script: string): GateShape {
   const chains = new Map<string, { ruleCount: number }>();
   for (const raw of script.split("\n")) {
     const line = raw.trim();
+    // A chain the script deletes again (the forward gate turned off) is not part of the gate.
+    const deleted = /^delete chain \S+ \S+ (\S+)$/.exec(line)?.[1];
+    if (deleted !== undefined) chains.delete(deleted);
     // add set|chain|element|rule FAMILY TABLE NAME ...
     const m = /^add (set|chain|element|rule) \S+ \S+ (\S+)(.*)$/.exec(line);
     if (!m) continue;

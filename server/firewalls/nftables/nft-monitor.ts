@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { FirewallLog } from "./nft-process.js";
-import { NFT_FAMILY, nftArgv, SET_GRANTS4, SET_GRANTS6, SET_WATCH } from "./ruleset.js";
+import { NFT_FAMILY, nftArgv, PREFILTER_SETS, SET_GRANTS4, SET_GRANTS6, SET_HEARTBEAT } from "./ruleset.js";
 
 /** Backoff between restarts of a dying nft monitor; reset once one has run for RESET_AFTER_MS. */
 const FIRST_BACKOFF_MS = 250;
@@ -25,13 +25,27 @@ export function isGateEvent(line: string, tableName: string): boolean {
   if (!m) return false;
   const [, , object, family, table, name] = m;
   if (family !== NFT_FAMILY || table !== tableName) return false;
-  return !(object === "element" && (name === SET_GRANTS4 || name === SET_GRANTS6 || name === SET_WATCH));
+  return !(
+    object === "element" &&
+    (name === SET_GRANTS4 || name === SET_GRANTS6 || name === SET_HEARTBEAT || (PREFILTER_SETS as readonly (string | undefined)[]).includes(name))
+  );
+}
+
+/** The beat number of a heartbeat's "add element" line for our table, else undefined. */
+export function heartbeatOf(line: string, tableName: string): number | undefined {
+  const m = /^add element (\w+) (\S+) (\S+) \{ (\d+) \}$/.exec(line.trim());
+  if (!m || m[1] !== NFT_FAMILY || m[2] !== tableName || m[3] !== SET_HEARTBEAT) return undefined;
+  return Number(m[4]);
 }
 
 export type NftMonitorOptions = {
   readonly nftCommand: readonly string[];
   readonly tableName: string;
   readonly log: FirewallLog;
+  /** Each heartbeat the monitor reports (see heartbeatOf). */
+  readonly onHeartbeat?: (beat: number) => void;
+  /** Each time a monitor process starts (the first, and each restart). */
+  readonly onStart?: () => void;
 };
 
 /** Runs `nft monitor` until the signal aborts, calling onChange for each line that is a change to our table. */
@@ -44,6 +58,7 @@ export function watchTable(opts: NftMonitorOptions, onChange: (line: string) => 
     if (signal.aborted) return;
     const startedAt = Date.now();
     const child = spawn(file, args, { stdio: ["ignore", "pipe", "pipe"], env: CHILD_ENV });
+    opts.onStart?.();
     let stderr = "";
     child.stderr?.setEncoding("utf8").on("data", (c: string) => {
       if (stderr.length < 4096) stderr += c;
@@ -52,6 +67,10 @@ export function watchTable(opts: NftMonitorOptions, onChange: (line: string) => 
     if (child.stdout) {
       createInterface({ input: child.stdout, crlfDelay: Infinity }).on("line", (line) => {
         if (isGateEvent(line, opts.tableName)) onChange(line);
+        else if (opts.onHeartbeat) {
+          const beat = heartbeatOf(line, opts.tableName);
+          if (beat !== undefined) opts.onHeartbeat(beat);
+        }
       });
     }
     const kill = (): void => {

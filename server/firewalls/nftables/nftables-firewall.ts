@@ -3,12 +3,12 @@
  * are set elements with a timeout, so the kernel closes them even if the daemon dies; the table outlives the
  * daemon (fail closed) until `remove()`.
  */
-import type { Firewall, GateProblem, GateSpec, Grant } from "../../../src/ports.js";
+import type { Firewall, GateProblem, GateSpec, Grant, WatchPorts } from "../../../src/ports.js";
 import { validateTableName } from "../validate.js";
 import { findGateProblem, outlineOfInstallScript, shapeOfListing, type GateShape } from "./gate-shape.js";
 import { watchTable } from "./nft-monitor.js";
 import { firewallError, NftSession, runNftOnce, silentLog, type FirewallLog } from "./nft-process.js";
-import { buildInstallScript, buildListArgs, buildOpenLines, buildRemoveScript, buildWatchScript, parseGrantsJson } from "./ruleset.js";
+import { buildHeartbeatLine, buildInstallScript, buildListArgs, buildOpenLines, buildRemoveScript, buildWatchScript, parseGrantsJson } from "./ruleset.js";
 
 export type { FirewallLog } from "./nft-process.js";
 
@@ -22,6 +22,8 @@ export type NftablesFirewallOptions = {
   readonly log?: FirewallLog;
   /** How long one nft command may take before it counts as failed. Default 5000. */
   readonly commandTimeoutMs?: number;
+  /** How long heartbeat() waits for `nft monitor` to report its change. Default 250. */
+  readonly heartbeatTimeoutMs?: number;
 };
 
 export class NftablesFirewall implements Firewall {
@@ -33,8 +35,14 @@ export class NftablesFirewall implements Firewall {
   private readonly log: FirewallLog;
   /** What the last install put in the kernel, as nft lists it, keyed by its script (see gate-shape.ts). */
   private installed: { readonly script: string; readonly shape: GateShape } | undefined;
-  /** The last setWatch ports, put back by every install that has the watch set (in the same transaction). */
-  private watchPorts: readonly number[] = [];
+  /** The last setWatch ports, put back by every install that has the watch sets (in the same transaction). */
+  private watchPorts: WatchPorts = { starts: [], others: [] };
+  private watching = false;
+  /** A monitor process started and has not yet echoed a heartbeat. */
+  private monitorFresh = true;
+  private beat = 0;
+  private readonly beatWaiters = new Map<number, (ok: boolean) => void>();
+  private readonly heartbeatTimeoutMs: number;
 
   constructor(options: NftablesFirewallOptions = {}) {
     this.table = validateTableName(options.table ?? "tknock");
@@ -42,6 +50,7 @@ export class NftablesFirewall implements Firewall {
     if (this.nftCommand.length === 0) throw firewallError("nftCommand is empty: give the argv that runs nft");
     this.timeoutMs = options.commandTimeoutMs ?? 5000;
     this.log = options.log ?? silentLog;
+    this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 250;
     this.session = new NftSession({ nftCommand: this.nftCommand, timeoutMs: this.timeoutMs, log: this.log });
   }
 
@@ -66,7 +75,51 @@ export class NftablesFirewall implements Firewall {
 
   /** `nft monitor` for changes to our table, restarted with backoff if it dies, until the signal aborts. */
   watch(onChange: (what: string) => void, signal: AbortSignal): void {
-    watchTable({ nftCommand: this.nftCommand, tableName: this.table, log: this.log }, onChange, signal);
+    this.watching = true;
+    signal.addEventListener("abort", () => (this.watching = false), { once: true });
+    watchTable(
+      {
+        nftCommand: this.nftCommand,
+        tableName: this.table,
+        log: this.log,
+        onStart: () => (this.monitorFresh = true),
+        onHeartbeat: (beat) => this.beatWaiters.get(beat)?.(true),
+      },
+      onChange,
+      signal,
+    );
+  }
+
+  /**
+   * One heartbeat through the long-lived `nft -i` (no process start): add and delete an element of the heartbeat
+   * set in one transaction, and wait up to heartbeatTimeoutMs for `nft monitor` to report it. The monitor reports
+   * changes in the order they were made, so an echo means every earlier change was reported too.
+   */
+  async heartbeat(): Promise<boolean> {
+    if (!this.watching) return false;
+    this.beat = (this.beat % 65535) + 1;
+    const beat = this.beat;
+    const echoed = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), this.heartbeatTimeoutMs);
+      this.beatWaiters.set(beat, (ok) => {
+        clearTimeout(timer);
+        resolve(ok);
+      });
+    });
+    try {
+      await this.session.run(buildHeartbeatLine(this.table, beat));
+      if (!(await echoed)) return false;
+    } catch {
+      return false;
+    } finally {
+      this.beatWaiters.delete(beat);
+    }
+    // The first echo after a (re)start proves the monitor listens now, not that it saw what came before.
+    if (this.monitorFresh) {
+      this.monitorFresh = false;
+      return false;
+    }
+    return true;
   }
 
   /**
@@ -93,11 +146,11 @@ export class NftablesFirewall implements Firewall {
     }
   }
 
-  /** Replaces the watch set's ports (flush and add in one transaction); install() must have created the set. */
-  async setWatch(ports: readonly number[]): Promise<void> {
-    const script = buildWatchScript(this.table, ports); // validates before anything runs
+  /** Replaces the watched ports (flush and add in one transaction); install() must have created the sets. */
+  async setWatch(watch: WatchPorts): Promise<void> {
+    const script = buildWatchScript(this.table, watch); // validates before anything runs
     await runNftOnce(this.nftCommand, ["-f", "-"], { input: script, timeoutMs: this.timeoutMs });
-    this.watchPorts = [...ports];
+    this.watchPorts = { starts: [...watch.starts], others: [...watch.others] };
   }
 
   async open(grants: readonly Grant[]): Promise<void> {

@@ -3,19 +3,32 @@
  * value is validated (validate.ts) before it is written into a command: nothing unchecked ever reaches nft.
  */
 import { TknockError, ExitCode } from "../../../src/errors.js";
-import type { Grant } from "../../../src/ports.js";
 import { isPort } from "../../../src/port-number.js";
-import { canonicalAddress, validateGate, validateGrants, validateTableName, validateWatchPorts, type ValidGrant } from "../validate.js";
-import type { GateSpec } from "../../../src/ports.js";
+import { canonicalAddress, validateGate, validateGrants, validateTableName, validateWatch, type ValidGrant } from "../validate.js";
+import { ACTIVE_SECONDS_DEFAULT, ACTIVE_SET_SIZE_DEFAULT, type GateSpec, type Grant, type NflogKnocks, type WatchPorts } from "../../../src/ports.js";
 
 export const NFT_FAMILY = "inet";
 export const SET_PROTECTED = "protected";
 export const SET_GRANTS4 = "grants4";
 export const SET_GRANTS6 = "grants6";
 export const SET_SERVICES = "services";
-/** The prefilter's ports (nflogKnocks.watchOnly): replaced every window by setWatch, never compared by the guard. */
+/**
+ * The prefilter's ports (nflogKnocks.watchOnly), replaced every window by setWatch and never compared by the
+ * guard: the sequences' first ports, and the others (later sequence ports and tripwires).
+ */
+export const SET_STARTS = "starts";
 export const SET_WATCH = "watch";
+/** Sources that sent to a first port lately (the kernel adds them; each watched packet renews its timeout). */
+export const SET_ACTIVE4 = "active4";
+export const SET_ACTIVE6 = "active6";
+/** The protocols for which an active set was full: their watched ports are then logged for every source. */
+export const SET_OVERFLOW = "overflow";
+/** Always empty: the guard's heartbeat adds and deletes one element in one transaction, which `nft monitor` reports. */
+export const SET_HEARTBEAT = "heartbeat";
+/** Sets whose elements change without the daemon (the packet path) or every window (setWatch). */
+export const PREFILTER_SETS = [SET_STARTS, SET_WATCH, SET_ACTIVE4, SET_ACTIVE6, SET_OVERFLOW] as const;
 export const CHAIN_INPUT = "input";
+export const CHAIN_FORWARD = "forward";
 
 /**
  * The log listener's rule: the kernel logs knock-range packets with our prefix (the listener reads only those lines).
@@ -47,8 +60,9 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
     `add set ${t} ${SET_GRANTS4} { type ipv4_addr . inet_service; flags timeout; }`,
     `add set ${t} ${SET_GRANTS6} { type ipv6_addr . inet_service; flags timeout; }`,
     `add set ${t} ${SET_SERVICES} { type inet_proto . inet_service; }`,
+    `add set ${t} ${SET_HEARTBEAT} { type inet_service; }`,
     // Not flushed here: its ports are the daemon's (setWatch), put back after every install.
-    ...(gate.nflogKnocks?.watchOnly === true ? [`add set ${t} ${SET_WATCH} { type inet_service; }`] : []),
+    ...(gate.nflogKnocks?.watchOnly === true ? prefilterSets(t, gate.nflogKnocks) : []),
     // Before the usual filter (priority 0). Our drop is final in every base chain; our accept is not, so
     // whatever else the host runs still applies to granted traffic.
     `add chain ${t} ${CHAIN_INPUT} { type filter hook input priority filter - 10; policy accept; }`,
@@ -80,23 +94,89 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
   // keep each NFLOG message well inside the one-message buffer libpcap reads into (128 + its snaplen), which a
   // longer message would overflow and stop tcpdump. queue-threshold 1: the kernel's default batches up to 100
   // packets or 1 s before sending the group's messages, which would hold a knock back for up to a second.
-  if (gate.nflogKnocks) {
-    // The prefilter: only the watched ports of the range cross into user space; the drop below still takes them all.
-    const watched = gate.nflogKnocks.watchOnly === true ? ` th dport @${SET_WATCH}` : "";
-    lines.push(
-      `add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.nflogKnocks)}${watched} log group ${gate.nflogKnocks.group} snaplen 128 queue-threshold 1`,
-    );
+  const n = gate.nflogKnocks;
+  if (n) {
+    const logTo = `log group ${n.group} snaplen 128 queue-threshold 1`;
+    if (n.watchOnly !== true) {
+      lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(n)} ${logTo}`);
+    } else {
+      // The prefilter: only the watched ports of the range cross into user space; the drop below still takes them
+      // all. A packet to a first port is logged and makes its source active. A packet to another watched port (a
+      // later port of a sequence, a tripwire) is logged only from an active source, the only kind that can have
+      // progress to continue or reset, and renews it; so a flood from random sources reaches user space only at
+      // the first ports. When an active set is full the update fails and ends its rule; the next rule then marks
+      // the protocol as overflowing, and the other watched ports are logged for every source again (fail closed).
+      // Without the knock-range drop, "return" ends our chain without deciding, as the drop's absence would.
+      const done = gate.knockRange ? "drop" : "return";
+      const starts = `${l4} th dport @${SET_STARTS}`;
+      const watch = `${l4} th dport @${SET_WATCH}`;
+      lines.push(
+        `add rule ${t} ${CHAIN_INPUT} ${starts} ${logTo}`,
+        `add rule ${t} ${CHAIN_INPUT} meta nfproto ipv4 ${starts} update @${SET_ACTIVE4} { ip saddr } ${done}`,
+        `add rule ${t} ${CHAIN_INPUT} meta nfproto ipv6 ${starts} update @${SET_ACTIVE6} { ip6 saddr } ${done}`,
+        `add rule ${t} ${CHAIN_INPUT} ${starts} update @${SET_OVERFLOW} { meta l4proto }`,
+        `add rule ${t} ${CHAIN_INPUT} ${watch} ip saddr @${SET_ACTIVE4} update @${SET_ACTIVE4} { ip saddr } ${logTo} ${done}`,
+        `add rule ${t} ${CHAIN_INPUT} ${watch} ip6 saddr @${SET_ACTIVE6} update @${SET_ACTIVE6} { ip6 saddr } ${logTo} ${done}`,
+        `add rule ${t} ${CHAIN_INPUT} ${watch} meta l4proto @${SET_OVERFLOW} ${logTo}`,
+      );
+    }
   }
   if (gate.knockRange) lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.knockRange)} drop`);
+  lines.push(...forwardLines(t, gate.gateForward));
   return `${lines.join("\n")}\n`;
 }
 
-/** Replaces the watch set's ports in one transaction (for `nft -f -`). */
-export function buildWatchScript(tableName: string, watchPorts: readonly number[]): string {
+/**
+ * The forward gate (gateForward): a connection DNAT'ed to another host or a container (`docker run -p 8080:80`)
+ * never reaches the input hook, so it is gated here by the port it was sent to before the DNAT. Only DNAT'ed
+ * connections: traffic this host merely routes is not ours to gate. Off: the chain is removed if an earlier
+ * install added it (nft 1.0.6 has no "destroy", so it is added, flushed and deleted in the same transaction).
+ */
+function forwardLines(t: string, on: boolean): string[] {
+  const chain = `add chain ${t} ${CHAIN_FORWARD} { type filter hook forward priority filter - 10; policy accept; }`;
+  if (!on) return [chain, `flush chain ${t} ${CHAIN_FORWARD}`, `delete chain ${t} ${CHAIN_FORWARD}`];
+  const dnat = `ct status dnat meta l4proto { tcp, udp } ct original proto-dst @${SET_PROTECTED}`;
+  return [
+    chain,
+    `flush chain ${t} ${CHAIN_FORWARD}`,
+    `add rule ${t} ${CHAIN_FORWARD} ct state established,related accept`,
+    `add rule ${t} ${CHAIN_FORWARD} ${dnat} ip saddr . ct original proto-dst @${SET_GRANTS4} accept`,
+    `add rule ${t} ${CHAIN_FORWARD} ${dnat} ip6 saddr . ct original proto-dst @${SET_GRANTS6} accept`,
+    `add rule ${t} ${CHAIN_FORWARD} ${dnat} drop`,
+  ];
+}
+
+function prefilterSets(t: string, n: NflogKnocks): string[] {
+  const activeSeconds = n.activeSeconds ?? ACTIVE_SECONDS_DEFAULT;
+  const active = `flags dynamic,timeout; timeout ${activeSeconds}s; size ${n.activeSetSize ?? ACTIVE_SET_SIZE_DEFAULT};`;
+  return [
+    `add set ${t} ${SET_STARTS} { type inet_service; }`,
+    `add set ${t} ${SET_WATCH} { type inet_service; }`,
+    `add set ${t} ${SET_ACTIVE4} { type ipv4_addr; ${active} }`,
+    `add set ${t} ${SET_ACTIVE6} { type ipv6_addr; ${active} }`,
+    `add set ${t} ${SET_OVERFLOW} { type inet_proto; flags dynamic,timeout; timeout ${activeSeconds}s; size 4; }`,
+  ];
+}
+
+/** One heartbeat (for `nft -i`): a change that changes nothing, which `nft monitor` reports as two lines. */
+export function buildHeartbeatLine(tableName: string, beat: number): string {
   const t = `${NFT_FAMILY} ${validateTableName(tableName)}`;
-  const valid = validateWatchPorts(watchPorts);
-  const lines = [`flush set ${t} ${SET_WATCH}`];
-  if (valid.length > 0) lines.push(`add element ${t} ${SET_WATCH} { ${valid.join(", ")} }`);
+  if (!isPort(beat)) throw new Error(`internal: heartbeat ${beat} is not 1..65535`);
+  return `add element ${t} ${SET_HEARTBEAT} { ${beat} }; delete element ${t} ${SET_HEARTBEAT} { ${beat} }`;
+}
+
+/** Replaces the watched ports (first ports and the others) in one transaction (for `nft -f -`). */
+export function buildWatchScript(tableName: string, watch: WatchPorts): string {
+  const t = `${NFT_FAMILY} ${validateTableName(tableName)}`;
+  const valid = validateWatch(watch);
+  const lines: string[] = [];
+  for (const [set, list] of [
+    [SET_STARTS, valid.starts],
+    [SET_WATCH, valid.others],
+  ] as const) {
+    lines.push(`flush set ${t} ${set}`);
+    if (list.length > 0) lines.push(`add element ${t} ${set} { ${list.join(", ")} }`);
+  }
   return `${lines.join("\n")}\n`;
 }
 

@@ -167,6 +167,7 @@ class TcpdumpListener implements PcapListener {
   private starts = 0;
   /** Kernel drops reported by tcpdumps that have exited, plus the running one's latest report. */
   private dropsOfPastRuns = 0;
+  private interfaceDropsOfPastRuns = 0;
   private current: CaptureStats = { captured: 0, receivedByFilter: 0, droppedByKernel: 0, droppedByInterface: 0 };
   private child: ChildProcess | undefined;
   private capturing = false;
@@ -194,6 +195,7 @@ class TcpdumpListener implements PcapListener {
       malformed: c.malformed,
       starts: this.starts,
       kernelDrops: this.dropsOfPastRuns + this.current.droppedByKernel,
+      interfaceDrops: this.interfaceDropsOfPastRuns + this.current.droppedByInterface,
     };
   }
 
@@ -367,6 +369,7 @@ class TcpdumpListener implements PcapListener {
         if (partial !== "") this.onStderrLine(partial, stderrTail);
         this.parser.end();
         this.dropsOfPastRuns += this.current.droppedByKernel;
+        this.interfaceDropsOfPastRuns += this.current.droppedByInterface;
         this.current = { captured: 0, receivedByFilter: 0, droppedByKernel: 0, droppedByInterface: 0 };
         this.child = undefined;
         const capturedMs = this.capturingSinceMs === undefined ? 0 : Date.now() - this.capturingSinceMs;
