@@ -29,6 +29,12 @@ export default tseslint.config(
     },
   },
   {
+    // The web client is type-checked with the DOM's types (web/tsconfig.json; the service worker with the
+    // worker's, which clash with the DOM's), not with tsconfig.test.json's Node types.
+    files: ["web/**/*.ts"],
+    languageOptions: { parserOptions: { project: ["./web/tsconfig.json", "./web/tsconfig.sw.json"], tsconfigRootDir: import.meta.dirname } },
+  },
+  {
     // vitest's asymmetric matchers (expect.stringContaining, ...) are typed `any`, and tests read the JSON the
     // CLIs print; a template string in a test is compared by an assertion, so a wrong one fails the test.
     files: ["test/**/*.ts"],

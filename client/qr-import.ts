@@ -6,6 +6,7 @@ import { PNG } from "pngjs";
 import jpeg from "jpeg-js";
 import jsqrModule from "jsqr";
 import { ExitCode, TknockError } from "../src/errors.js";
+import { enrolmentUriOf } from "../src/protocol/web-link.js";
 
 // jsQR's CommonJS export is the function itself (also as .default); TypeScript only sees the .default.
 const jsQR = jsqrModule.default;
@@ -131,16 +132,17 @@ export function findQrCodes(input: RgbaImage): string[] {
 
 /** A tknock enrolment URI: otpauth://totp/ with the tknock label or issuer (parsed in full by `add`). */
 export function isTknockUri(text: string): boolean {
-  const t = text.trim();
+  const t = enrolmentUriOf(text);
   if (!/^otpauth:\/\/totp\//i.test(t)) return false;
   const label = decodeURIComponent(t.slice("otpauth://totp/".length).split("?")[0] ?? "");
   return label.startsWith("tknock:") || /[?&]issuer=tknock(&|$)/.test(t);
 }
 
 /** The label (tknock:CLIENT@HOST) of a URI: what may be shown to tell codes apart; never the secret. */
-function labelOf(uri: string): string {
+function labelOf(text: string): string {
+  const uri = enrolmentUriOf(text);
   try {
-    return decodeURIComponent(uri.trim().slice("otpauth://totp/".length).split("?")[0] ?? "");
+    return decodeURIComponent(uri.slice("otpauth://totp/".length).split("?")[0] ?? "");
   } catch {
     return "(unreadable label)";
   }
@@ -162,11 +164,11 @@ export function enrolmentUriFromImage(bytes: Buffer, index?: number): string {
   if (index !== undefined) {
     const picked = candidates[index - 1];
     if (picked === undefined) throw new TknockError("TKNOCK_USAGE", `--index ${index}: the image holds ${candidates.length} tknock QR code(s)`, ExitCode.usage);
-    return picked;
+    return enrolmentUriOf(picked);
   }
   if (candidates.length > 1) {
     const list = candidates.map((c, i) => `${i + 1}: ${labelOf(c)}`).join("; ");
     throw new TknockError("TKNOCK_QR_SEVERAL", `the image holds ${candidates.length} tknock QR codes (${list}): choose one with --index N`, ExitCode.usage);
   }
-  return candidates[0] as string;
+  return enrolmentUriOf(candidates[0] as string);
 }

@@ -2,6 +2,7 @@
  * `npm run demo`: the whole story in a throwaway namespace lab. A server gates port 2222, a client enrols and
  * knocks, connects to the service, and a captured knock replayed from another host is refused and recorded.
  */
+import { browserKnock } from "./demo-browser.js";
 import { sleep, TknockLab } from "./tknock-lab.js";
 
 async function main(): Promise<number> {
@@ -52,10 +53,17 @@ async function main(): Promise<number> {
     process.stdout.write(`        -> ${stolen.state}\n`);
     const replays = await step("server: `tknock-server replays --json`", () => lab.replays());
     for (const r of replays) process.stdout.write(`        ${r.kind} from ${r.source}, client ${r.client ?? "?"}, step ${r.step ?? "?"}\n`);
+    const browser = await browserKnock(lab, step);
     service.kill();
     const ok =
-      before.state === "filtered" && knock.code === 0 && after.state === "open" && stolen.state === "filtered" && replays.some((r) => r.kind === "replay");
-    process.stdout.write(ok ? "demo: OK: the knock opened the port, the replay was refused and recorded\n" : "demo: FAILED: see the lines above\n");
+      before.state === "filtered" &&
+      knock.code === 0 &&
+      after.state === "open" &&
+      stolen.state === "filtered" &&
+      replays.some((r) => r.kind === "replay") &&
+      browser !== "failed";
+    const web = browser === "opened" ? ", the web page's knock opened it too" : "";
+    process.stdout.write(ok ? `demo: OK: the knock opened the port${web}, the replay was refused and recorded\n` : "demo: FAILED: see the lines above\n");
     return ok ? 0 : 1;
   } finally {
     if (t) {

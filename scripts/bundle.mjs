@@ -307,3 +307,5 @@ await build({
 // tsc's maps of the unbundled bin.js would describe the wrong file.
 rmSync("dist/client/bin.js.map", { force: true });
 rmSync("dist/server/bin.js.map", { force: true });
+
+await import("./bundle-web.mjs");

@@ -64,11 +64,15 @@ function optionsOf(program) {
   return help.visibleOptions(program).flatMap((opt) => [".TP", `\\fB${esc(help.optionTerm(opt))}\\fR`, inline(help.optionDescription(opt))]);
 }
 
+/** A default as the page shows it: JSON, or "none" for a key that is absent unless set. */
+function shownDefault(v) {
+  return v === undefined ? "none" : JSON.stringify(v);
+}
+
 /** "a.b.c" -> value, for every leaf of the defaults (arrays and null are leaves). */
 function flatten(o, prefix = "", out = new Map()) {
   for (const [k, v] of Object.entries(o)) {
-    if (v === undefined) out.set(`${prefix}${k}`, "(none)");
-    else if (v !== null && typeof v === "object" && !Array.isArray(v)) flatten(v, `${prefix}${k}.`, out);
+    if (v !== null && typeof v === "object" && !Array.isArray(v)) flatten(v, `${prefix}${k}.`, out);
     else out.set(`${prefix}${k}`, v);
   }
   return out;
@@ -108,7 +112,7 @@ function render(source, { name, section, generated, defaults }) {
       let head = `\\fB${esc(term)}\\fR`;
       if (defaults?.has(term)) {
         documented.add(term);
-        head += ` (default: ${esc(JSON.stringify(defaults.get(term)))})`;
+        head += ` (default: ${esc(shownDefault(defaults.get(term)))})`;
       }
       out.push(".TP", head);
       para.push(src[++i].slice(2));
@@ -132,7 +136,7 @@ function render(source, { name, section, generated, defaults }) {
     if (missing.length > 0) {
       process.stderr.write(`warning: docs/man/${name}.${section}.md: config keys without a definition: ${missing.join(", ")}\n`);
       out.push(".SH UNDOCUMENTED KEYS");
-      for (const k of missing) out.push(".TP", `\\fB${esc(k)}\\fR (default: ${esc(JSON.stringify(defaults.get(k)))})`, "Not described yet.");
+      for (const k of missing) out.push(".TP", `\\fB${esc(k)}\\fR (default: ${esc(shownDefault(defaults.get(k)))})`, "Not described yet.");
     }
   }
   // Tidy: no .PP right before a heading or at the end.

@@ -4,6 +4,7 @@ import { parseIntOption, type CliIo } from "../../src/cli-io.js";
 import { ExitCode, TknockError } from "../../src/errors.js";
 import { readFileError } from "../../src/fs-errors.js";
 import { formatProfileUri, parseProfileUri } from "../../src/protocol/profile-uri.js";
+import { enrolmentUriOf } from "../../src/protocol/web-link.js";
 import type { ClientContext } from "../context.js";
 import { isValidProfileName } from "../store.js";
 import { CLIENT_PERMISSION_FIX } from "../store-errors.js";
@@ -48,7 +49,7 @@ export function registerAdd(program: Command, ctx: ClientContext): void {
   program
     .command("add")
     .description("store an enrolment URI (from `tknock-server enroll`) as a profile")
-    .argument("[uri]", "otpauth://totp/tknock:CLIENT@HOST?secret=...; - reads it from stdin (keeps it out of shell history)")
+    .argument("[uri]", "otpauth://totp/tknock:CLIENT@HOST?secret=... (or a web client link https://...#otpauth://...); - reads it from stdin")
     .option("--name <name>", "the profile name (default: the URI's host)")
     .option("--addr <address>", "knock this address or name instead of the URI's (e.g. the server's public address)")
     .option("--qr <file>", "read the URI from a screenshot or photo (PNG or JPEG) of the enrolment QR code")
@@ -56,7 +57,7 @@ export function registerAdd(program: Command, ctx: ClientContext): void {
     .option("--time-offset <seconds>", "add this to the clock for every knock of this profile (a clock you cannot fix)", parseTimeOffset)
     .option("--force", "replace a profile of the same name")
     .action(async (uriArg: string | undefined, flags: AddFlags, self: Command) => {
-      const profile = parseProfileUri(await uriFrom(ctx.io, uriArg, flags.qr, flags.index));
+      const profile = parseProfileUri(enrolmentUriOf(await uriFrom(ctx.io, uriArg, flags.qr, flags.index)));
       if (flags.addr !== undefined && !ADDR_RE.test(flags.addr)) {
         throw new TknockError("TKNOCK_USAGE", "--addr must be a host name or an IP address", ExitCode.usage);
       }

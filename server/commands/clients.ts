@@ -11,6 +11,8 @@ import { checkCanWriteFile } from "../fs-preflight.js";
 import { formatSequence } from "../../src/protocol/sequence-text.js";
 import { formatProfileUri, isValidClientName, newSecretBase32, parseProfileUri } from "../../src/protocol/profile-uri.js";
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
+import { badPortsIn } from "../../src/protocol/bad-ports.js";
+import { checkWebUrl, formatWebLink } from "../../src/protocol/web-link.js";
 import { readClients, withClientsLock, writeClients } from "../clients-file.js";
 import { enrollExclusions } from "../service-exemptions.js";
 import { KNOCK_MODES, type KnockMode } from "../../src/protocol/spa/mode.js";
@@ -29,6 +31,7 @@ type EnrollOptions = {
   mode?: KnockMode;
   allowNat?: boolean;
   openSeconds?: number;
+  webUrl?: string;
 };
 
 export function registerClientCommands(program: Command, io: CliIo): void {
@@ -64,6 +67,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       "how long this client's knock opens the port, overriding the config's openSeconds (stored in the clients file)",
       parseIntOption("--open-seconds", 1, 86_400),
     )
+    .option("--web-url <url>", "where the web client is hosted (https://...): the QR code holds URL#URI, which a phone's camera opens in that page")
     .option("--force", "replace an existing client of that name (new secret)")
     .action(async (name: string, opts: EnrollOptions, cmd: Command) => {
       const { config } = loadConfigOf(cmd);
@@ -79,6 +83,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
           ExitCode.usage,
         );
       }
+      if (opts.webUrl !== undefined) checkWebUrl(opts.webUrl);
       if (opts.qrPng !== undefined) checkCanWriteFile(opts.qrPng, "QR code file", { inPlace: true });
       const exclusions = await enrollExclusions(config);
       const uri = await withClientsLock(config.clientsFile, async () => {
@@ -92,7 +97,8 @@ export function registerClientCommands(program: Command, io: CliIo): void {
           knocks: opts.knocks ?? PROFILE_LIMITS.knocks.default,
           portMin: config.knockRange.min,
           portMax: config.knockRange.max,
-          exclude: exclusions.exclude,
+          // Browsers refuse the Fetch "bad ports" (10080 in the default range): left out, every profile can knock from the web client.
+          exclude: [...new Set([...exclusions.exclude, ...badPortsIn(config.knockRange.min, config.knockRange.max)])],
           proto: opts.proto ?? "tcp",
           open,
           host: opts.host ?? hostname(),
@@ -114,12 +120,19 @@ export function registerClientCommands(program: Command, io: CliIo): void {
         writeClients(config.clientsFile, { version: 1, clients: { ...file.clients, [name]: record } });
         return enrolledUri;
       });
-      io.out(await QRCode.toString(uri, { type: "terminal", small: true }));
+      // With --web-url the QR code holds the link (a phone's camera opens the page, which imports the fragment).
+      const qrText = opts.webUrl !== undefined ? formatWebLink(opts.webUrl, uri) : uri;
+      io.out(await QRCode.toString(qrText, { type: "terminal", small: true }));
       io.out(uri);
+      if (opts.webUrl !== undefined) io.out(qrText);
       for (const note of exclusions.notes) io.err(note);
-      io.err(`enrolled ${name}: on the client run \`tknock add 'URI'\` or scan the QR code. The URI holds the secret: send it privately.`);
+      const how =
+        opts.webUrl !== undefined
+          ? "scan the QR code with the phone's camera (it opens the web client, which imports the profile), or on a computer run `tknock add 'URI'`"
+          : "on the client run `tknock add 'URI'` or scan the QR code";
+      io.err(`enrolled ${name}: ${how}. The URI holds the secret: send it privately.`);
       if (opts.qrPng !== undefined) {
-        const png = await QRCode.toBuffer(uri, { type: "png", margin: 2, scale: 6 });
+        const png = await QRCode.toBuffer(qrText, { type: "png", margin: 2, scale: 6 });
         await writeFile(opts.qrPng, png, { mode: 0o600 }).catch((cause: unknown) => {
           throw fsError(cause, "write", `QR code file ${opts.qrPng}`);
         });

@@ -37,7 +37,15 @@ export function registerRun(program: Command, io: CliIo): void {
       const lock = await acquireDaemonLock(config.stateDir, io.clock.nowMs());
       process.once("exit", lock.release); // also on an uncaught error; a SIGKILL leaves a stale file, detected by pid
       const metrics = config.metrics === null ? undefined : new DaemonMetrics(config.listener);
-      const daemon = Daemon.create({ configPath, log, clock: io.clock, createListener, createFirewall, dockerPresent, ...(metrics ? { observer: metrics } : {}) });
+      const daemon = Daemon.create({
+        configPath,
+        log,
+        clock: io.clock,
+        createListener,
+        createFirewall,
+        dockerPresent,
+        ...(metrics ? { observer: metrics } : {}),
+      });
       const metricsServer = config.metrics && metrics ? await serveMetrics(config.metrics, metrics, daemon, log) : undefined;
       const stop = new AbortController();
       const onStop = (sig: string) => () => {

@@ -92,7 +92,7 @@ describe("man pages", () => {
       );
     const keys = leaves(defaultServerConfig({ clientsFile: "/etc/tknock/clients.json" }));
     expect(keys.length).toBeGreaterThan(25);
-    for (const [key, value] of keys) expect(text).toContain(`${key} (default: ${JSON.stringify(value)})`);
+    for (const [key, value] of keys) expect(text).toContain(`${key} (default: ${value === undefined ? "none" : JSON.stringify(value)})`);
     expect(text, "keys without a definition in docs/man/tknock-server.json.5.md").not.toContain("UNDOCUMENTED KEYS");
   });
 

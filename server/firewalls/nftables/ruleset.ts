@@ -161,7 +161,7 @@ function prefilterSets(t: string, n: NflogKnocks): string[] {
 /** One heartbeat (for `nft -i`): a change that changes nothing, which `nft monitor` reports as two lines. */
 export function buildHeartbeatLine(tableName: string, beat: number): string {
   const t = `${NFT_FAMILY} ${validateTableName(tableName)}`;
-  if (!isPort(beat)) throw new Error(`internal: heartbeat ${beat} is not 1..65535`);
+  if (!isPort(beat)) throw new Error("internal: a heartbeat must be 1..65535");
   return `add element ${t} ${SET_HEARTBEAT} { ${beat} }; delete element ${t} ${SET_HEARTBEAT} { ${beat} }`;
 }
 

@@ -4,7 +4,8 @@
  * about the knock sequence of the same step.
  */
 import { createHmac, hkdfSync } from "node:crypto";
-import { derivePortsForDomain } from "../derive.js";
+import { derivePortsForDomainWith } from "../derive-core.js";
+import { nodeHmacSha256 } from "../derive.js";
 import type { KnockProfile } from "../profile.js";
 
 /** ASCII "tknock-spa-v1" || 0x00: the port's keystream domain (the sequence uses "tknock-v1" || 0x00). */
@@ -30,7 +31,7 @@ function checkStep(step: number): void {
 
 /** The SPA port of step T: the first port of the sequence derived under SPA_PORT_DOMAIN (same range, exclusions). */
 export function spaPort(profile: KnockProfile, step: number): number {
-  return derivePortsForDomain(profile, step, SPA_PORT_DOMAIN, 1)[0]!;
+  return derivePortsForDomainWith(nodeHmacSha256, profile, step, SPA_PORT_DOMAIN, 1)[0]!;
 }
 
 /** First 8 bytes of HMAC-SHA256(secret, "tknock-spa-v1-kid" || 0x00 || uint64_be(T)). */
