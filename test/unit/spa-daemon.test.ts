@@ -71,10 +71,11 @@ describe("daemon SPA wiring", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function cli(args: readonly string[]): Promise<void> {
-    const { io, err } = memoryIo({ clock });
+  async function cli(args: readonly string[]): Promise<string> {
+    const { io, out, err } = memoryIo({ clock });
     const code = await runCli(createServerCli(io), ["--config", configPath, ...args], io);
     if (code !== 0) throw new Error(`tknock-server ${args.join(" ")} exited ${code}: ${err.join("")}`);
+    return out.join("\n");
   }
 
   function clientsFile(): ClientsFile {
@@ -140,6 +141,7 @@ describe("daemon SPA wiring", () => {
     await settle();
     expect(fw.isAllowed(EVE, 2222)).toBe(false);
     expect(replays()).toMatchObject([{ kind: "spa-replay", source: EVE, client: "alice", step: T, ports: [2222], address: ALICE }]);
+    expect(await cli(["replays"])).toContain(`spa-replay from ${EVE} client alice step ${T} for ${ALICE}`);
     const state = JSON.parse(readFileSync(join(dir, "state/state.json"), "utf8")) as { spaNonces?: Record<string, number> };
     expect(Object.keys(state.spaNonces ?? {})).toHaveLength(1);
     expect(logText.join("")).toMatch(/"via":"spa".*"msg":"opened"/);
