@@ -81,7 +81,7 @@ export class BenchLab {
    * Enrols clients the way `tknock-server enroll` + `tknock add` do, through the same modules, in-process
    * (running the two CLIs 120 times would cost a minute). Must run before the daemon reads the clients file.
    */
-  async enroll(names: readonly string[]): Promise<void> {
+  async enroll(names: readonly string[], extra: Pick<ClientRecord, "mode"> = {}): Promise<void> {
     const config = loadServerConfig(this.t.configPath);
     const file = readClients(config.clientsFile);
     const store = ProfileStore.open({ dir: this.t.clientHome, warn: () => {} });
@@ -99,6 +99,7 @@ export class BenchLab {
         host: hostname(),
         addr: this.serverAddr,
         enrolledAt: new Date().toISOString(),
+        ...extra,
       };
       const profile = validateProfile(clientProfile(name, record));
       const uri = formatProfileUri({ ...profile, open: record.open, host: record.host, addr: this.serverAddr, client: name });

@@ -1,7 +1,7 @@
 /**
  * A timestamping capture for the latency part: tcpdump inside one lab host, its pcap stream read here into TCP
  * events (kernel receive/transmit timestamps, microseconds, the same CLOCK_REALTIME in every namespace).
- * Only Ethernet + IPv4 + TCP, which is all the lab sends for these measurements.
+ * Only Ethernet + IPv4 + TCP or UDP (SPA), which is all the lab sends for these measurements.
  */
 import type { ChildProcess } from "node:child_process";
 import type { Lab } from "../lab/lab.js";
@@ -13,8 +13,9 @@ export type TcpEvent = {
   readonly dst: string;
   readonly srcPort: number;
   readonly dstPort: number;
-  /** TCP flags byte (SYN 0x02, ACK 0x10). */
+  /** TCP flags byte (SYN 0x02, ACK 0x10); 0 for UDP. */
   readonly flags: number;
+  readonly proto: "tcp" | "udp";
 };
 
 export const TCP_SYN = 0x02;
@@ -86,15 +87,17 @@ export class PacketCapture {
     if (len < 14 + 20 + 14 || b.readUInt16BE(off + 12) !== 0x0800) return;
     const ip = off + 14;
     const ihl = (b[ip]! & 0x0f) * 4;
-    if (b[ip + 9] !== 6 || 14 + ihl + 14 > len) return;
+    const udp = b[ip + 9] === 17;
+    if ((b[ip + 9] !== 6 && !udp) || 14 + ihl + (udp ? 8 : 14) > len) return;
     const tcp = ip + ihl;
     this.events.push({
+      proto: udp ? "udp" : "tcp",
       atMs,
       src: `${b[ip + 12]}.${b[ip + 13]}.${b[ip + 14]}.${b[ip + 15]}`,
       dst: `${b[ip + 16]}.${b[ip + 17]}.${b[ip + 18]}.${b[ip + 19]}`,
       srcPort: b.readUInt16BE(tcp),
       dstPort: b.readUInt16BE(tcp + 2),
-      flags: b[tcp + 13]!,
+      flags: udp ? 0 : b[tcp + 13]!,
     });
   }
 }

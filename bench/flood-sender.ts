@@ -35,6 +35,8 @@ export type FloodOptions = {
   readonly source?: string;
   /** Ports in ascending order through portRange (a sweep), instead of random ones. */
   readonly ascending?: boolean;
+  /** UDP datagrams with this many bytes of random payload (first byte 0x01, SPA's version) instead of SYNs. */
+  readonly udpPayloadBytes?: number;
   readonly seed?: number;
 };
 
@@ -48,6 +50,7 @@ export function startFlood(lab: Lab, host: string, o: FloodOptions): RunningFloo
   if (o.rate !== undefined && o.rate > 0) argv.push("-r", String(o.rate));
   if (o.source !== undefined) argv.push("-a", o.source);
   if (o.ascending === true) argv.push("-o");
+  if (o.udpPayloadBytes !== undefined) argv.push("-u", String(o.udpPayloadBytes));
   if (o.ports !== undefined) argv.push("-P", o.ports.join(","));
   else if (o.portRange !== undefined) argv.push("-p", `${o.portRange.min}-${o.portRange.max}`);
   const child = lab.spawn(host, argv);

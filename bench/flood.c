@@ -13,6 +13,9 @@
  *   -s seq4      distinct IPv4 sources 198.18.1.0 + i (at most 130816 of them)
  *   -s fixed4 -a SRC   every packet from SRC (inside 198.18.0.0/15): spoofing one lab host, e.g. a client
  *   -o           ports in ascending order (MIN, MIN+1, ..., MAX, MIN, ...): a sweep of the range instead of random
+ *   -u BYTES     UDP datagrams with BYTES (1..200) of random payload instead of SYNs; the first payload byte is 0x01,
+ *                the version byte of an SPA v1 packet, and bytes 9..16 the current Unix time in ms (its timestamp),
+ *                so a tknock daemon must look each one's random key id up, as for an attacker's forged packet
  * SIGTERM or SIGINT ends the run early, still printing the report.
  * With -r the packets are paced one by one (a batch holds only the packets already due), as hping3 -i sends them,
  * so a low rate is not a burst of 64 every 64 / PPS seconds.
@@ -35,6 +38,8 @@
 #define IP4_LEN 20
 #define IP6_LEN 40
 #define TCP_LEN 20
+#define UDP_LEN 8
+#define MAX_UDP_PAYLOAD 200
 #define MAX_PORTS 65536
 #define SEQ4_MAX 130816u /* 198.18.1.0 .. 198.19.255.255 */
 
@@ -94,7 +99,7 @@ static void fill_tcp(uint8_t *tcp, uint16_t sport, uint16_t dport, uint32_t seq)
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,...] [-s random4|seq4|seq6|fixed4] [-a SRC] [-o] [-S SEED]\n");
+  fprintf(stderr, "usage: tknock-flood -d DST -c MAX_PACKETS -t MAX_SECONDS [-r PPS] [-p MIN-MAX | -P PORT,...] [-s random4|seq4|seq6|fixed4] [-a SRC] [-o] [-u BYTES] [-S SEED]\n");
   exit(2);
 }
 
@@ -108,8 +113,9 @@ int main(int argc, char **argv) {
   const char *mode = "random4";
   const char *fixed_src_text = NULL;
   int ordered = 0;
+  int udp_payload = 0;
   int opt;
-  while ((opt = getopt(argc, argv, "d:c:t:r:p:P:s:a:oS:")) != -1) {
+  while ((opt = getopt(argc, argv, "d:c:t:r:p:P:s:a:ou:S:")) != -1) {
     switch (opt) {
       case 'd': dst_text = optarg; break;
       case 'c': max_packets = strtoull(optarg, NULL, 10); break;
@@ -131,6 +137,10 @@ int main(int argc, char **argv) {
       case 's': mode = optarg; break;
       case 'a': fixed_src_text = optarg; break;
       case 'o': ordered = 1; break;
+      case 'u':
+        udp_payload = atoi(optarg);
+        if (udp_payload < 1 || udp_payload > MAX_UDP_PAYLOAD) usage();
+        break;
       case 'S': rng_state ^= strtoull(optarg, NULL, 10) * 0x9e3779b97f4a7c15ull + 1; break;
       default: usage();
     }
@@ -187,11 +197,13 @@ int main(int argc, char **argv) {
   int sndbuf = 4 << 20;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
 
-  static uint8_t packets[BATCH][IP6_LEN + TCP_LEN];
+  static uint8_t packets[BATCH][IP6_LEN + UDP_LEN + MAX_UDP_PAYLOAD];
   struct mmsghdr msgs[BATCH];
   struct iovec iov[BATCH];
   memset(msgs, 0, sizeof msgs);
-  size_t plen = (v6 ? IP6_LEN : IP4_LEN) + TCP_LEN;
+  size_t l4len = udp_payload > 0 ? (size_t)(UDP_LEN + udp_payload) : TCP_LEN;
+  uint8_t l4proto = udp_payload > 0 ? IPPROTO_UDP : IPPROTO_TCP;
+  size_t plen = (v6 ? IP6_LEN : IP4_LEN) + l4len;
   for (int i = 0; i < BATCH; i++) {
     iov[i].iov_base = packets[i];
     iov[i].iov_len = plen;
@@ -232,13 +244,33 @@ int main(int argc, char **argv) {
                                        : (uint16_t)(port_min + (r >> 16) % port_span);
       uint16_t sport = (uint16_t)(1024 + (r >> 40) % 64000);
       uint8_t *tcp = p + (v6 ? IP6_LEN : IP4_LEN);
-      fill_tcp(tcp, sport, dport, (uint32_t)(r >> 8));
+      if (udp_payload > 0) {
+        memset(tcp, 0, UDP_LEN);
+        put16(tcp, sport);
+        put16(tcp + 2, dport);
+        put16(tcp + 4, (uint16_t)l4len);
+        uint8_t *data = tcp + UDP_LEN;
+        for (int b = 0; b < udp_payload; b += 8) {
+          uint64_t x = next_random();
+          for (int j = 0; j < 8 && b + j < udp_payload; j++) data[b + j] = (uint8_t)(x >> (8 * j));
+        }
+        data[0] = 0x01;
+        if (udp_payload >= 17) {
+          struct timespec rt;
+          clock_gettime(CLOCK_REALTIME, &rt);
+          uint64_t ms = (uint64_t)rt.tv_sec * 1000u + (uint64_t)(rt.tv_nsec / 1000000);
+          put32(data + 9, (uint32_t)(ms >> 32));
+          put32(data + 13, (uint32_t)ms);
+        }
+      } else {
+        fill_tcp(tcp, sport, dport, (uint32_t)(r >> 8));
+      }
       uint32_t sum;
       if (v6) {
         memset(p, 0, IP6_LEN);
         p[0] = 0x60;
-        put16(p + 4, TCP_LEN);
-        p[6] = IPPROTO_TCP;
+        put16(p + 4, (uint16_t)l4len);
+        p[6] = l4proto;
         p[7] = 64;
         /* fd18:18::1:0:0:0 + index: never one of the lab's own addresses (fd18:18::1, ::2, ...) */
         static const uint8_t prefix[8] = {0xfd, 0x18, 0x00, 0x18, 0, 0, 0, 0};
@@ -247,7 +279,7 @@ int main(int argc, char **argv) {
         for (int b = 0; b < 8; b++) p[16 + b] = (uint8_t)(iid >> (56 - 8 * b));
         memcpy(p + 24, dst_bytes, 16);
         sum = sum16(p + 8, 32, 0); /* pseudo-header: src, dst, length, next header */
-        sum += TCP_LEN + IPPROTO_TCP;
+        sum += (uint32_t)l4len + l4proto;
       } else {
         uint32_t src;
         if (fixed4) src = fixed_src;
@@ -255,16 +287,19 @@ int main(int argc, char **argv) {
         else src = 0xc6120100u + (uint32_t)((r >> 20) % SEQ4_MAX);
         memset(p, 0, IP4_LEN);
         p[0] = 0x45;
-        put16(p + 2, IP4_LEN + TCP_LEN);
+        put16(p + 2, (uint16_t)(IP4_LEN + l4len));
         p[8] = 64;
-        p[9] = IPPROTO_TCP;
+        p[9] = l4proto;
         put32(p + 12, src);
         memcpy(p + 16, dst_bytes, 4);
         put16(p + 10, fold(sum16(p, IP4_LEN, 0)));
         sum = sum16(p + 12, 8, 0);
-        sum += TCP_LEN + IPPROTO_TCP;
+        sum += (uint32_t)l4len + l4proto;
       }
-      put16(tcp + 16, fold(sum16(tcp, TCP_LEN, sum)));
+      /* RFC 768: a computed UDP checksum of 0 is sent as 0xffff (0 means "none"). */
+      uint16_t ck = fold(sum16(tcp, l4len, sum));
+      if (udp_payload > 0) put16(tcp + 6, ck == 0 ? 0xffff : ck);
+      else put16(tcp + 16, ck);
     }
     int done = sendmmsg(fd, msgs, n, 0);
     if (done < 0) {

@@ -7,7 +7,8 @@
  *
  * Parts: matcher, parser (pure); start (client start time vs `node -e 0`, no root); latency, flood, memory, knockd,
  * heal, listeners (lab: network namespaces, needs root). "listeners" runs the server reaction with each listener
- * (pcap, log, nflog) and the random flood against the nflog daemon, the pcap daemon and knockd.
+ * (pcap, log, nflog) and the random flood against the nflog daemon, the pcap daemon and knockd. "spa" (its own lab)
+ * runs SPA latency beside sequence knocks and fwknop, and UDP floods: tknock's whole range vs fwknop's port 62201.
  * --profile runs each daemon under node --cpu-prof, and the matcher's largest case under the inspector's
  * profiler, and prints where the CPU time went.
  * "knockd" adds knockd's side to latency and flood (whichever of those are selected; both when alone).
@@ -28,6 +29,7 @@ import { benchListeners, listenersClientNames } from "./listeners-bench.js";
 import { benchMatcher } from "./matcher-bench.js";
 import { benchMemory } from "./memory-bench.js";
 import { benchParser } from "./parser-bench.js";
+import { benchSpa } from "./spa-bench.js";
 import { benchStart } from "./start-bench.js";
 import { cpuBusyPercent, loadAverage } from "./proc.js";
 import { formatProfile, summarizeCpuProfile } from "./profile-summary.js";
@@ -36,7 +38,7 @@ import { buildRows, formatTable, machineInfo, machineLine, updateDocs, type Benc
 /** A heap cap for the daemon's node (an operator's choice, e.g. in the systemd unit), tried in the memory part. */
 const HEAP_CAP_FLAGS = ["--max-old-space-size=128", "--max-semi-space-size=2"];
 
-const ALL_PARTS = ["matcher", "parser", "start", "latency", "flood", "memory", "knockd", "heal", "listeners"] as const;
+const ALL_PARTS = ["matcher", "parser", "start", "latency", "flood", "memory", "knockd", "heal", "listeners", "spa"] as const;
 type Part = (typeof ALL_PARTS)[number];
 
 type Options = {
@@ -305,6 +307,13 @@ async function main(): Promise<number> {
         log(`skipping ${lab.join(", ")}: not root`);
       } else {
         await runLabParts(o, results);
+      }
+    }
+    if (o.parts.has("spa")) {
+      if (process.getuid?.() !== 0) results.skipped.push("spa: needs root (network namespaces, nftables, raw sockets)");
+      else {
+        results.spa = await benchSpa({ n: o.n, floodSeconds: o.floodSeconds, floodMaxPackets: o.floodMaxPackets, floodKnocks: o.floodKnocks, log });
+        results.skipped.push(...results.spa.skipped);
       }
     }
     if (o.parts.has("heal")) {

@@ -10,6 +10,7 @@ import type { ProbeResult, ProbeSpec } from "./probe.js";
 import { defaultTransport, transportProto, type KnockTarget, type Sender, type Transport } from "./senders/sender.js";
 import { chooseStep, recordKind } from "./steps.js";
 import type { ProfileStore, StoredProfile } from "./store.js";
+import { checkSpaRequest, sendSpa, usesSpa, type SpaRequest } from "./spa-knock.js";
 
 /** Everything the client does to the outside world besides the store and the CliIo; tests pass fakes. */
 export type ClientDeps = {
@@ -19,6 +20,8 @@ export type ClientDeps = {
   probeUdp(target: KnockTarget, port: number, payload: Buffer, timeoutMs: number): Promise<ProbeResult>;
   sleep(ms: number): Promise<void>;
   runCommand(argv: readonly string[]): Promise<number>;
+  /** One SPA datagram (client/senders/spa-datagram.ts). */
+  sendSpa(target: KnockTarget, port: number, build: (localAddress: string) => Buffer): Promise<{ localAddress: string }>;
 };
 
 export async function openSender(transport: Transport, target: KnockTarget, firstPort: number): Promise<Sender> {
@@ -37,6 +40,7 @@ export const realDeps: ClientDeps = {
   probeUdp: async (target, port, payload, timeoutMs) => (await import("./probe-udp.js")).udpExchange(target, port, payload, timeoutMs),
   sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   runCommand: async (argv) => (await import("./run-command.js")).runCommand(argv),
+  sendSpa: async (target, port, build) => (await import("./senders/spa-datagram.js")).sendSpaDatagram(target, port, build),
 };
 
 export type KnockOptions = {
@@ -47,6 +51,8 @@ export type KnockOptions = {
   readonly timeOffsetSeconds?: number;
   /** When this window's steps are used: fail with exit 3 at once instead of waiting for the next window. */
   readonly noWaitWindow?: boolean;
+  /** SPA flags (--spa, --open, --allow-ip, --nat); an SPA profile knocks by SPA without them. */
+  readonly spa?: SpaRequest;
 };
 
 export type KnockReport = {
@@ -131,6 +137,8 @@ function lockWaitMs(opts: FlowOptions): number {
  * steps are all used is waited out without the lock (or ends the command with --no-wait-window).
  */
 export async function knockFlow(ctx: KnockContext, entry: StoredProfile, opts: FlowOptions): Promise<FlowResult> {
+  const spa = usesSpa(entry, opts.spa);
+  if (spa) checkSpaRequest(entry, opts.spa ?? NO_SPA_FLAGS);
   const transport = pickTransport(entry, opts.transport);
   const target = await ctx.deps.resolve(entry.addr);
   const { check } = opts;
@@ -145,6 +153,7 @@ export async function knockFlow(ctx: KnockContext, entry: StoredProfile, opts: F
     const open = await alreadyOpen("");
     if (open) return open;
   }
+  if (spa) return spaFlow(ctx, entry, opts, target);
   // Opened before a step is chosen, so a missing privilege costs no step.
   const sender = await ctx.deps.openSender(transport, target, entry.profile.open[0] ?? 1);
   try {
@@ -184,6 +193,18 @@ export async function knockFlow(ctx: KnockContext, entry: StoredProfile, opts: F
   } finally {
     sender.close();
   }
+}
+
+const NO_SPA_FLAGS: SpaRequest = { force: false, nat: false };
+
+/** One SPA datagram, then (with --wait) the wait for the port. */
+async function spaFlow(ctx: KnockContext, entry: StoredProfile, opts: FlowOptions, target: KnockTarget): Promise<FlowResult> {
+  const offsetMs = (opts.timeOffsetSeconds ?? entry.timeOffsetSeconds ?? 0) * 1000;
+  const r = await sendSpa(entry, opts.spa ?? NO_SPA_FLAGS, target, ctx.clock.nowMs() + offsetMs, (t, port, build) => ctx.deps.sendSpa(t, port, build));
+  ctx.info(`sent SPA to ${entry.name} at ${target.address}: step ${r.step}, udp port ${r.port}, to open ${r.ports.join(",")} for ${r.address}`);
+  const knock: KnockReport = { name: entry.name, target, transport: "udp", step: r.step, ports: [r.port] };
+  if (opts.waitSeconds === undefined) return { target, knock, state: "unchecked" };
+  return { target, knock, ...(await waitForOpen(ctx, target, opts.check, opts.waitSeconds)) };
 }
 
 /** Under the profile's lock: the step to knock with, recorded before anything is sent; or how long to wait. */

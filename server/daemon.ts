@@ -19,6 +19,9 @@ import { ReplayLog, replayRecordOf } from "./replay-log.js";
 import { runtimeStatusPath } from "./runtime-status.js";
 import { SERVICE_POLL_MS, ServiceWatch } from "./service-exemptions.js";
 import { StepStore } from "./state.js";
+import { SpaHandler } from "./spa/spa-handler.js";
+import { spaClientsOf, spaListenerProblem } from "./spa/spa-clients.js";
+import { allowsSequence } from "../src/protocol/spa/mode.js";
 
 export type DaemonDeps = {
   readonly configPath: string;
@@ -50,6 +53,7 @@ export class Daemon {
   private readonly guard: GateGuard;
   private readonly services: ServiceWatch;
   private readonly prefilter: PrefilterWatch;
+  private readonly spa: SpaHandler;
   /** The watch-set refresh in progress, so ticks never run two at once. */
   private refreshing: Promise<void> | undefined;
   /** The clients file's stat when it was last read; the 1 s poll reloads when it differs. */
@@ -89,6 +93,18 @@ export class Daemon {
         ),
     });
     this.matcher = new Matcher(this.matcherClients(), this.config, nowMs);
+    this.spa = new SpaHandler(
+      {
+        log,
+        persistNonces: (nonces, client) => this.persisted(() => this.steps.setSpaNonces(nonces), "could not persist the SPA nonce; not opening", client),
+        open: (grants, fields, atMs) => this.openGrants(grants, fields, atMs),
+        record: (r) => this.replays.append(r),
+        openSeconds: (client) => this.clients.clients[client]?.openSeconds ?? this.config.openSeconds,
+      },
+      spaClientsOf(this.clients),
+      { skewWindows: this.config.skewWindows, nonces: this.steps.spaNonces(), ...(this.steps.failedClosed ? { failClosedAtMs: nowMs } : {}) },
+      nowMs,
+    );
     this.firewall = deps.createFirewall(this.config, log);
     this.listener = deps.createListener(this.config, log);
     this.prefilter = new PrefilterWatch({
@@ -142,13 +158,16 @@ export class Daemon {
   }
 
   private matcherClients(): MatcherClient[] {
-    return Object.entries(this.clients.clients).map(([name, r]) => ({
-      name,
-      profile: clientProfile(name, r),
-      open: r.open,
-      lastAcceptedStep: this.steps.get(name),
-      spentSteps: this.steps.spent(name),
-    }));
+    // An SPA-only client (enroll --mode spa) has no sequence to accept.
+    return Object.entries(this.clients.clients)
+      .filter(([, r]) => allowsSequence(r.mode))
+      .map(([name, r]) => ({
+        name,
+        profile: clientProfile(name, r),
+        open: r.open,
+        lastAcceptedStep: this.steps.get(name),
+        spentSteps: this.steps.spent(name),
+      }));
   }
 
   /** Runs until the signal aborts. The nftables table stays when it returns: the service stays gated. */
@@ -177,6 +196,7 @@ export class Daemon {
       },
       "tknock-server running",
     );
+    this.warnSpaListener();
     // daemon.json for `status`, and a loud error while capture is down (see daemon-monitor.ts).
     const monitor = new DaemonMonitor({
       path: runtimeStatusPath(this.config.stateDir),
@@ -195,6 +215,7 @@ export class Daemon {
     const tick = setInterval(() => {
       monitor.tick();
       this.matcher.tick(this.deps.clock.nowMs());
+      this.spa.tick(this.deps.clock.nowMs());
       this.refreshWatch(false);
       if (statStamp(this.config.clientsFile) !== this.clientsStamp) this.reloadClients("clients file changed");
     }, 1000);
@@ -216,7 +237,7 @@ export class Daemon {
       guarding.abort();
       await this.guard.idle();
       await this.firewall.close();
-      log.info({ ...this.counters, listener: this.listener.stats() }, "tknock-server stopped; the gate stays in place");
+      log.info({ ...this.counters, listener: this.listener.stats(), spa: this.spa.stats() }, "tknock-server stopped; the gate stays in place");
     }
     // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what stop() was given, as it was caught
     if (this.fatal !== undefined) throw this.fatal;
@@ -288,6 +309,7 @@ export class Daemon {
       // Windows, timeouts and limits are fixed in a matcher: start a fresh one (sources' progress restarts; the
       // accepted steps come from the state store, so replay protection carries over).
       this.matcher = new Matcher(this.matcherClients(), this.config, this.deps.clock.nowMs());
+      this.spa.reconfigure(spaClientsOf(this.clients), this.config.skewWindows, this.deps.clock.nowMs());
       log.info(matcherOptionsFromConfig(this.config), "matcher settings reloaded");
     }
   }
@@ -328,6 +350,8 @@ export class Daemon {
       if (!names.has(name)) this.persisted(() => this.steps.forget(name), "could not drop a revoked client's step from the state file", name);
     }
     this.matcher.setClients(this.matcherClients(), this.deps.clock.nowMs());
+    this.spa.setClients(spaClientsOf(this.clients), this.deps.clock.nowMs());
+    this.warnSpaListener();
     this.refreshWatch(true);
     this.counters.reloads++;
     log.info({ why, clients: names.size }, "clients reloaded");
@@ -346,6 +370,8 @@ export class Daemon {
       }
       return;
     }
+    // A datagram shaped like an SPA packet is SPA's alone: it is no wrong knock of any sequence.
+    if (knock.payload !== undefined && this.spa.handle(knock)) return;
     let decision: Decision;
     try {
       decision = this.matcher.onKnock(knock);
@@ -436,6 +462,51 @@ export class Daemon {
     }
   }
 
+  /** Loud, not fatal: sequence clients still work; SPA clients would wait for packets that never arrive. */
+  private warnSpaListener(): void {
+    const problem = spaListenerProblem(this.config, spaClientsOf(this.clients).length);
+    if (problem !== undefined) this.deps.log.error({ listener: this.config.listener }, problem);
+  }
+
+  /**
+   * SPA's grants (after the nonce is durable), then "opened" with `fields`, or the failure: the same steps as act()'s
+   * open branch, which could call this too (kept apart so this branch's edit stays small to merge).
+   */
+  private openGrants(grants: Grant[], fields: Record<string, unknown>, atMs: number): void {
+    const { log } = this.deps;
+    this.guard.track(grants, this.deps.clock.nowMs());
+    const t0 = performance.now();
+    let opening: Promise<void>;
+    try {
+      opening = this.firewall.open(grants);
+    } catch (err) {
+      // An adapter that throws instead of rejecting must not take the listener down with it.
+      opening = Promise.reject(err);
+    }
+    opening.then(
+      () => {
+        this.observe.firewallUpdated(performance.now() - t0, true);
+        this.counters.opened++;
+        log.info(
+          {
+            ...fields,
+            openSeconds: grants[0]?.openSeconds,
+            firewallMs: round(performance.now() - t0),
+            knockToOpenMs: round(this.deps.clock.nowMs() - atMs),
+          },
+          "opened",
+        );
+      },
+      (err: unknown) => {
+        this.observe.firewallUpdated(performance.now() - t0, false);
+        this.counters.openErrors++;
+        log.error({ err: err instanceof Error ? err.message : String(err), client: fields["client"], src: fields["src"] }, "firewall open failed");
+        // Perhaps the gate was just flushed: check now rather than at the next tick (a repair re-adds this grant).
+        void this.guard.verify("firewall open failed");
+      },
+    );
+  }
+
   /** Appends to replays.jsonl; the log counts its own write errors and never throws. */
   private record(d: Decision, knock: ObservedKnock): void {
     const r = replayRecordOf(d, knock.atMs);
@@ -454,7 +525,7 @@ export class Daemon {
   }
 
   stats(): Record<string, unknown> {
-    return { ...this.counters, listener: this.listener.stats(), matcher: this.matcher.stats() };
+    return { ...this.counters, listener: this.listener.stats(), matcher: this.matcher.stats(), spa: this.spa.stats() };
   }
 }
 

@@ -9,7 +9,9 @@ import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync
 import { fsError } from "../src/fs-errors.js";
 import type { Decision } from "./matcher/decision.js";
 
-export type ReplayKind = "replay" | "skew" | "lockout" | "bruteforce";
+/** SPA refusals are kinds of their own, prefixed `spa-` (server/spa/decision.ts says what each means). */
+export const SPA_REPLAY_KINDS = ["spa-replay", "spa-skew", "spa-bad-tag", "spa-malformed", "spa-nat", "spa-address", "spa-ports", "spa-full"] as const;
+export type ReplayKind = "replay" | "skew" | "lockout" | "bruteforce" | (typeof SPA_REPLAY_KINDS)[number];
 
 export type ReplayRecord = {
   /** ISO 8601. */
@@ -24,6 +26,8 @@ export type ReplayRecord = {
   readonly offsetWindows?: number;
   /** bruteforce: failed sequences in the minute. */
   readonly failures?: number;
+  /** SPA: the address the packet asked to open. */
+  readonly address?: string;
   /** Records dropped by the rate cap just before this one. */
   readonly suppressedBefore?: number;
 };
@@ -60,7 +64,7 @@ export type ReplayLogStats = {
   malformedRead: number;
 };
 
-const KINDS: ReadonlySet<string> = new Set<ReplayKind>(["replay", "skew", "lockout", "bruteforce"]);
+const KINDS: ReadonlySet<string> = new Set<ReplayKind>(["replay", "skew", "lockout", "bruteforce", ...SPA_REPLAY_KINDS]);
 const DEFAULT_MAX_PER_SECOND = 1000;
 
 /** The record of a refusal or brute-force decision; undefined for the other kinds. */
@@ -285,7 +289,8 @@ function parseRecord(line: string): ReplayRecord | undefined {
     !optional("ports", (v) => Array.isArray(v) && v.every(isInt)) ||
     !optional("offsetWindows", isInt) ||
     !optional("failures", isInt) ||
-    !optional("suppressedBefore", isInt)
+    !optional("suppressedBefore", isInt) ||
+    !optional("address", (v) => typeof v === "string")
   ) {
     return undefined;
   }

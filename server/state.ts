@@ -27,8 +27,14 @@ export type StepStoreOptions = {
   readonly log?: (message: string) => void;
 };
 
-type StateFile = { version: 1; lastAcceptedStep: Record<string, number>; spentSteps?: Record<string, number[]> };
-type StateContent = { steps: Map<string, number>; spent: Map<string, number[]> };
+type StateFile = {
+  version: 1;
+  lastAcceptedStep: Record<string, number>;
+  spentSteps?: Record<string, number[]>;
+  /** SPA nonces seen (32 hex digits) and when each stops mattering (Unix ms): server/spa/nonce-cache.ts. */
+  spaNonces?: Record<string, number>;
+};
+type StateContent = { steps: Map<string, number>; spent: Map<string, number[]>; nonces: Map<string, number> };
 
 /** Where a state file that could not be rewritten is moved, so the next start fails closed (kept for the admin). */
 export const UNSAVED_SUFFIX = ".unsaved";
@@ -38,6 +44,7 @@ export class StepStore {
     readonly path: string,
     private readonly steps: Map<string, number>,
     private readonly spentSteps: Map<string, number[]>,
+    private nonces: Map<string, number>,
     /** True when the file was missing or invalid at start and every client was set to its current step + skew. */
     readonly failedClosed: boolean,
   ) {}
@@ -60,12 +67,12 @@ export class StepStore {
       why = code === "ENOENT" ? "is missing" : `cannot be read (${code ?? "error"})`;
       if (code === "ENOENT" && existsSync(`${path}${UNSAVED_SUFFIX}`)) why += ` (moved to ${path}${UNSAVED_SUFFIX} after a failed write)`;
     }
-    if (content !== undefined) return new StepStore(path, content.steps, content.spent, false);
+    if (content !== undefined) return new StepStore(path, content.steps, content.spent, content.nonces, false);
 
     const ahead = Math.max(opts.skewWindows, opts.diagnosticWindows);
     const closed = new Map<string, number>();
     for (const c of opts.clients) closed.set(c.name, stepAt(opts.nowMs, c.periodSeconds) + ahead);
-    const store = new StepStore(path, closed, new Map(), true);
+    const store = new StepStore(path, closed, new Map(), new Map(), true);
     store.write();
     opts.log?.(
       `state file ${path} ${why}: failing closed, every client's last accepted step is set to its current step + ${ahead}, ` +
@@ -76,7 +83,7 @@ export class StepStore {
 
   /** Writes an empty store (for `tknock-server init`): no client has knocked yet. */
   static createEmpty(path: string): void {
-    new StepStore(path, new Map(), new Map(), false).write();
+    new StepStore(path, new Map(), new Map(), new Map(), false).write();
   }
 
   /**
@@ -131,6 +138,23 @@ export class StepStore {
     if (next.length === before.length && next.every((x, i) => x === before[i])) return;
     if (next.length === 0) this.spentSteps.delete(name);
     else this.spentSteps.set(name, next);
+    this.persist();
+  }
+
+  /** The SPA nonces stored (nonce hex -> expiry, Unix ms). */
+  spaNonces(): ReadonlyMap<string, number> {
+    return this.nonces;
+  }
+
+  /**
+   * Replaces the SPA nonce cache, durable when this returns (before an SPA packet opens anything); failures as for
+   * record, the nonces staying spent in memory.
+   */
+  setSpaNonces(nonces: ReadonlyMap<string, number>): void {
+    for (const [n, t] of nonces) {
+      if (!NONCE_RE.test(n) || !Number.isSafeInteger(t) || t < 0) throw new TknockError("TKNOCK_STATE_INVALID", "SPA nonce entry is not valid");
+    }
+    this.nonces = new Map(nonces);
     this.persist();
   }
 
@@ -193,6 +217,7 @@ export class StepStore {
       .map(([name, xs]): [string, number[]] => [name, xs.filter((x) => x > (this.steps.get(name) ?? -1))])
       .filter(([, xs]) => xs.length > 0);
     if (spent.length > 0) file.spentSteps = Object.fromEntries(spent);
+    if (this.nonces.size > 0) file.spaNonces = Object.fromEntries(this.nonces);
     try {
       writeFileAtomic(this.path, `${JSON.stringify(file)}\n`, 0o600);
     } catch (cause) {
@@ -258,5 +283,16 @@ function parseStateFile(text: string): StateContent | undefined {
       );
     }
   }
-  return { steps: out, spent };
+  const nonces = new Map<string, number>();
+  const rawNonces = o["spaNonces"];
+  if (rawNonces !== undefined) {
+    if (typeof rawNonces !== "object" || rawNonces === null || Array.isArray(rawNonces)) return undefined;
+    for (const [n, t] of Object.entries(rawNonces as Record<string, unknown>)) {
+      if (!NONCE_RE.test(n) || !isStep(t)) return undefined;
+      nonces.set(n, t);
+    }
+  }
+  return { steps: out, spent, nonces };
 }
+
+const NONCE_RE = /^[0-9a-f]{32}$/;

@@ -16,6 +16,8 @@ export type ObservedKnock = {
   readonly dstPort: number;
   readonly proto: KnockProto;
   readonly atMs: number;
+  /** UDP, when the listener can tell: the datagram's payload if it may be an SPA packet (docs/protocol.md "SPA v1"). */
+  readonly payload?: Uint8Array | undefined;
 };
 
 /** Counters every listener keeps; bad input is counted and dropped, never thrown. */

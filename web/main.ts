@@ -85,10 +85,20 @@ function card(entry: WebProfile): HTMLLIElement {
     const countdown = make("p", { className: "countdown" });
     countdown.dataset["period"] = String(profile.periodSeconds);
     li.append(countdown);
-    if (profile.proto !== "tcp")
-      li.append(make("p", { className: "result bad" }, "this profile knocks over UDP, which a browser cannot send: use the tknock CLI"));
+    // An SPA-only profile has no sequence the server accepts, and an SPA packet is a UDP datagram.
+    const spaOnly = profile.mode === "spa";
+    if (profile.proto !== "tcp" || spaOnly)
+      li.append(
+        make(
+          "p",
+          { className: "result bad" },
+          spaOnly
+            ? "this profile knocks with SPA (one UDP packet), which a browser cannot send: use the tknock CLI"
+            : "this profile knocks over UDP, which a browser cannot send: use the tknock CLI",
+        ),
+      );
     const knock = make("button", { type: "button", className: "knock" }, `Knock ${entry.name}`);
-    knock.disabled = profile.proto !== "tcp";
+    knock.disabled = profile.proto !== "tcp" || spaOnly;
     const result = make("p", { className: "result" });
     result.setAttribute("role", "status");
     result.setAttribute("aria-live", "polite");

@@ -1,7 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { ExitWith, parseIntOption } from "../../src/cli-io.js";
 import type { ClientContext } from "../context.js";
-import { parseSecondsOption, parseTransport } from "../context.js";
+import { parsePort, parseSecondsOption, parseTransport } from "../context.js";
 import { DEFAULT_PROBE_MS, knockFlow, type KnockContext, type KnockOptions, type PortCheck } from "../knock.js";
 import { parseHexPayload } from "../probe.js";
 import type { Transport } from "../senders/sender.js";
@@ -25,6 +25,10 @@ export type KnockFlags = {
   waitWindow: boolean;
   probeTimeout: number;
   probeUdp?: Buffer;
+  spa?: boolean;
+  open?: number[];
+  allowIp?: string;
+  nat?: boolean;
 };
 
 export const parseTimeOffset = parseIntOption("--time-offset", -MAX_TIME_OFFSET_SECONDS, MAX_TIME_OFFSET_SECONDS);
@@ -62,7 +66,16 @@ export function addKnockOptions(cmd: Command): Command {
       parseIntOption("--probe-timeout", 0, 10_000),
       DEFAULT_PROBE_MS,
     )
-    .option("--probe-udp <hex>", "the protected port is a UDP service: check it by sending this payload and waiting for any reply", parseProbeUdp);
+    .option("--probe-udp <hex>", "the protected port is a UDP service: check it by sending this payload and waiting for any reply", parseProbeUdp)
+    .option("--spa", "knock with one SPA packet (a profile enrolled with --mode both knocks a sequence by default)")
+    .option("--open <port...>", "SPA: open only these of the profile's ports (default: all of them)", collectPorts)
+    .option("--allow-ip <address>", "SPA: open this address instead of this host's own (the server sees you as it)")
+    .option("--nat", "SPA: open the address the packet arrives from, as the server sees it (the server must allow it)");
+}
+
+function collectPorts(value: string, previous: number[] | undefined): number[] {
+  const port = parsePort(value);
+  return [...(previous ?? []), port];
 }
 
 export function knockOptionsFrom(flags: KnockFlags): KnockOptions {
@@ -71,6 +84,16 @@ export function knockOptionsFrom(flags: KnockFlags): KnockOptions {
     delayMs: flags.delay,
     ...(flags.timeOffset !== undefined ? { timeOffsetSeconds: flags.timeOffset } : {}),
     noWaitWindow: !flags.waitWindow,
+    ...(flags.spa === true || flags.open !== undefined || flags.allowIp !== undefined || flags.nat === true
+      ? {
+          spa: {
+            force: flags.spa === true,
+            nat: flags.nat === true,
+            ...(flags.open !== undefined ? { open: [...new Set(flags.open)] } : {}),
+            ...(flags.allowIp !== undefined ? { allowIp: flags.allowIp } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -78,9 +101,9 @@ export function portCheckFrom(flags: KnockFlags, port: number): PortCheck {
   return { port, probe: flags.probeUdp !== undefined ? { kind: "udp", payload: flags.probeUdp } : { kind: "tcp" }, probeMs: flags.probeTimeout };
 }
 
-/** The port --wait and -- COMMAND look at: the profile's first open port. */
-export function protectedPort(entry: StoredProfile): number {
-  return entry.profile.open[0] ?? 22;
+/** The port --wait and -- COMMAND look at: the first port asked for with --open (SPA), else the profile's first. */
+export function protectedPort(entry: StoredProfile, flags?: Pick<KnockFlags, "open">): number {
+  return flags?.open?.[0] ?? entry.profile.open[0] ?? 22;
 }
 
 export function knockContext(ctx: ClientContext, store: ProfileStore, quiet: boolean): KnockContext {
@@ -131,7 +154,7 @@ does not answer. Knocks of one profile take turns (a lock in the store folder).`
         ...knockOptionsFrom(flags),
         probeFirst: flags.wait !== undefined || command.length > 0,
         ...(flags.wait !== undefined ? { waitSeconds: flags.wait } : {}),
-        check: portCheckFrom(flags, protectedPort(entry)),
+        check: portCheckFrom(flags, protectedPort(entry, flags)),
       });
       result.socket?.destroy();
       if (command.length > 0) {

@@ -15,6 +15,7 @@ import { badPortsIn } from "../../src/protocol/bad-ports.js";
 import { checkWebUrl, formatWebLink } from "../../src/protocol/web-link.js";
 import { readClients, withClientsLock, writeClients } from "../clients-file.js";
 import { enrollExclusions } from "../service-exemptions.js";
+import { KNOCK_MODES, type KnockMode } from "../../src/protocol/spa/mode.js";
 import { loadConfigOf } from "./context.js";
 import { parsePortArgs } from "./init.js";
 
@@ -27,6 +28,8 @@ type EnrollOptions = {
   period?: number;
   knocks?: number;
   proto?: "tcp" | "udp";
+  mode?: KnockMode;
+  allowNat?: boolean;
   openSeconds?: number;
   webUrl?: string;
 };
@@ -53,6 +56,12 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       PROFILE_LIMITS.knocks.default,
     )
     .addOption(new Option("--proto <proto>", "knock protocol").choices(["tcp", "udp"]).default("tcp"))
+    .addOption(
+      new Option("--mode <mode>", "how the client knocks: sequence (knocks), spa (one encrypted packet to a rotating port) or both")
+        .choices(KNOCK_MODES)
+        .default("sequence"),
+    )
+    .option("--allow-nat", "SPA: let the client ask (tknock --nat) to open the address its packet arrives from")
     .option(
       "--open-seconds <n>",
       "how long this client's knock opens the port, overriding the config's openSeconds (stored in the clients file)",
@@ -95,10 +104,18 @@ export function registerClientCommands(program: Command, io: CliIo): void {
           host: opts.host ?? hostname(),
           ...(opts.addr !== undefined ? { addr: opts.addr } : {}),
           enrolledAt: new Date(io.clock.nowMs()).toISOString(),
+          ...(opts.mode !== undefined && opts.mode !== "sequence" ? { mode: opts.mode } : {}),
+          ...(opts.allowNat === true ? { allowNat: true } : {}),
           ...(opts.openSeconds !== undefined ? { openSeconds: opts.openSeconds } : {}),
         };
         const profile = validateProfile(clientProfile(name, record));
-        const enrolledUri = formatProfileUri({ ...profile, open, host: record.host, client: name });
+        const enrolledUri = formatProfileUri({
+          ...profile,
+          open,
+          host: record.host,
+          client: name,
+          ...(record.mode !== undefined ? { mode: record.mode } : {}),
+        });
         parseProfileUri(enrolledUri); // what we hand out must read back
         writeClients(config.clientsFile, { version: 1, clients: { ...file.clients, [name]: record } });
         return enrolledUri;
@@ -153,6 +170,7 @@ export function registerClientCommands(program: Command, io: CliIo): void {
         ...(r.addr !== undefined ? { addr: r.addr } : {}),
         open: r.open,
         proto: r.proto,
+        mode: r.mode ?? "sequence",
         knocks: r.knocks,
         periodSeconds: r.periodSeconds,
         ports: `${r.portMin}-${r.portMax}`,
@@ -168,8 +186,19 @@ export function registerClientCommands(program: Command, io: CliIo): void {
       }
       io.out(
         formatTable([
-          ["NAME", "HOST", "ADDR", "OPEN", "PROTO", "KNOCKS", "PERIOD", "PORTS", "ENROLLED"],
-          ...rows.map((r) => [r.name, r.host, r.addr ?? "-", r.open.join(","), r.proto, String(r.knocks), `${r.periodSeconds}s`, r.ports, r.enrolledAt]),
+          ["NAME", "HOST", "ADDR", "OPEN", "PROTO", "MODE", "KNOCKS", "PERIOD", "PORTS", "ENROLLED"],
+          ...rows.map((r) => [
+            r.name,
+            r.host,
+            r.addr ?? "-",
+            r.open.join(","),
+            r.proto,
+            r.mode,
+            String(r.knocks),
+            `${r.periodSeconds}s`,
+            r.ports,
+            r.enrolledAt,
+          ]),
         ]),
       );
     });

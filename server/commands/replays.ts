@@ -22,7 +22,8 @@ export function registerReplays(program: Command, io: CliIo): void {
       }
       if (records.length === 0) io.out("no recorded events");
       for (const r of records) {
-        const extra = r.offsetWindows !== undefined ? ` offset ${r.offsetWindows > 0 ? "+" : ""}${r.offsetWindows} windows` : "";
+        const offset = r.offsetWindows !== undefined ? ` offset ${r.offsetWindows > 0 ? "+" : ""}${r.offsetWindows} windows` : "";
+        const extra = `${offset}${r.address !== undefined ? ` for ${r.address}` : ""}`;
         io.out(`${r.time} ${r.kind} from ${r.source}${r.client ? ` client ${r.client}` : ""}${r.step !== undefined ? ` step ${r.step}` : ""}${extra}`);
       }
     });

@@ -1,6 +1,7 @@
 import { ConfigError } from "../../src/errors.js";
 import { decodeSecret, isValidClientName, type EnrolledProfile } from "../../src/protocol/profile-uri.js";
 import { PROFILE_LIMITS, validateProfile } from "../../src/protocol/profile.js";
+import { KNOCK_MODES } from "../../src/protocol/spa/mode.js";
 import { commandTemplateProblem } from "../firewalls/command/command-template.js";
 import { Checker } from "./check.js";
 import { parseListenAddress } from "../metrics/listen-address.js";
@@ -288,6 +289,8 @@ function parseMetrics(c: Checker, m: Record<string, unknown>): ServerConfig["met
 export type ClientRecord = Omit<EnrolledProfile, "client" | "secret"> & {
   readonly secret: string;
   readonly enrolledAt: string;
+  /** SPA: the client may ask (`tknock --nat`) to open the packet's source address instead of the one it names. */
+  readonly allowNat?: boolean;
   /** This client's grants last this long instead of the config's openSeconds (`enroll --open-seconds`). */
   readonly openSeconds?: number;
 };
@@ -310,6 +313,8 @@ const CLIENT_KEYS = [
   "host",
   "addr",
   "enrolledAt",
+  "mode",
+  "allowNat",
   "openSeconds",
 ] as const;
 
@@ -339,6 +344,8 @@ export function parseClientsFile(raw: unknown, source: string): ClientsFile {
       host: c.string(r["host"], `${path}.host`),
       ...(r["addr"] !== undefined ? { addr: c.string(r["addr"], `${path}.addr`) } : {}),
       enrolledAt: c.string(r["enrolledAt"], `${path}.enrolledAt`),
+      ...(r["mode"] !== undefined ? { mode: c.oneOf(r["mode"], `${path}.mode`, KNOCK_MODES) } : {}),
+      ...(r["allowNat"] !== undefined ? { allowNat: c.bool(r["allowNat"], `${path}.allowNat`) } : {}),
       ...(r["openSeconds"] !== undefined ? { openSeconds: c.int(r["openSeconds"], `${path}.openSeconds`, 1, 86_400) } : {}),
     };
     if (c.issues.length === before) {
@@ -361,6 +368,7 @@ export function clientProfile(name: string, r: ClientRecord): EnrolledProfile {
     client: name,
     host: r.host,
     ...(r.addr !== undefined ? { addr: r.addr } : {}),
+    ...(r.mode !== undefined && r.mode !== "sequence" ? { mode: r.mode } : {}),
     open: r.open,
     secret: decodeSecret(r.secret),
     periodSeconds: r.periodSeconds,

@@ -20,6 +20,8 @@ export class CapturedKnock implements ObservedKnock {
     readonly dstPort: number,
     readonly proto: KnockProto,
     readonly atMs: number,
+    /** UDP only, when it may be an SPA packet: a copy of the datagram's payload. */
+    readonly payload?: Uint8Array,
   ) {}
 
   get src(): string {
@@ -28,11 +30,19 @@ export class CapturedKnock implements ObservedKnock {
 }
 
 /** The knock whose source address is the 4 (family 4) or 16 (family 6) bytes at b[srcOffset]. */
-export function capturedKnock(b: Uint8Array, srcOffset: number, family: AddressFamily, dstPort: number, proto: KnockProto, atMs: number): CapturedKnock {
+export function capturedKnock(
+  b: Uint8Array,
+  srcOffset: number,
+  family: AddressFamily,
+  dstPort: number,
+  proto: KnockProto,
+  atMs: number,
+  payload?: Uint8Array,
+): CapturedKnock {
   const o = srcOffset;
   return family === 4
-    ? new CapturedKnock(4, addressWord(b, o), 0, 0, 0, dstPort, proto, atMs)
-    : new CapturedKnock(6, addressWord(b, o), addressWord(b, o + 4), addressWord(b, o + 8), addressWord(b, o + 12), dstPort, proto, atMs);
+    ? new CapturedKnock(4, addressWord(b, o), 0, 0, 0, dstPort, proto, atMs, payload)
+    : new CapturedKnock(6, addressWord(b, o), addressWord(b, o + 4), addressWord(b, o + 8), addressWord(b, o + 12), dstPort, proto, atMs, payload);
 }
 
 /**

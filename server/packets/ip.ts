@@ -17,10 +17,16 @@ export type IpScratch = {
   srcOffset: number;
   dstPort: number;
   proto: KnockProto;
+  /**
+   * UDP: where the datagram's payload lies in the buffer, when it was captured whole (payloadEnd < 0: cut by the
+   * snaplen, or not UDP). SPA packets are read from here.
+   */
+  payloadOffset: number;
+  payloadEnd: number;
 };
 
 export function createIpScratch(): IpScratch {
-  return { family: 4, srcOffset: 0, dstPort: 0, proto: "tcp" };
+  return { family: 4, srcOffset: 0, dstPort: 0, proto: "tcp", payloadOffset: 0, payloadEnd: -1 };
 }
 
 const PROTO_TCP = 6;
@@ -114,12 +120,17 @@ function parseTransport(b: Uint8Array, proto: number, p: number, ipEnd: number, 
     if ((b[p + 13]! & KNOCK_FLAGS_MASK) !== TCP_SYN) return IP_NOT_KNOCK;
     out.proto = "tcp";
     out.dstPort = u16(b, p + 2);
+    out.payloadEnd = -1;
     return IP_KNOCK;
   }
   if (proto === PROTO_UDP) {
     if (p + 8 > ipEnd) return IP_MALFORMED;
     out.proto = "udp";
     out.dstPort = u16(b, p + 2);
+    // RFC 768: the length covers header and data. A datagram longer than what was captured has no whole payload.
+    const udpEnd = p + u16(b, p + 4);
+    out.payloadOffset = p + 8;
+    out.payloadEnd = udpEnd >= p + 8 && udpEnd <= ipEnd ? udpEnd : -1;
     return IP_KNOCK;
   }
   return IP_NOT_KNOCK;

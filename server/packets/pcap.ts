@@ -7,6 +7,7 @@
 import type { ObservedKnock } from "../../src/ports.js";
 import { capturedKnock } from "./captured-knock.js";
 import { createIpScratch, IP_KNOCK, IP_MALFORMED, parseIpPacket } from "./ip.js";
+import { MAX_SPA_PACKET_BYTES, MIN_SPA_PACKET_BYTES, SPA_VERSION } from "../../src/protocol/spa/packet.js";
 
 export const LINKTYPE_ETHERNET = 1;
 export const LINKTYPE_RAW = 101;
@@ -346,7 +347,13 @@ export class PcapStreamParser {
     if (r === IP_KNOCK) {
       c.knocks++;
       const timeMs = Number.isNaN(link.timeMs) ? seconds * 1000 + fraction / this.fracPerMs : link.timeMs;
-      this.onKnock(capturedKnock(b, s.srcOffset, s.family, s.dstPort, s.proto, timeMs));
+      // Only a datagram of an SPA packet's size and version costs a copy (the buffer is reused after this call).
+      const n = s.payloadEnd - s.payloadOffset;
+      const payload =
+        s.proto === "udp" && n >= MIN_SPA_PACKET_BYTES && n <= MAX_SPA_PACKET_BYTES && b[s.payloadOffset] === SPA_VERSION
+          ? Uint8Array.prototype.slice.call(b, s.payloadOffset, s.payloadEnd)
+          : undefined;
+      this.onKnock(capturedKnock(b, s.srcOffset, s.family, s.dstPort, s.proto, timeMs, payload));
     } else if (r === IP_MALFORMED) {
       c.malformed++;
     }

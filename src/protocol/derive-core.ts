@@ -17,33 +17,38 @@ const WORDS_PER_BLOCK = 8; // a SHA-256 block is 32 bytes
 /** One derivation: the message of block j, and the sampler the blocks feed. */
 class PortSampler {
   readonly ports: number[] = [];
-  readonly message = new Uint8Array(DOMAIN.length + 9);
-  private readonly view = new DataView(this.message.buffer);
+  readonly message: Uint8Array;
   private readonly n: number;
   private readonly limit: number;
 
   constructor(
     private readonly profile: KnockProfile,
     step: number,
+    /** Another domain separator derives other ports from the same secret (SPA v1's port: src/protocol/spa/). */
+    private readonly domain: Uint8Array = DOMAIN,
+    private readonly knocks: number = profile.knocks,
   ) {
     if (!Number.isSafeInteger(step) || step < 0) throw new InvalidProfileError("step", `step ${step} is not a non-negative integer`);
     this.n = profile.portMax - profile.portMin + 1;
     this.limit = Math.floor(0x1_0000_0000 / this.n) * this.n;
-    this.message.set(DOMAIN, 0);
+    this.message = new Uint8Array(domain.length + 9);
+    this.message.set(domain, 0);
     // The step as a 64-bit big-endian integer, without BigInt: a safe integer fits 53 bits.
-    this.view.setUint32(DOMAIN.length, Math.floor(step / 0x1_0000_0000));
-    this.view.setUint32(DOMAIN.length + 4, step >>> 0);
+    const view = new DataView(this.message.buffer);
+    view.setUint32(domain.length, Math.floor(step / 0x1_0000_0000));
+    view.setUint32(domain.length + 4, step >>> 0);
   }
 
   /** The message of block j: domain || step || j. */
   messageOf(j: number): Uint8Array {
-    this.message[DOMAIN.length + 8] = j;
+    this.message[this.domain.length + 8] = j;
     return this.message;
   }
 
   /** Reads one HMAC block; true once the sequence is complete. */
   take(block: Uint8Array): boolean {
-    const { portMin, knocks, exclude } = this.profile;
+    const { portMin, exclude } = this.profile;
+    const knocks = this.knocks;
     for (let i = 0; i < WORDS_PER_BLOCK; i++) {
       const o = i * 4;
       // 32-bit big-endian word; no DataView per block (the daemon derives on its packet path).
@@ -71,6 +76,16 @@ export function deriveSequenceWith(hmac: HmacSha256, profile: KnockProfile, step
   const s = new PortSampler(profile, step);
   for (let j = 0; j < MAX_BLOCKS; j++) if (s.take(hmac(profile.secret, s.messageOf(j)))) return s.ports;
   throw exhausted(profile.knocks);
+}
+
+/**
+ * deriveSequenceWith under another domain separator, `count` ports: the same keystream layout, rejection sampling
+ * and exclusions (SPA v1 takes the first port under "tknock-spa-v1" || 0x00).
+ */
+export function derivePortsForDomainWith(hmac: HmacSha256, profile: KnockProfile, step: number, domain: Uint8Array, count: number): number[] {
+  const s = new PortSampler(profile, step, domain, count);
+  for (let j = 0; j < MAX_BLOCKS; j++) if (s.take(hmac(profile.secret, s.messageOf(j)))) return s.ports;
+  throw exhausted(count);
 }
 
 /** deriveSequenceWith for an asynchronous HMAC (WebCrypto): the same blocks, the same sampling. */

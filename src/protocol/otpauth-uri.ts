@@ -8,7 +8,21 @@ import { InvalidUriError } from "../errors.js";
 export const MAX_URI_CHARS = 2048;
 
 /** Parameter names a reader of protocol v1 knows; any other field is ignored. */
-export const KNOWN_PARAMETERS = ["secret", "issuer", "algorithm", "digits", "period", "v", "knocks", "ports", "exclude", "proto", "open", "addr"] as const;
+export const KNOWN_PARAMETERS = [
+  "secret",
+  "issuer",
+  "algorithm",
+  "digits",
+  "period",
+  "v",
+  "knocks",
+  "ports",
+  "exclude",
+  "proto",
+  "open",
+  "addr",
+  "mode",
+] as const;
 export type KnownParameter = (typeof KNOWN_PARAMETERS)[number];
 
 export type OtpauthParts = {

@@ -8,6 +8,7 @@ import { decodeBase32 } from "./base32.js";
 import { percentDecode, quoteShort, splitOtpauthUri, type KnownParameter } from "./otpauth-uri.js";
 import { isPort } from "../port-number.js";
 import { PROFILE_LIMITS, validateProfile, type KnockProfile } from "./profile.js";
+import { isKnockMode, type KnockMode } from "./spa/mode.js";
 
 /** A profile as enrolled: the protocol parameters plus who it is for and where to knock. */
 export type EnrolledProfile = KnockProfile & {
@@ -17,6 +18,8 @@ export type EnrolledProfile = KnockProfile & {
   readonly addr?: string;
   /** Ports the server opens on a valid knock. */
   readonly open: readonly number[];
+  /** How the client knocks (docs/protocol.md "SPA v1"); absent: the sequence only. */
+  readonly mode?: KnockMode;
 };
 
 const ISSUER = "tknock";
@@ -87,6 +90,7 @@ export function formatProfileUri(p: EnrolledProfile): string {
   q.set("proto", p.proto);
   q.set("open", p.open.join(","));
   if (p.addr !== undefined) q.set("addr", p.addr);
+  if (p.mode !== undefined && p.mode !== "sequence") q.set("mode", p.mode);
   return `otpauth://totp/${url.pathname.replace(/^\/+/, "").replace(/%40/g, "@")}?${q.toString().replace(/%2C/gi, ",")}`;
 }
 
@@ -200,10 +204,14 @@ export function parseProfileUri(uri: string): EnrolledProfile {
   const addr = value("addr");
   if (addr !== undefined && !HOST_RE.test(addr)) throw bad("addr", "must be a host name or an IP address (letters, digits, . : [ ] _ -)");
 
+  const mode = value("mode");
+  if (mode !== undefined && !isKnockMode(mode)) throw bad("mode", `must be sequence, spa or both, got ${quoteShort(mode)}`);
+
   const profile: EnrolledProfile = {
     client,
     host,
     ...(addr !== undefined ? { addr } : {}),
+    ...(mode !== undefined && mode !== "sequence" ? { mode } : {}),
     open,
     secret,
     periodSeconds,

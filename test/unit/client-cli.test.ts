@@ -102,6 +102,7 @@ class Harness {
         this.commands.push([...argv]);
         return this.commandExit;
       },
+      sendSpa: () => Promise.reject(new Error("no SPA profile in these tests")),
     };
   }
 

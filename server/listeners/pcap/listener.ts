@@ -35,8 +35,9 @@ export type PcapListenerOptions = {
   /** Kernel capture buffer (tcpdump -B), default 16384 KiB. */
   readonly bufferKiB?: number;
   /**
-   * Bytes kept per packet, default 128: enough for SLL2/VLAN + IPv6 + extension headers + TCP flags. With
-   * nflogGroup 256: the NFLOG attributes (timestamp, interface, hardware header...) come before the packet.
+   * Bytes kept per packet, default 192: SLL2 and two VLAN tags (28) + a whole IPv6 SPA datagram (128); a SYN is
+   * shorter anyway. With nflogGroup 256: the NFLOG attributes (timestamp, interface, hardware header...) come
+   * before the packet.
    */
   readonly snaplen?: number;
   readonly log?: PcapLog;
@@ -78,7 +79,7 @@ export type PcapListener = Listener & {
 const DEFAULTS = {
   tcpdumpPath: "tcpdump",
   bufferKiB: 16_384,
-  snaplen: 128,
+  snaplen: 192,
   nflogSnaplen: 256,
   initialMs: 500,
   maxMs: 30_000,
