@@ -7,6 +7,8 @@
  */
 import { deriveSequence } from "../src/protocol/derive.js";
 import type { KnockProfile } from "../src/protocol/profile.js";
+import { spaPort } from "../src/protocol/spa/keys.js";
+import { allowsSequence, allowsSpa, type KnockMode } from "../src/protocol/spa/mode.js";
 import { stepAt } from "../src/protocol/window.js";
 
 /** The chance, per client and window, that an ascending sweep completes the sequence unseen by the tripwires. */
@@ -130,8 +132,17 @@ export function tripwireDensity(profiles: readonly KnockProfile[], options: Pref
 }
 
 /** The watch set at `nowMs`: the sequences of steps T-s..T+s of every client, plus tripwires drawn with `random`. */
-export function computeWatch(profiles: readonly KnockProfile[], nowMs: number, options: PrefilterOptions, random: RandomSource): Watch {
-  const need = tripwireDensity(profiles, options);
+export function computeWatch(
+  profiles: readonly (KnockProfile & { readonly mode?: KnockMode | undefined })[],
+  nowMs: number,
+  options: PrefilterOptions,
+  random: RandomSource,
+): Watch {
+  // Tripwires stop sweeps of sequences; an SPA packet is one authenticated datagram, which no sweep can complete.
+  const need = tripwireDensity(
+    profiles.filter((p) => allowsSequence(p.mode)),
+    options,
+  );
   if ("reason" in need) return { on: false, reason: need.reason };
   const { min, max } = options.knockRange;
   const starts = new Set<number>();
@@ -141,9 +152,16 @@ export function computeWatch(profiles: readonly KnockProfile[], nowMs: number, o
   for (const p of profiles) {
     const step = stepAt(nowMs, p.periodSeconds);
     for (let s = Math.max(0, step - options.skewWindows); s <= step + options.skewWindows; s++) {
-      deriveSequence(p, s).forEach((port, i) => {
-        if (port >= min && port <= max) (i === 0 ? starts : later).add(port);
-      });
+      if (allowsSequence(p.mode)) {
+        deriveSequence(p, s).forEach((port, i) => {
+          if (port >= min && port <= max) (i === 0 ? starts : later).add(port);
+        });
+      }
+      // An SPA packet is a whole knock in one datagram: its port is heard from anyone, like a first port.
+      if (allowsSpa(p.mode)) {
+        const port = spaPort(p, s);
+        if (port >= min && port <= max) starts.add(port);
+      }
     }
     validUntilMs = Math.min(validUntilMs, (step + 1) * p.periodSeconds * 1000);
   }

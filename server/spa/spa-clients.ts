@@ -10,15 +10,11 @@ export function spaClientsOf(file: ClientsFile): SpaClient[] {
 }
 
 /**
- * Why SPA clients cannot be served with this listener, or undefined. The log listener sees no payload at all, and
- * the nflog prefilter's watch set holds sequence ports only: SPA needs the pcap listener, or nflog without the
- * prefilter.
+ * Why SPA clients cannot be served with this listener, or undefined. The log listener sees no payload at all. (The
+ * nflog prefilter watches each SPA client's SPA ports as first ports: server/prefilter.ts.)
  */
 export function spaListenerProblem(config: { listener: string; prefilter: boolean }, spaClients: number): string | undefined {
   if (spaClients === 0) return undefined;
   if (config.listener === "log") return `${spaClients} client(s) knock with SPA, which the log listener cannot see (no payload): use listener pcap`;
-  if (config.listener === "nflog" && config.prefilter) {
-    return `${spaClients} client(s) knock with SPA, whose ports the nflog prefilter does not watch: set prefilter false or use listener pcap`;
-  }
   return undefined;
 }

@@ -150,14 +150,14 @@ describeAsRoot("end to end: SPA", () => {
   }, 30_000);
 });
 
-describeAsRoot("end to end: SPA through the nflog listener (prefilter off)", () => {
+describeAsRoot("end to end: SPA through the nflog listener with the kernel prefilter (the default)", () => {
   let t: TknockLab;
   let service: ChildProcess | undefined;
 
   beforeAll(async () => {
     t = await TknockLab.create({ openSeconds: OPEN_SECONDS });
     const config = JSON.parse(readFileSync(t.configPath, "utf8")) as Record<string, unknown>;
-    writeFileSync(t.configPath, JSON.stringify({ ...config, listener: "nflog", nflogGroup: 19, prefilter: false }, null, 2));
+    writeFileSync(t.configPath, JSON.stringify({ ...config, listener: "nflog", nflogGroup: 19, prefilter: true }, null, 2));
     service = t.startService(t.protectPort);
     await t.enrollClient("alice", ["--mode", "spa"]);
     await t.startDaemon();

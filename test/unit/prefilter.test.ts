@@ -1,3 +1,4 @@
+import { spaPort } from "../../src/protocol/spa/keys.js";
 import { describe, expect, it } from "vitest";
 import { defaultServerConfig } from "../../server/config/schema.js";
 import { Matcher } from "../../server/matcher/matcher.js";
@@ -145,5 +146,19 @@ describe("prefilter: a tripwire hit in the matcher", () => {
     expect(kinds).toContain("reset");
     expect(kinds).not.toContain("open");
     expect(kinds.slice(-2)).toEqual(["ignored", "ignored"]);
+  });
+});
+
+describe("prefilter: SPA clients", () => {
+  it("when a client knocks with SPA then its SPA port of each watched step is a first port, heard from anyone, and it needs no tripwires", () => {
+    const spa = { ...profile(21), mode: "spa" as const };
+    const w = on(computeWatch([spa], T0_MS, OPTIONS, seeded(8)));
+    for (const s of [T - 1, T, T + 1]) expect(w.starts).toContain(spaPort(spa, s));
+    expect(w.later).toEqual([]);
+    expect(w.tripwires).toEqual([]);
+    const both = on(computeWatch([{ ...spa, mode: "both" as const }], T0_MS, OPTIONS, seeded(8)));
+    expect(both.starts).toContain(spaPort(spa, T));
+    expect(both.starts).toContain(deriveSequence(spa, T)[0]);
+    expect(both.tripwires.length).toBeGreaterThan(100);
   });
 });
