@@ -393,40 +393,7 @@ export class Daemon {
         if (!this.persisted(() => this.steps.record(d.client, d.step), "could not persist the accepted step; not opening", d.client)) return;
         const openSeconds = this.clients.clients[d.client]?.openSeconds ?? this.config.openSeconds;
         const grants: Grant[] = d.open.map((port) => ({ src: d.src, port, openSeconds, client: d.client }));
-        this.guard.track(grants, this.deps.clock.nowMs());
-        const t0 = performance.now();
-        let opening: Promise<void>;
-        try {
-          opening = this.firewall.open(grants);
-        } catch (err) {
-          // An adapter that throws instead of rejecting must not take the listener down with it.
-          opening = Promise.reject(err);
-        }
-        opening.then(
-          () => {
-            this.observe.firewallUpdated(performance.now() - t0, true);
-            this.counters.opened++;
-            log.info(
-              {
-                client: d.client,
-                src: d.src,
-                step: d.step,
-                ports: d.open,
-                openSeconds,
-                firewallMs: round(performance.now() - t0),
-                knockToOpenMs: round(this.deps.clock.nowMs() - knock.atMs),
-              },
-              "opened",
-            );
-          },
-          (err: unknown) => {
-            this.observe.firewallUpdated(performance.now() - t0, false);
-            this.counters.openErrors++;
-            log.error({ err: err instanceof Error ? err.message : String(err), client: d.client, src: d.src }, "firewall open failed");
-            // Perhaps the gate was just flushed: check now rather than at the next tick (a repair re-adds this grant).
-            void this.guard.verify("firewall open failed");
-          },
-        );
+        this.openGrants(grants, { client: d.client, src: d.src, step: d.step, ports: d.open }, knock.atMs);
         return;
       }
       case "refuse": {
@@ -469,8 +436,8 @@ export class Daemon {
   }
 
   /**
-   * SPA's grants (after the nonce is durable), then "opened" with `fields`, or the failure: the same steps as act()'s
-   * open branch, which could call this too (kept apart so this branch's edit stays small to merge).
+   * Opens grants whose knock is already durable (the accepted step, or SPA's nonce), then logs "opened" with
+   * `fields`, or the failure. Sequence knocks and SPA packets both come here.
    */
   private openGrants(grants: Grant[], fields: Record<string, unknown>, atMs: number): void {
     const { log } = this.deps;
