@@ -5,10 +5,13 @@
  */
 import type { ObservedKnock } from "../src/ports.js";
 import type { Decision } from "./matcher/decision.js";
+import type { SpaDecision } from "./spa/decision.js";
 
 export type DaemonObserver = {
   /** One knock candidate and what the matcher made of it. */
   decided?(d: Decision, knock: ObservedKnock): void;
+  /** One SPA packet (not "not-spa") and what the SPA acceptor made of it. */
+  spaDecided?(d: SpaDecision, knock: ObservedKnock): void;
   /** A write of the state file (the accepted step), ok or failed. */
   stateWritten?(ms: number, ok: boolean): void;
   /** A firewall update for an open (the grants added), ok or failed. */
@@ -27,6 +30,7 @@ export function fanOut(observers: readonly (DaemonObserver | undefined)[]): Requ
   };
   return {
     decided: (d, k) => list.forEach((o) => guard(() => o.decided?.(d, k))),
+    spaDecided: (d, k) => list.forEach((o) => guard(() => o.spaDecided?.(d, k))),
     stateWritten: (ms, ok) => list.forEach((o) => guard(() => o.stateWritten?.(ms, ok))),
     firewallUpdated: (ms, ok) => list.forEach((o) => guard(() => o.firewallUpdated?.(ms, ok))),
   };
@@ -35,6 +39,11 @@ export function fanOut(observers: readonly (DaemonObserver | undefined)[]): Requ
 /** The decision's metric label: its kind, or `refuse_REASON`. */
 export function decisionLabel(d: Decision): string {
   return d.kind === "refuse" ? `refuse_${d.reason}` : d.kind;
+}
+
+/** An SPA decision's label, beside the matcher's: `spa_open`, `spa_unknown`, `spa_refuse_REASON`. */
+export function spaDecisionLabel(d: SpaDecision): string {
+  return d.kind === "refuse" ? `spa_refuse_${d.reason}` : `spa_${d.kind}`;
 }
 
 export type ActivityReport = {
@@ -60,6 +69,16 @@ export class DaemonActivity implements DaemonObserver {
     if (d.kind === "ignored") return;
     const label = decisionLabel(d);
     this.knocks[label] = (this.knocks[label] ?? 0) + 1;
+    this.lastKnockMs = knock.atMs;
+    if (d.kind === "open") this.lastOpenMs = knock.atMs;
+  }
+
+  spaDecided(d: SpaDecision, knock: ObservedKnock): void {
+    if (d.kind === "not-spa") return;
+    const label = spaDecisionLabel(d);
+    this.knocks[label] = (this.knocks[label] ?? 0) + 1;
+    // An unknown key id is any datagram that looks like SPA (a flood): not a knock worth dating.
+    if (d.kind === "unknown") return;
     this.lastKnockMs = knock.atMs;
     if (d.kind === "open") this.lastOpenMs = knock.atMs;
   }

@@ -100,6 +100,7 @@ export class Daemon {
         open: (grants, fields, atMs) => this.openGrants(grants, fields, atMs),
         record: (r) => this.replays.append(r),
         openSeconds: (client) => this.clients.clients[client]?.openSeconds ?? this.config.openSeconds,
+        decided: (d, knock) => this.observe.spaDecided(d, knock),
       },
       spaClientsOf(this.clients),
       { skewWindows: this.config.skewWindows, nonces: this.steps.spaNonces(), ...(this.steps.failedClosed ? { failClosedAtMs: nowMs } : {}) },

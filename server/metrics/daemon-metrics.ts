@@ -7,7 +7,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { ListenerStats, ObservedKnock } from "../../src/ports.js";
 import type { DaemonObserver } from "../daemon-observer.js";
-import { decisionLabel } from "../daemon-observer.js";
+import { decisionLabel, spaDecisionLabel } from "../daemon-observer.js";
+import type { SpaDecision } from "../spa/decision.js";
 import type { Decision } from "../matcher/decision.js";
 import type { MatcherStats } from "../matcher/matcher.js";
 
@@ -83,6 +84,10 @@ export class DaemonMetrics implements DaemonObserver {
   decided(d: Decision, _knock: ObservedKnock): void {
     if (d.kind === "bruteforce") this.bruteForce.inc({ banned: String(d.banned) });
     else if (d.kind !== "ignored") this.knocks.inc({ decision: decisionLabel(d) });
+  }
+
+  spaDecided(d: SpaDecision, _knock: ObservedKnock): void {
+    if (d.kind !== "not-spa") this.knocks.inc({ decision: spaDecisionLabel(d) });
   }
 
   stateWritten(ms: number, ok: boolean): void {

@@ -19,6 +19,8 @@ export type SpaHandlerDeps = {
   readonly record: (r: ReplayRecord) => void;
   /** How long a grant of this client lasts (its own openSeconds, else the config's). */
   readonly openSeconds: (client: string) => number;
+  /** Told every decision but "not-spa" (metrics, `status` activity). */
+  readonly decided?: (d: SpaDecision, knock: ObservedKnock) => void;
 };
 
 const LOG_LINES_PER_SECOND = 20;
@@ -64,6 +66,7 @@ export class SpaHandler {
       this.deps.log.error({ err: String(err), src: knock.src }, "SPA error; packet dropped");
       return true;
     }
+    if (d.kind !== "not-spa") this.deps.decided?.(d, knock);
     switch (d.kind) {
       case "not-spa":
         return false;

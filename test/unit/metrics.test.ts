@@ -85,6 +85,19 @@ describe("metrics exposition", () => {
     expect(text).toContain("nodejs_eventloop_lag_seconds");
   });
 
+  it("when SPA packets are decided then knocks_total counts them under spa_ labels", async () => {
+    const m = new DaemonMetrics("pcap");
+    const k = { src: "198.18.0.1", dstPort: 10000, proto: "udp" as const, atMs: 0 };
+    m.spaDecided({ kind: "open", client: "alice", step: 1, src: "198.18.0.1", address: "198.18.0.1", ports: [22] }, k);
+    m.spaDecided({ kind: "unknown" }, k);
+    m.spaDecided({ kind: "unknown" }, k);
+    m.spaDecided({ kind: "not-spa" }, k);
+    const text = await m.scrape(SNAPSHOT);
+    expect(sample(text, 'tknock_knocks_total{decision="spa_open"}')).toBe(1);
+    expect(sample(text, 'tknock_knocks_total{decision="spa_unknown"}')).toBe(2);
+    expect(text).not.toContain("spa_not-spa");
+  });
+
   it("when the Grafana dashboard queries a metric then the daemon exports it", async () => {
     const dashboard = readFileSync(new URL("../../docs/grafana-dashboard.json", import.meta.url), "utf8");
     const names = new Set([...dashboard.matchAll(/\b((?:tknock|process|nodejs)_[a-z_]+)/g)].map((m) => m[1]!.replace(/_(bucket|count|sum)$/, "")));

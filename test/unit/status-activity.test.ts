@@ -25,6 +25,20 @@ function facts(activity: RuntimeStatus["activity"], alive = true): StatusFacts {
 }
 
 describe("status activity", () => {
+  it("when SPA packets were decided then they are counted beside sequence knocks, and an unknown key id dates nothing", () => {
+    const a = new DaemonActivity();
+    const k = (atMs: number) => ({ src: "198.18.0.1", dstPort: 10000, proto: "udp" as const, atMs });
+    a.spaDecided({ kind: "not-spa" }, k(NOW - 5000));
+    a.spaDecided({ kind: "open", client: "alice", step: 1, src: "198.18.0.1", address: "198.18.0.1", ports: [22] }, k(NOW - 3000));
+    a.spaDecided({ kind: "refuse", reason: "replay", client: "alice", step: 1, src: "198.18.0.3" }, k(NOW - 2000));
+    a.spaDecided({ kind: "unknown" }, k(NOW - 1000));
+    expect(a.report()).toMatchObject({
+      lastKnockAt: iso(NOW - 2000),
+      lastOpenAt: iso(NOW - 3000),
+      knocks: { spa_open: 1, spa_refuse_replay: 1, spa_unknown: 1 },
+    });
+  });
+
   it("when decisions were seen then the activity counts them by label and keeps the last knock and open times", () => {
     const a = new DaemonActivity();
     const k = (atMs: number) => ({ src: "198.18.0.1", dstPort: 10000, proto: "tcp" as const, atMs });
