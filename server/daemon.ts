@@ -462,7 +462,8 @@ export class Daemon {
             firewallMs: round(performance.now() - t0),
             knockToOpenMs: round(this.deps.clock.nowMs() - atMs),
           },
-          "opened",
+          // With firewall "none" nothing was opened: its own line says "would open"; this one must not say otherwise.
+          this.firewall.name === "none" ? "accepted (firewall none: nothing opened)" : "opened",
         );
       },
       (err: unknown) => {

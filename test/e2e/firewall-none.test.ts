@@ -36,7 +36,8 @@ describeAsRoot("none backend in the lab", () => {
     const seq = JSON.parse(await t.serverOk(["sequence", "alice", "--json"])) as { ports: number[] };
     await t.sendSyns("client", seq.ports);
     await t.waitForLog((l) => l.msg === 'would open (firewall "none": nothing was opened)' && l["client"] === "alice", 5000);
-    await t.waitForLog((l) => l.msg === "opened" && l["client"] === "alice", 5000);
+    await t.waitForLog((l) => l.msg === "accepted (firewall none: nothing opened)" && l["client"] === "alice", 5000);
+    expect(t.logsSince(0).some((l) => l.msg === "opened")).toBe(false);
     expect((await t.lab.exec("server", ["nft", "list", "ruleset"])).stdout).toBe(rulesetBefore);
     // Nothing is gated: the port answers every host, knock or not.
     expect((await t.probe("other", t.protectPort)).state).toBe("open");
