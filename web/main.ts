@@ -220,8 +220,9 @@ async function importText(text: string, wanted: string): Promise<void> {
     for (let i = 2; profiles.some((p) => p.name === n); i++) n = `${base}-${i}`;
     return { profiles: [...profiles, { name: n, uri, addr }], result: { name: n, added: true } };
   });
-  say(name.added ? `added ${name.name}: ${profile.proto} knocks to ${addr}, opens ${profile.open.join(",")}` : `already stored as ${name.name}`);
+  // The list first, then the status line: a status saying "added" means the profile is on the page.
   await render();
+  say(name.added ? `added ${name.name}: ${profile.proto} knocks to ${addr}, opens ${profile.open.join(",")}` : `already stored as ${name.name}`);
 }
 
 /** A `#otpauth://...` fragment: taken out of the address bar and this history entry before anything else. */
@@ -253,8 +254,8 @@ function wire(): void {
       .unlock(input.value)
       .then(async () => {
         input.value = "";
-        say("unlocked");
         await render();
+        say("unlocked");
         await importPending();
       })
       .catch((err: unknown) => say(messageOf(err), true));
@@ -351,8 +352,8 @@ function wire(): void {
       .text()
       .then((text) => store.importBackup(text, el<HTMLInputElement>("import-pass").value))
       .then(async (names) => {
-        say(`imported ${names.length} profile${names.length === 1 ? "" : "s"}: ${names.join(", ")}`);
         await render();
+        say(`imported ${names.length} profile${names.length === 1 ? "" : "s"}: ${names.join(", ")}`);
       })
       .catch((err: unknown) => say(messageOf(err), true))
       .finally(() => {

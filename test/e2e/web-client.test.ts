@@ -208,7 +208,8 @@ describeAsRoot("web client: chromium in the client namespace knocks the real ser
       await fresh.getByLabel("Backup passphrase (for a protected backup)").fill("correct horse battery");
       await fresh.getByLabel("Import backup file").setInputFiles(backup);
       await expect.poll(() => fresh.locator("#status").textContent(), { timeout: 10_000 }).toMatch(/^imported 3 profiles: /);
-      expect(await fresh.getByRole("button", { name: "Knock server", exact: true }).count()).toBe(1);
+      // The status line comes before the list is drawn again: wait for the button, not just the status.
+      await expect.poll(() => fresh.getByRole("button", { name: "Knock server", exact: true }).count(), { timeout: 10_000 }).toBe(1);
     } finally {
       await other.close();
     }
