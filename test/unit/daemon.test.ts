@@ -16,12 +16,13 @@ import { createLogger } from "../../server/logger.js";
 import { runCli } from "../../src/cli-io.js";
 import { clientProfile, type ClientsFile } from "../../server/config/schema.js";
 import { TknockError } from "../../src/errors.js";
-import type { Clock, Firewall, Grant, Listener, ListenerStats, ObservedKnock } from "../../src/ports.js";
+import type { Clock, Firewall, Grant, ObservedKnock } from "../../src/ports.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import { decodeSecret } from "../../src/protocol/profile-uri.js";
 import { stepStartMs } from "../../src/protocol/window.js";
 import { waitFor } from "../support/wait.js";
 import { PERIOD, T, T0_MS } from "../support/matcher-fixtures.js";
+import { FakeListener } from "../support/fake-listener.js";
 
 // The state directory "fills up": writes of state.json fail with ENOSPC; with `moves`, renaming or removing it
 // fails too (EROFS), so the store cannot even move it aside.
@@ -48,31 +49,6 @@ const ALICE = "198.18.0.1";
 const OTHER = "198.18.0.3";
 
 /** Stands in for tcpdump: the test pushes knocks straight into the daemon's callback. */
-class FakeListener implements Listener {
-  readonly name = "fake";
-  private onKnock: ((k: ObservedKnock) => void) | undefined;
-
-  run(onKnock: (k: ObservedKnock) => void, signal: AbortSignal): Promise<void> {
-    this.onKnock = onKnock;
-    return new Promise((resolve) => {
-      if (signal.aborted) resolve();
-      signal.addEventListener("abort", () => resolve(), { once: true });
-    });
-  }
-
-  get running(): boolean {
-    return this.onKnock !== undefined;
-  }
-
-  push(k: ObservedKnock): void {
-    if (this.onKnock === undefined) throw new Error("listener not running");
-    this.onKnock(k);
-  }
-
-  stats(): ListenerStats {
-    return { packets: 0, knocks: 0, malformed: 0, starts: 1, kernelDrops: 0 };
-  }
-}
 
 type LogLine = { level: number; msg: string; [key: string]: unknown };
 

@@ -14,11 +14,12 @@ import { parseListenAddress } from "../../server/metrics/listen-address.js";
 import { startMetricsServer } from "../../server/metrics/metrics-server.js";
 import { readRuntimeStatus, runtimeStatusPath } from "../../server/runtime-status.js";
 import { runCli } from "../../src/cli-io.js";
-import type { Clock, Listener, ListenerStats, ObservedKnock } from "../../src/ports.js";
+import type { Clock } from "../../src/ports.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import { memoryIo } from "../support/memory-io.js";
 import { T, T0_MS } from "../support/matcher-fixtures.js";
 import { waitFor } from "../support/wait.js";
+import { FakeListener } from "../support/fake-listener.js";
 
 const SNAPSHOT: DaemonSnapshot = {
   listener: { packets: 12, knocks: 9, malformed: 2, starts: 1, kernelDrops: 3, interfaceDrops: 4 },
@@ -142,24 +143,6 @@ describe("metrics exposition", () => {
     }
   });
 });
-
-class FakeListener implements Listener {
-  readonly name = "fake";
-  private onKnock: ((k: ObservedKnock) => void) | undefined;
-  run(onKnock: (k: ObservedKnock) => void, signal: AbortSignal): Promise<void> {
-    this.onKnock = onKnock;
-    return new Promise((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
-  }
-  get running(): boolean {
-    return this.onKnock !== undefined;
-  }
-  push(k: ObservedKnock): void {
-    this.onKnock?.(k);
-  }
-  stats(): ListenerStats {
-    return { packets: 0, knocks: 0, malformed: 0, starts: 1, kernelDrops: 0 };
-  }
-}
 
 describe("daemon observed by metrics", () => {
   let dir: string;

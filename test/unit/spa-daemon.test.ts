@@ -14,7 +14,7 @@ import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js
 import { spaListenerProblem } from "../../server/spa/spa-clients.js";
 import { createLogger } from "../../server/logger.js";
 import { runCli } from "../../src/cli-io.js";
-import type { Clock, Listener, ListenerStats, ObservedKnock } from "../../src/ports.js";
+import type { Clock, ObservedKnock } from "../../src/ports.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
 import { spaPort } from "../../src/protocol/spa/keys.js";
 import { sealSpaPacket } from "../../src/protocol/spa/packet.js";
@@ -22,27 +22,10 @@ import type { SpaPayload } from "../../src/protocol/spa/payload.js";
 import { memoryIo } from "../support/memory-io.js";
 import { T, T0_MS } from "../support/matcher-fixtures.js";
 import { waitFor } from "../support/wait.js";
+import { FakeListener } from "../support/fake-listener.js";
 
 const ALICE = "198.18.0.1";
 const EVE = "198.18.0.3";
-
-class FakeListener implements Listener {
-  readonly name = "fake";
-  private onKnock: ((k: ObservedKnock) => void) | undefined;
-  run(onKnock: (k: ObservedKnock) => void, signal: AbortSignal): Promise<void> {
-    this.onKnock = onKnock;
-    return new Promise((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
-  }
-  get running(): boolean {
-    return this.onKnock !== undefined;
-  }
-  push(k: ObservedKnock): void {
-    this.onKnock?.(k);
-  }
-  stats(): ListenerStats {
-    return { packets: 0, knocks: 0, malformed: 0, starts: 1, kernelDrops: 0 };
-  }
-}
 
 const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
