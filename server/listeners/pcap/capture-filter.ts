@@ -97,25 +97,7 @@ export function buildTcpdumpArgv(options: TcpdumpArgvOptions): string[] {
   const ifname = options.interface;
   if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname) || ifname.startsWith("-")) throw invalid(`interface "${ifname}" is not an interface name`);
   checkCaptureOptions(options);
-  return [
-    ...options.argvPrefix,
-    options.tcpdumpPath,
-    "-i",
-    ifname,
-    "-Q",
-    "in",
-    "-n",
-    "-p",
-    "-U",
-    "-w",
-    "-",
-    "-s",
-    String(options.snaplen),
-    "-B",
-    String(options.bufferKiB),
-    "--immediate-mode",
-    buildCaptureFilter(options),
-  ];
+  return [...options.argvPrefix, options.tcpdumpPath, "-i", ifname, "-Q", "in", "-n", "-p", ...pipeArgs(options), buildCaptureFilter(options)];
 }
 
 /**
@@ -128,21 +110,12 @@ function buildNflogTcpdumpArgv(options: TcpdumpArgvOptions): string[] {
   const group = options.nflogGroup;
   if (group === undefined || !Number.isInteger(group) || group < 0 || group > 65535) throw invalid(`NFLOG group ${String(group)} is out of range (0..65535)`);
   checkCaptureOptions(options);
-  return [
-    ...options.argvPrefix,
-    options.tcpdumpPath,
-    "-i",
-    `nflog:${group}`,
-    "-n",
-    "-U",
-    "-w",
-    "-",
-    "-s",
-    String(options.snaplen),
-    "-B",
-    String(options.bufferKiB),
-    "--immediate-mode",
-  ];
+  return [...options.argvPrefix, options.tcpdumpPath, "-i", `nflog:${group}`, "-n", ...pipeArgs(options)];
+}
+
+/** Both captures: every packet written to the pipe at once as pcap, SNAPLEN bytes of it, a KIB-sized buffer. */
+function pipeArgs(options: TcpdumpArgvOptions): string[] {
+  return ["-U", "-w", "-", "-s", String(options.snaplen), "-B", String(options.bufferKiB), "--immediate-mode"];
 }
 
 /** Every address of every interface (loopback included: a knock to 127.0.0.1 is addressed to this host too). */
