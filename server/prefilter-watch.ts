@@ -56,7 +56,7 @@ export class PrefilterWatch {
     const w = computeWatch(this.opts.profiles(), nowMs, this.opts.options(), this.opts.random ?? cryptoRandom);
     if (w.on) {
       this.on = true;
-      this.ports = { starts: w.starts, others: [...w.later, ...w.tripwires] };
+      this.ports = { starts: w.starts, instant: w.instant, others: [...w.later, ...w.tripwires] };
       this.density = w.tripwireDensity;
       this.pending = true;
       this.validUntilMs = w.validUntilMs;

@@ -28,8 +28,10 @@ export type RandomSource = (count: number) => Uint32Array;
 export type Watch =
   | {
       readonly on: true;
-      /** The first port of each sequence the matcher can accept now; sorted, unique. */
+      /** The first port of each sequence the matcher can accept now, and each SPA port; sorted, unique. */
       readonly starts: readonly number[];
+      /** The SPA ports among `starts`, which the gate logs at once (a first port may wait); sorted, unique. */
+      readonly instant: readonly number[];
       /** The other ports of those sequences, none of them a first port; sorted, unique. */
       readonly later: readonly number[];
       /** The tripwires, none of them a sequence port; sorted, unique. */
@@ -146,6 +148,7 @@ export function computeWatch(
   if ("reason" in need) return { on: false, reason: need.reason };
   const { min, max } = options.knockRange;
   const starts = new Set<number>();
+  const instant = new Set<number>();
   const later = new Set<number>();
   // Without clients the tripwires still rotate, on the default period.
   let validUntilMs = profiles.length === 0 ? (stepAt(nowMs, 30) + 1) * 30_000 : Number.POSITIVE_INFINITY;
@@ -157,10 +160,13 @@ export function computeWatch(
           if (port >= min && port <= max) (i === 0 ? starts : later).add(port);
         });
       }
-      // An SPA packet is a whole knock in one datagram: its port is heard from anyone, like a first port.
+      // An SPA packet is a whole knock in one datagram: its port is heard from anyone, like a first port, and at once.
       if (allowsSpa(p.mode)) {
         const port = spaPort(p, s);
-        if (port >= min && port <= max) starts.add(port);
+        if (port >= min && port <= max) {
+          starts.add(port);
+          instant.add(port);
+        }
       }
     }
     validUntilMs = Math.min(validUntilMs, (step + 1) * p.periodSeconds * 1000);
@@ -178,5 +184,5 @@ export function computeWatch(
     return { on: false, reason: `the watch set would hold ${watched} of the ${max - min + 1} knock-range ports, more than ${MAX_WATCH_SHARE * 100}%` };
   }
   const sorted = (set: Set<number>): number[] => [...set].sort((a, b) => a - b);
-  return { on: true, starts: sorted(starts), later: sorted(later), tripwires, tripwireDensity: need.density, validUntilMs };
+  return { on: true, starts: sorted(starts), instant: sorted(instant), later: sorted(later), tripwires, tripwireDensity: need.density, validUntilMs };
 }

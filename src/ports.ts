@@ -132,8 +132,17 @@ export const ACTIVE_SECONDS_DEFAULT = 6;
 
 /** The prefilter's ports, for the sequences the matcher can accept now. */
 export type WatchPorts = {
-  /** The first port of each sequence: logged from any source. */
+  /**
+   * The first port of each sequence, and each SPA port: logged from any source. A first port is never the last
+   * knock, so the kernel may batch its messages (they reach user space with the next packet logged at once, when
+   * its buffer fills, or within a second) and the daemon wakes once per batch under a flood, not once per packet.
+   */
   readonly starts: readonly number[];
+  /**
+   * The ports among `starts` whose packet must reach user space at once: SPA ports (one datagram is the whole
+   * knock). Absent: none.
+   */
+  readonly instant?: readonly number[];
   /** The sequences' later ports and the tripwires re-drawn each window: logged from active sources. */
   readonly others: readonly number[];
 };

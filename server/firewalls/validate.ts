@@ -154,12 +154,16 @@ export function validateTableName(name: string): string {
   return name;
 }
 
-/** The watched ports (Firewall.setWatch), each list sorted and unique, a first port never also in `others`. */
-export function validateWatch(watch: WatchPorts): { starts: number[]; others: number[] } {
-  if (typeof watch !== "object" || watch === null) throw invalidGate("watch must be { starts, others }");
-  const starts = validPortList(watch.starts, "first");
+/**
+ * The watched ports (Firewall.setWatch), each list sorted and unique, a first port never also in `others`, an
+ * instant port always also in `starts` (it is a first port that cannot wait).
+ */
+export function validateWatch(watch: WatchPorts): { starts: number[]; instant: number[]; others: number[] } {
+  if (typeof watch !== "object" || watch === null) throw invalidGate("watch must be { starts, instant, others }");
+  const instant = validPortList(watch.instant ?? [], "instant");
+  const starts = [...new Set([...validPortList(watch.starts, "first"), ...instant])].sort((a, b) => a - b);
   const isStart = new Set(starts);
-  return { starts, others: validPortList(watch.others, "watch").filter((p) => !isStart.has(p)) };
+  return { starts, instant, others: validPortList(watch.others, "watch").filter((p) => !isStart.has(p)) };
 }
 
 function validPortList(ports: readonly number[], what: string): number[] {

@@ -7,7 +7,7 @@
 import { execFile } from "node:child_process";
 import { ExitCode, TknockError } from "../../../src/errors.js";
 import type { Firewall, GateProblem, GateSpec, Grant, WatchPorts } from "../../../src/ports.js";
-import { validateGate, type ValidGate } from "../validate.js";
+import { validateGate, validateWatch, type ValidGate } from "../validate.js";
 import {
   buildGrantLines,
   buildRestoreInput,
@@ -123,7 +123,7 @@ export class IptablesFirewall implements Firewall {
   async setWatch(watch: WatchPorts): Promise<void> {
     const lines = buildWatchLines(this.names, watch); // validates before anything runs
     await this.ipsetRestore(lines);
-    this.watchPorts = { starts: [...watch.starts], others: [...watch.others] };
+    this.watchPorts = validateWatch(watch);
   }
 
   async open(grants: readonly Grant[]): Promise<void> {

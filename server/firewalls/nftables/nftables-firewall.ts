@@ -4,7 +4,7 @@
  * daemon (fail closed) until `remove()`.
  */
 import type { Firewall, GateProblem, GateSpec, Grant, WatchPorts } from "../../../src/ports.js";
-import { validateTableName } from "../validate.js";
+import { validateTableName, validateWatch } from "../validate.js";
 import { findGateProblem, outlineOfInstallScript, shapeOfListing, type GateShape } from "./gate-shape.js";
 import { watchTable } from "./nft-monitor.js";
 import { firewallError, NftSession, runNftOnce, silentLog, type FirewallLog } from "./nft-process.js";
@@ -150,7 +150,7 @@ export class NftablesFirewall implements Firewall {
   async setWatch(watch: WatchPorts): Promise<void> {
     const script = buildWatchScript(this.table, watch); // validates before anything runs
     await runNftOnce(this.nftCommand, ["-f", "-"], { input: script, timeoutMs: this.timeoutMs });
-    this.watchPorts = { starts: [...watch.starts], others: [...watch.others] };
+    this.watchPorts = validateWatch(watch);
   }
 
   async open(grants: readonly Grant[]): Promise<void> {

@@ -17,16 +17,24 @@ export const SET_SERVICES = "services";
  * guard: the sequences' first ports, and the others (later sequence ports and tripwires).
  */
 export const SET_STARTS = "starts";
+/** The first ports whose packets are logged at once (SPA ports); the rest of `starts` is logged in batches. */
+export const SET_INSTANT = "instant";
 export const SET_WATCH = "watch";
 /** Sources that sent to a first port lately (the kernel adds them; each watched packet renews its timeout). */
 export const SET_ACTIVE4 = "active4";
 export const SET_ACTIVE6 = "active6";
 /** The protocols for which an active set was full: their watched ports are then logged for every source. */
 export const SET_OVERFLOW = "overflow";
+/**
+ * The prefilter's batched first-port messages: the kernel sends its queue when it holds this many (or its buffer,
+ * about 15 such messages, is full, or 1 s has passed, or a message logged at once follows). The listener's tcpdump
+ * reads with a buffer that holds a whole batch (nflog snaplen in the pcap listener).
+ */
+export const START_QUEUE_THRESHOLD = 64;
 /** Always empty: the guard's heartbeat adds and deletes one element in one transaction, which `nft monitor` reports. */
 export const SET_HEARTBEAT = "heartbeat";
 /** Sets whose elements change without the daemon (the packet path) or every window (setWatch). */
-export const PREFILTER_SETS = [SET_STARTS, SET_WATCH, SET_ACTIVE4, SET_ACTIVE6, SET_OVERFLOW] as const;
+export const PREFILTER_SETS = [SET_STARTS, SET_INSTANT, SET_WATCH, SET_ACTIVE4, SET_ACTIVE6, SET_OVERFLOW] as const;
 export const CHAIN_INPUT = "input";
 export const CHAIN_FORWARD = "forward";
 
@@ -90,10 +98,9 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
   const ports = ({ min, max }: { min: number; max: number }): string => (min === max ? `${min}` : `${min}-${max}`);
   // After the protected ports and the exempted services (neither is a knock), before the drop that ends the packet.
   if (gate.logKnocks) lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.logKnocks)} ${KNOCK_LOG_STATEMENT}`);
-  // snaplen 128: the packet's first 128 bytes hold every header a knock needs (as the pcap listener's snaplen), and
-  // keep each NFLOG message well inside the one-message buffer libpcap reads into (128 + its snaplen), which a
-  // longer message would overflow and stop tcpdump. queue-threshold 1: the kernel's default batches up to 100
-  // packets or 1 s before sending the group's messages, which would hold a knock back for up to a second.
+  // snaplen 128: the packet's first 128 bytes hold every header a knock needs (as the pcap listener's snaplen).
+  // queue-threshold 1: the kernel sends the message at once. Without it the kernel batches the group's messages
+  // (up to 100 packets, its buffer, or 1 s), which would hold a knock back for up to a second.
   const n = gate.nflogKnocks;
   if (n) {
     const logTo = `log group ${n.group} snaplen 128 queue-threshold 1`;
@@ -106,12 +113,18 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
       // progress to continue or reset, and renews it; so a flood from random sources reaches user space only at
       // the first ports. When an active set is full the update fails and ends its rule; the next rule then marks
       // the protocol as overflowing, and the other watched ports are logged for every source again (fail closed).
+      // A first port is never a sequence's last knock, so its messages may wait in the kernel's queue: they go up
+      // with the next message logged at once (the same source's second knock, in order, in the same batch), when
+      // the queue holds START_QUEUE_THRESHOLD or fills the kernel's buffer, or after the kernel's 1 s flush timer.
+      // Under a flood the daemon then wakes once per batch, not once per first-port packet. SPA ports (`instant`)
+      // cannot wait: one datagram is the whole knock.
       // Without the knock-range drop, "return" ends our chain without deciding, as the drop's absence would.
       const done = gate.knockRange ? "drop" : "return";
       const starts = `${l4} th dport @${SET_STARTS}`;
       const watch = `${l4} th dport @${SET_WATCH}`;
       lines.push(
-        `add rule ${t} ${CHAIN_INPUT} ${starts} ${logTo}`,
+        `add rule ${t} ${CHAIN_INPUT} ${starts} th dport != @${SET_INSTANT} log group ${n.group} snaplen 128 queue-threshold ${START_QUEUE_THRESHOLD}`,
+        `add rule ${t} ${CHAIN_INPUT} ${l4} th dport @${SET_INSTANT} ${logTo}`,
         `add rule ${t} ${CHAIN_INPUT} meta nfproto ipv4 ${starts} update @${SET_ACTIVE4} { ip saddr } ${done}`,
         `add rule ${t} ${CHAIN_INPUT} meta nfproto ipv6 ${starts} update @${SET_ACTIVE6} { ip6 saddr } ${done}`,
         `add rule ${t} ${CHAIN_INPUT} ${starts} update @${SET_OVERFLOW} { meta l4proto }`,
@@ -151,6 +164,7 @@ function prefilterSets(t: string, n: NflogKnocks): string[] {
   const active = `flags dynamic,timeout; timeout ${activeSeconds}s; size ${n.activeSetSize ?? ACTIVE_SET_SIZE_DEFAULT};`;
   return [
     `add set ${t} ${SET_STARTS} { type inet_service; }`,
+    `add set ${t} ${SET_INSTANT} { type inet_service; }`,
     `add set ${t} ${SET_WATCH} { type inet_service; }`,
     `add set ${t} ${SET_ACTIVE4} { type ipv4_addr; ${active} }`,
     `add set ${t} ${SET_ACTIVE6} { type ipv6_addr; ${active} }`,
@@ -172,6 +186,7 @@ export function buildWatchScript(tableName: string, watch: WatchPorts): string {
   const lines: string[] = [];
   for (const [set, list] of [
     [SET_STARTS, valid.starts],
+    [SET_INSTANT, valid.instant],
     [SET_WATCH, valid.others],
   ] as const) {
     lines.push(`flush set ${t} ${set}`);

@@ -80,7 +80,12 @@ const DEFAULTS = {
   tcpdumpPath: "tcpdump",
   bufferKiB: 16_384,
   snaplen: 192,
-  nflogSnaplen: 256,
+  /**
+   * For NFLOG, -s sizes the buffer libpcap reads each netlink datagram into (128 + snaplen): it must hold a whole
+   * batch of messages (the prefilter's first ports are batched, up to the kernel's buffer of a page or two), or
+   * libpcap fails with "Message truncated" and tcpdump exits. The gate's rules copy only 128 bytes per packet.
+   */
+  nflogSnaplen: 65_535,
   initialMs: 500,
   maxMs: 30_000,
   stableMs: 5_000,
