@@ -1,5 +1,5 @@
 /**
- * The daemon's self-report, run on its 1 s tick: writes daemon.json (runtime-status.ts) and says loudly when
+ * The daemon's self-report, run on its 1 s tick: keeps daemon.json (runtime-status.ts) current and says loudly when
  * packet capture is not working. The gate stays closed while capture is down (fail closed), so nothing opens by
  * mistake; but no knock can open anything either, and a daemon in that state must not look healthy: it logs an
  * error at once and then once a minute for as long as it lasts, and `status` reports it.
@@ -18,6 +18,13 @@ import {
 
 /** How often a lasting capture failure is logged again. */
 export const CAPTURE_ERROR_EVERY_MS = 60_000;
+
+/**
+ * daemon.json is rewritten at once when the capture, gate or prefilter report changes, and otherwise this often
+ * (fresh counts, and updatedAt, by which `status` tells a stuck daemon, REPORT_STALE_MS). Each rewrite replaces
+ * the file by rename, which ext4 follows with a flush of its data: not something to do every second for nothing.
+ */
+export const STATUS_REWRITE_EVERY_MS = 3000;
 
 type MonitorLog = {
   info(fields: Record<string, unknown>, message: string): void;
@@ -41,12 +48,15 @@ export class DaemonMonitor {
   private lastCaptureErrorMs: number | undefined;
   private writeFailing = false;
   private capture: CaptureReport = { state: "unknown", since: null, failedStarts: 0 };
+  /** When daemon.json was last written, and what its health parts were then (a change is written at once). */
+  private lastWriteMs = Number.NEGATIVE_INFINITY;
+  private lastHealth = "";
 
   constructor(private readonly deps: DaemonMonitorDeps) {
     this.startedAt = new Date(deps.clock.nowMs()).toISOString();
   }
 
-  /** Checks capture, logs what needs saying, rewrites daemon.json. Never throws. */
+  /** Checks capture, logs what needs saying, rewrites daemon.json when due (see STATUS_REWRITE_EVERY_MS). Never throws. */
   tick(): void {
     const nowMs = this.deps.clock.nowMs();
     this.capture = classifyCapture(this.deps.listenerHealth?.(), nowMs);
@@ -98,6 +108,8 @@ export class DaemonMonitor {
     } catch {
       prefilter = undefined;
     }
+    const health = JSON.stringify([this.capture, gate, prefilter]);
+    if (!stopped && health === this.lastHealth && nowMs - this.lastWriteMs < STATUS_REWRITE_EVERY_MS) return;
     const now = new Date(nowMs).toISOString();
     const status: RuntimeStatus = {
       version: 1,
@@ -112,6 +124,8 @@ export class DaemonMonitor {
     };
     try {
       writeRuntimeStatus(this.deps.path, status);
+      this.lastWriteMs = nowMs;
+      this.lastHealth = health;
       if (this.writeFailing) this.deps.log.info({ path: this.deps.path }, "runtime status file written again");
       this.writeFailing = false;
     } catch (err) {

@@ -1,8 +1,9 @@
 /**
  * Never block what the host serves. The gate drops the whole knock range; a local service listening inside it
  * (WireGuard on udp/51820, anything on a high TCP port) would silently stop answering. So:
- * - the gate leaves each such (protocol, port) out of the knock-range drop (GateSpec.exemptServices),
- *   re-read every few seconds so a service started later is reachable within SERVICE_POLL_MS plus one install;
+ * - the gate leaves a knock-range packet alone when the kernel finds a local socket that would receive it (a rule
+ *   in the gate, no poll needed: a service started later is reachable at once), and also each (protocol, port)
+ *   the daemon has seen listening (GateSpec.exemptServices), re-read every SERVICE_POLL_MS;
  * - `run` warns once per such port;
  * - `enroll` leaves listening ports out of the new client's knock ports (knockExclusions).
  * Protected ports are never exempted: they stay gated.
@@ -11,8 +12,12 @@ import type { ServicePort } from "../src/ports.js";
 import { PROFILE_LIMITS, usablePortCount } from "../src/protocol/profile.js";
 import { compareServices, reachableServices, readListeningSockets, type ParsedProcNet } from "./local-services.js";
 
-/** How often the daemon re-reads the listening sockets. */
-export const SERVICE_POLL_MS = 2000;
+/**
+ * How often the daemon re-reads the listening sockets, to warn about new ones and list them in the gate. Not what
+ * makes them reachable (the gate's socket rule does that at once), so it can be slow: each read costs the kernel
+ * a walk of its socket hash tables (about 6 ms of CPU for `ss` on our 2-core machine) plus a process start.
+ */
+export const SERVICE_POLL_MS = 10_000;
 
 /**
  * At most this many listening ports go into a new client's `exclude=`: each costs up to 6 characters of a URI

@@ -1,15 +1,16 @@
 /**
  * The facts behind `tknock-server status`, each from its source of truth: the gate and the grants from the
  * kernel, whether a daemon runs from its pid lock (daemon-lock.ts), what it captures from the report it rewrites
- * every second (runtime-status.ts). assessStatus is pure: it turns the facts into the problems a sysadmin must
- * hear about, each of which makes `status` exit ExitCode.unhealthy.
+ * every few seconds and on each change of health (runtime-status.ts, daemon-monitor.ts). assessStatus is pure:
+ * it turns the facts into the problems a sysadmin must hear about, each of which makes `status` exit
+ * ExitCode.unhealthy.
  */
 import type { Grant } from "../src/ports.js";
 import type { LockHolder } from "./daemon-lock.js";
 import type { ActivityReport } from "./daemon-observer.js";
 import type { CaptureReport, PrefilterReport, RuntimeStatus } from "./runtime-status.js";
 
-/** A daemon rewrites its report every second; one this old belongs to a daemon that is stuck. */
+/** A daemon rewrites its report at least every STATUS_REWRITE_EVERY_MS (3 s); one this old belongs to a daemon that is stuck. */
 export const REPORT_STALE_MS = 10_000;
 
 export type StatusFacts = {

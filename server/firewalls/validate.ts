@@ -154,6 +154,11 @@ export function validateTableName(name: string): string {
   return name;
 }
 
+/** The knock range the gate drops or logs, for the local-socket exemption; undefined when it does neither. */
+export function knockSpan(gate: Pick<GateSpec, "knockRange" | "logKnocks" | "nflogKnocks">): { min: number; max: number } | undefined {
+  return gate.knockRange ?? gate.nflogKnocks ?? gate.logKnocks ?? undefined;
+}
+
 /**
  * The watched ports (Firewall.setWatch), each list sorted and unique, a first port never also in `others`, an
  * instant port always also in `starts` (it is a first port that cannot wait).

@@ -59,7 +59,7 @@ describeAsRoot("metrics endpoint in a namespace lab", () => {
     expect(sample(after.text, 'tknock_capture_up{listener="pcap"}')).toBe(1);
     expect(after.text).toContain("process_resident_memory_bytes");
 
-    // daemon.json is rewritten every second.
+    // daemon.json is rewritten every 3 s.
     let status: { activity?: { knocks: Record<string, number>; lastOpenAt: string | null }; capture: { state: string; since: string | null } } | undefined;
     for (let i = 0; i < 30 && status?.activity?.knocks["open"] !== 1; i++) {
       status = JSON.parse(await t.serverOk(["status", "--json"])) as typeof status;

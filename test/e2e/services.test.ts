@@ -14,7 +14,7 @@ const PERIOD = 10;
 const TCP_SERVICE = 45678; // inside the default knock range 10000-59999
 const WIREGUARD = 51820;
 /** The bound for a service started after the daemon. */
-const LATE_SERVICE_MS = 5000;
+const LATE_SERVICE_MS = 1000;
 
 /** A UDP echo server on [::]:port (v4 and v6) in a lab host; prints "listening" once bound. */
 function startUdpService(t: TknockLab, port: number): ChildProcess {
@@ -93,7 +93,7 @@ describeAsRoot("end to end: local services in the knock range stay reachable", (
     expect((await t.probe("other", WIREGUARD)).state).toBe("filtered"); // tcp/51820: only udp is served
   }, 30_000);
 
-  it("when services start after the daemon then each is reachable from another host within 5 s, and warned about once", async () => {
+  it("when services start after the daemon then each is reachable from another host within 1 s, and warned about once", async () => {
     expect((await t.probe("other", 46000)).state).toBe("filtered"); // the gate is in place: this cannot pass vacuously
     const mark = t.logCount;
     const tcp = t.startService(46000, "late\n");
@@ -106,7 +106,8 @@ describeAsRoot("end to end: local services in the knock range stay reachable", (
     ]);
     expect(tcpMs).toBeLessThan(LATE_SERVICE_MS);
     expect(udpMs).toBeLessThan(LATE_SERVICE_MS);
-    await t.waitForLog((l) => l.msg === "local services changed; gate updated", 1000, mark);
+    // The gate's socket rule made them reachable; the daemon's poll (every 10 s) lists them and warns.
+    await t.waitForLog((l) => l.msg === "local services changed; gate updated", 12_000, mark);
     const warned = t.logsSince(mark).filter((l) => l.level === 40 && (l["port"] === 46000 || l["port"] === 46001));
     expect(warned).toHaveLength(2);
   }, 30_000);

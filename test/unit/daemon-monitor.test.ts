@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { CAPTURE_ERROR_EVERY_MS, DaemonMonitor } from "../../server/daemon-monitor.js";
+import { CAPTURE_ERROR_EVERY_MS, DaemonMonitor, STATUS_REWRITE_EVERY_MS } from "../../server/daemon-monitor.js";
+import { REPORT_STALE_MS } from "../../server/status-report.js";
 import { CAPTURE_GRACE_MS, classifyCapture, readRuntimeStatus } from "../../server/runtime-status.js";
 import type { ListenerHealth } from "../../src/ports.js";
 
@@ -102,6 +103,26 @@ describe("daemon monitor", () => {
     nowMs += 2000;
     m.stopped();
     expect(readRuntimeStatus(path)?.stoppedAt).toBe(new Date(T0 + 2000).toISOString());
+  });
+
+  it("when nothing changes then daemon.json is rewritten every 3 s, and at once when capture changes", () => {
+    const path = join(dir, "daemon.json");
+    const m = monitor(path);
+    health = { capturing: true, sinceMs: T0, failedStarts: 0 };
+    const updatedAt = (): string | undefined => readRuntimeStatus(path)?.updatedAt;
+    m.tick();
+    expect(updatedAt()).toBe(new Date(T0).toISOString());
+    nowMs = T0 + 2000;
+    m.tick();
+    expect(updatedAt()).toBe(new Date(T0).toISOString()); // 2 s old: not yet
+    nowMs = T0 + STATUS_REWRITE_EVERY_MS;
+    m.tick();
+    expect(updatedAt()).toBe(new Date(T0 + STATUS_REWRITE_EVERY_MS).toISOString());
+    nowMs += 1000;
+    health = { capturing: false, sinceMs: nowMs, failedStarts: 2, lastProblem: "tcpdump exited" };
+    m.tick();
+    expect(readRuntimeStatus(path)).toMatchObject({ updatedAt: new Date(nowMs).toISOString(), capture: { state: "failing" } });
+    expect(STATUS_REWRITE_EVERY_MS).toBeLessThan(REPORT_STALE_MS / 2); // status must never see a live daemon as stuck
   });
 
   it("when daemon.json cannot be written then one error is logged, not one per tick", () => {

@@ -1,7 +1,8 @@
 /**
  * The pure half of the gate check: the expected gate read from buildInstallScript, the kernel's gate read from
  * `nft -j list table`, and their comparison. The fixture is real nft 1.0.6 output for the gate below with one
- * IPv4 and one IPv6 grant and one exempted local service (test/fixtures/nft/gate-listing.json, written by `nft -j list table inet tknock`).
+ * IPv4 and one IPv6 grant and one exempted local service (test/fixtures/nft/gate-listing.json, written by
+ * test/fixtures/nft/make.sh).
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
@@ -34,9 +35,9 @@ describe("gate shape", () => {
     expect([...o.sets.keys()].sort()).toEqual(["grants4", "grants6", "heartbeat", "protected", "services"]);
     expect(o.sets.get("protected")).toEqual({ dynamic: false, elements: ["22", "2222"] });
     expect(o.sets.get("grants4")).toEqual({ dynamic: true });
-    expect(o.chains.get("input")?.ruleCount).toBe(7);
+    expect(o.chains.get("input")?.ruleCount).toBe(8);
     const noRange = outlineOfInstallScript(buildInstallScript("tknock", { ...GATE, knockRange: undefined }));
-    expect(noRange.chains.get("input")?.ruleCount).toBe(6);
+    expect(noRange.chains.get("input")?.ruleCount).toBe(6); // no range: neither its drop nor its socket rule
   });
 
   it("when the kernel holds the installed gate with grants then it matches both the outline and itself", () => {
@@ -60,14 +61,14 @@ describe("gate shape", () => {
   });
 
   it("when a rule is deleted or one is added then the rule count differs", () => {
-    const fewer = edited((items) => items.filter((i) => i["rule"]?.["handle"] !== 16));
-    expect(findGateProblem(outline(), actual(fewer))).toMatchObject({ kind: "rules-differ", message: "rules differ in chain input: 6 rules, expected 7" });
+    const fewer = edited((items) => items.filter((i) => i["rule"]?.["handle"] !== 20));
+    expect(findGateProblem(outline(), actual(fewer))).toMatchObject({ kind: "rules-differ", message: "rules differ in chain input: 7 rules, expected 8" });
     const more = edited((items) => [...items, { rule: { family: "inet", table: "tknock", chain: "input", handle: 99, expr: [{ accept: null }] } }]);
     expect(findGateProblem(snapshot(), actual(more))).toMatchObject({ kind: "rules-differ" });
   });
 
   it("when a rule is replaced by another (same count) then the snapshot tells, though the outline cannot", () => {
-    const json = edited((items) => items.map((i) => (i["rule"]?.["handle"] === 13 ? { rule: { ...i["rule"], expr: [{ accept: null }] } } : i)));
+    const json = edited((items) => items.map((i) => (i["rule"]?.["handle"] === 14 ? { rule: { ...i["rule"], expr: [{ accept: null }] } } : i)));
     expect(findGateProblem(outline(), actual(json))).toBeUndefined();
     expect(findGateProblem(snapshot(), actual(json))).toEqual({ kind: "rules-differ", message: "rules differ in chain input: rule 5 changed" });
   });
@@ -86,14 +87,14 @@ describe("gate shape", () => {
     const json = edited((items) =>
       items.map((i) => {
         if (i["set"]?.["name"] === "grants4") return { set: { ...i["set"], elem: [] } };
-        if (i["rule"]?.["handle"] === 6)
+        if (i["rule"]?.["handle"] === 7)
           return { rule: { ...i["rule"], expr: [{ counter: { packets: 7, bytes: 420 } }, ...(i["rule"]["expr"] as unknown[])] } };
         return i;
       }),
     );
     const withCounter = edited((items) =>
       items.map((i) =>
-        i["rule"]?.["handle"] === 6 ? { rule: { ...i["rule"], expr: [{ counter: { packets: 0, bytes: 0 } }, ...(i["rule"]["expr"] as unknown[])] } } : i,
+        i["rule"]?.["handle"] === 7 ? { rule: { ...i["rule"], expr: [{ counter: { packets: 0, bytes: 0 } }, ...(i["rule"]["expr"] as unknown[])] } } : i,
       ),
     );
     expect(findGateProblem(actual(withCounter) as GateShape, actual(json))).toBeUndefined();
@@ -104,12 +105,13 @@ describe("gate shape", () => {
     const script = buildInstallScript("tknock", gate) + "add element inet tknock starts { 10001, 10002 }\n";
     const expected = outlineOfInstallScript(script);
     const set = (name: string, type: string, handle: number, elem: (number | string)[]): Record<string, Record<string, unknown>> => ({
-      set: { family: "inet", name, table: "tknock", type, handle, elem, ...(name === "watch" || name === "starts" ? {} : { flags: ["timeout", "dynamic"] }) },
+      set: { family: "inet", name, table: "tknock", type, handle, elem, ...(name === "watch" || name === "starts" || name === "instant" ? {} : { flags: ["timeout", "dynamic"] }) },
     });
     // The kernel fills the active sets from the packet path: their elements are never compared either.
     const withWatch = (elem: number[]): Doc["nftables"] => [
       ...(JSON.parse(LISTING) as Doc).nftables,
       set("starts", "inet_service", 40, elem),
+      set("instant", "inet_service", 45, elem.slice(0, 1)),
       set(
         "watch",
         "inet_service",

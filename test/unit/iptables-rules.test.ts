@@ -25,6 +25,9 @@ describe("iptables rule builders", () => {
         "-A tknock-in -p udp -m multiport --dports 22 -m set --match-set tknock-g4 src,dst -j RETURN",
         "-A tknock-in -p udp -m multiport --dports 22 -j DROP",
         "-A tknock-in -p udp --dport 40060 -j RETURN",
+        // A service not listed yet: a local socket (bound to any address too) would receive the packet.
+        "-A tknock-in -p tcp --dport 40000:40100 -m socket --nowildcard -j RETURN",
+        "-A tknock-in -p udp --dport 40000:40100 -m socket --nowildcard -j RETURN",
         "-A tknock-in -p tcp --dport 40000:40100 -j DROP",
         "-A tknock-in -p udp --dport 40000:40100 -j DROP",
         "-A tknock-fwd -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createServerCli } from "../../server/cli.js";
 import { clientProfile, parseServerConfig, type ClientsFile } from "../../server/config/schema.js";
 import { Daemon } from "../../server/daemon.js";
+import { STATUS_REWRITE_EVERY_MS } from "../../server/daemon-monitor.js";
 import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
 import { createLogger } from "../../server/logger.js";
 import { DaemonMetrics, type DaemonSnapshot } from "../../server/metrics/daemon-metrics.js";
@@ -195,6 +196,7 @@ describe("daemon observed by metrics", () => {
       expect(sample(text, "tknock_grants_active")).toBe(1);
       expect(sample(text, 'tknock_state_write_seconds_count{result="ok"}')).toBe(1);
       expect(sample(text, "tknock_gate_present")).toBe(1);
+      nowMs += STATUS_REWRITE_EVERY_MS; // the next 1 s tick rewrites daemon.json
       await waitFor("daemon.json to show the knocks", () => readRuntimeStatus(runtimeStatusPath(join(dir, "state")))?.activity?.knocks["open"] === 1, 3000);
       expect(readRuntimeStatus(runtimeStatusPath(join(dir, "state")))?.activity).toMatchObject({
         lastOpenAt: expect.any(String) as unknown,

@@ -31,6 +31,7 @@ add rule inet tknock input meta l4proto { tcp, udp } th dport @protected ip sadd
 add rule inet tknock input meta l4proto { tcp, udp } th dport @protected ip6 saddr . th dport @grants6 accept
 add rule inet tknock input meta l4proto { tcp, udp } th dport @protected drop
 add rule inet tknock input meta l4proto . th dport @services return
+add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 socket transparent { 0, 1 } return
 add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop
 add chain inet tknock forward { type filter hook forward priority filter - 10; policy accept; }
 flush chain inet tknock forward
@@ -77,9 +78,11 @@ describe("nft ruleset builders", () => {
     });
     expect(script).toContain("flush set inet tknock services\nadd element inet tknock services { tcp . 40001, tcp . 41000, udp . 45000 }\n");
     const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
-    expect(rules.slice(-3)).toEqual([
+    expect(rules.slice(-4)).toEqual([
       "add rule inet tknock input meta l4proto { tcp, udp } th dport @protected drop",
       "add rule inet tknock input meta l4proto . th dport @services return",
+      // A service the daemon has not listed yet: any local socket that would receive the packet.
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 socket transparent { 0, 1 } return",
       "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
     ]);
   });
@@ -98,8 +101,9 @@ describe("nft ruleset builders", () => {
       logKnocks: { min: 40000, max: 49999 },
     });
     const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
-    expect(rules.slice(-3)).toEqual([
+    expect(rules.slice(-4)).toEqual([
       "add rule inet tknock input meta l4proto . th dport @services return",
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 socket transparent { 0, 1 } return",
       'add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 limit rate 200/second burst 400 packets log prefix "tknock: "',
       "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
     ]);
@@ -125,15 +129,16 @@ describe("nft ruleset builders", () => {
       nflogKnocks: { group: 7, min: 40000, max: 49999 },
     });
     const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
-    expect(rules.slice(-3)).toEqual([
+    expect(rules.slice(-4)).toEqual([
       "add rule inet tknock input meta l4proto . th dport @services return",
+      "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 socket transparent { 0, 1 } return",
       "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 log group 7 snaplen 128 queue-threshold 1",
       "add rule inet tknock input meta l4proto { tcp, udp } th dport 40000-49999 drop",
     ]);
     expect(script).not.toContain("limit rate");
   });
 
-  it("when the prefilter is on then first ports are logged and make their source active, other watched ports are logged only for active sources or on overflow, and the drop still takes the whole range", () => {
+  it("when the prefilter is on then first ports are logged in batches (SPA ports at once) and make their source active, other watched ports are logged at once only for active sources or on overflow, and the drop still takes the whole range", () => {
     const script = buildInstallScript("tknock", {
       protectedPorts: [22],
       knockRange: { min: 40000, max: 49999 },
@@ -142,8 +147,9 @@ describe("nft ruleset builders", () => {
     const rules = script.split("\n").filter((l) => l.startsWith("add rule"));
     const log = "log group 7 snaplen 128 queue-threshold 1";
     const l4 = "meta l4proto { tcp, udp }";
-    expect(rules.slice(-8)).toEqual([
-      `add rule inet tknock input ${l4} th dport @starts ${log}`,
+    expect(rules.slice(-9)).toEqual([
+      `add rule inet tknock input ${l4} th dport @starts th dport != @instant log group 7 snaplen 128 queue-threshold 64`,
+      `add rule inet tknock input ${l4} th dport @instant ${log}`,
       `add rule inet tknock input meta nfproto ipv4 ${l4} th dport @starts update @active4 { ip saddr } drop`,
       `add rule inet tknock input meta nfproto ipv6 ${l4} th dport @starts update @active6 { ip6 saddr } drop`,
       `add rule inet tknock input ${l4} th dport @starts update @overflow { meta l4proto }`,
@@ -153,6 +159,7 @@ describe("nft ruleset builders", () => {
       `add rule inet tknock input ${l4} th dport 40000-49999 drop`,
     ]);
     expect(script).toContain("add set inet tknock starts { type inet_service; }");
+    expect(script).toContain("add set inet tknock instant { type inet_service; }");
     expect(script).toContain("add set inet tknock active4 { type ipv4_addr; flags dynamic,timeout; timeout 6s; size 65536; }");
     expect(script).not.toContain("flush set inet tknock watch");
     expect(script).not.toContain("flush set inet tknock starts");
@@ -176,11 +183,15 @@ describe("nft ruleset builders", () => {
     }
   });
 
-  it("when the watched ports are replaced then one script flushes both sets and adds the ports, sorted and unique, a first port never among the others; a bad port is refused before nft", () => {
+  it("when the watched ports are replaced then one script flushes the sets and adds the ports, sorted and unique, a first port never among the others, an instant port always among the first; a bad port is refused before nft", () => {
     expect(buildWatchScript("tknock", { starts: [40007, 40001, 40007], others: [40500, 40001] })).toBe(
-      "flush set inet tknock starts\nadd element inet tknock starts { 40001, 40007 }\nflush set inet tknock watch\nadd element inet tknock watch { 40500 }\n",
+      "flush set inet tknock starts\nadd element inet tknock starts { 40001, 40007 }\nflush set inet tknock instant\nflush set inet tknock watch\nadd element inet tknock watch { 40500 }\n",
     );
-    expect(buildWatchScript("tknock", { starts: [], others: [] })).toBe("flush set inet tknock starts\nflush set inet tknock watch\n");
+    expect(buildWatchScript("tknock", { starts: [40007], instant: [40300], others: [40300, 40500] })).toBe(
+      "flush set inet tknock starts\nadd element inet tknock starts { 40007, 40300 }\nflush set inet tknock instant\nadd element inet tknock instant { 40300 }\nflush set inet tknock watch\nadd element inet tknock watch { 40500 }\n",
+    );
+    expect(buildWatchScript("tknock", { starts: [], others: [] })).toBe("flush set inet tknock starts\nflush set inet tknock instant\nflush set inet tknock watch\n");
+    expect(codeOf(() => buildWatchScript("tknock", { starts: [], instant: [0], others: [] }))).toBe("TKNOCK_INVALID_GATE");
     expect(codeOf(() => buildWatchScript("tknock", { starts: [40001], others: [70000] }))).toBe("TKNOCK_INVALID_GATE");
   });
 

@@ -10,7 +10,7 @@
  */
 import type { Grant, KnockProto, WatchPorts } from "../../../src/ports.js";
 import { isPort } from "../../../src/port-number.js";
-import { canonicalAddress, invalidGate, validateGrants, validateWatch, type ValidGate, type ValidGrant } from "../validate.js";
+import { canonicalAddress, invalidGate, knockSpan, validateGrants, validateWatch, type ValidGate, type ValidGrant } from "../validate.js";
 import { KNOCK_LOG_BURST, KNOCK_LOG_PREFIX, KNOCK_LOG_RATE } from "../nftables/ruleset.js";
 
 export type Family = 4 | 6;
@@ -72,6 +72,10 @@ export function inputRules(names: IptablesNames, family: Family, gate: ValidGate
     }
   }
   for (const s of gate.exemptServices) rules.push(`${c} -p ${s.proto} --dport ${s.port} -j RETURN`);
+  // A service the daemon has not listed yet: the kernel finds the socket that would receive the packet
+  // (--nowildcard: sockets bound to any address count too).
+  const span = knockSpan(gate);
+  if (span) for (const proto of PROTOS) rules.push(`${c} -p ${proto} --dport ${range(span)} -m socket --nowildcard -j RETURN`);
   for (const proto of PROTOS) {
     if (gate.logKnocks) {
       rules.push(

@@ -4,7 +4,7 @@
  */
 import { TknockError, ExitCode } from "../../../src/errors.js";
 import { isPort } from "../../../src/port-number.js";
-import { canonicalAddress, validateGate, validateGrants, validateTableName, validateWatch, type ValidGrant } from "../validate.js";
+import { canonicalAddress, knockSpan, validateGate, validateGrants, validateTableName, validateWatch, type ValidGrant } from "../validate.js";
 import { ACTIVE_SECONDS_DEFAULT, ACTIVE_SET_SIZE_DEFAULT, type GateSpec, type Grant, type NflogKnocks, type WatchPorts } from "../../../src/ports.js";
 
 export const NFT_FAMILY = "inet";
@@ -49,6 +49,9 @@ export const KNOCK_LOG_RATE = 200;
 export const KNOCK_LOG_BURST = 400;
 export const KNOCK_LOG_PREFIX = "tknock: ";
 const KNOCK_LOG_STATEMENT = `limit rate ${KNOCK_LOG_RATE}/second burst ${KNOCK_LOG_BURST} packets log prefix "${KNOCK_LOG_PREFIX}"`;
+
+/** Matches a packet that a local socket would receive (any socket: transparent or not). */
+export const SOCKET_FOUND = "socket transparent { 0, 1 }";
 
 /** Grants per command line: a line is one transaction; huge set literals are split. */
 export const MAX_GRANTS_PER_LINE = 256;
@@ -96,6 +99,11 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
     `add rule ${t} ${CHAIN_INPUT} meta l4proto . th dport @${SET_SERVICES} return`,
   );
   const ports = ({ min, max }: { min: number; max: number }): string => (min === max ? `${min}` : `${min}-${max}`);
+  // The same for a service the daemon has not listed yet: the kernel looks the packet's socket up (a TCP
+  // listener, a UDP socket bound to the port, or the connection it belongs to) and, when one would receive it,
+  // we do not decide. The services set above is what the daemon's poll saw; this rule needs no poll.
+  const span = knockSpan(gate);
+  if (span) lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(span)} ${SOCKET_FOUND} return`);
   // After the protected ports and the exempted services (neither is a knock), before the drop that ends the packet.
   if (gate.logKnocks) lines.push(`add rule ${t} ${CHAIN_INPUT} ${l4} th dport ${ports(gate.logKnocks)} ${KNOCK_LOG_STATEMENT}`);
   // snaplen 128: the packet's first 128 bytes hold every header a knock needs (as the pcap listener's snaplen).
