@@ -39,10 +39,11 @@ describeAsRoot("end to end: the nflog listener with the kernel prefilter", () =>
     );
   };
 
-  it("when the daemon runs then its gate logs first ports from anyone and the other watched ports only from active sources, and the sets hold ports of the range", async () => {
+  it("when the daemon runs then its gate logs first ports from anyone in batches and the other watched ports at once only from active sources, and the sets hold ports of the range", async () => {
     const table = await t.lab.exec("server", ["nft", "list", "table", "inet", "tknock"]);
     const log = `log group ${GROUP} snaplen 128 queue-threshold 1`;
-    expect(table.stdout).toContain(`th dport @starts ${log}`);
+    expect(table.stdout).toContain(`th dport @starts th dport != @instant log group ${GROUP} snaplen 128 queue-threshold 64`);
+    expect(table.stdout).toContain(`th dport @instant ${log}`);
     expect(table.stdout).toContain(`th dport @watch ip saddr @active4 update @active4 { ip saddr } ${log} drop`);
     expect(table.stdout).toContain(`th dport ${RANGE.min}-${RANGE.max} drop`);
     const starts = await setElements<number>("starts");
