@@ -105,7 +105,15 @@ describe("gate shape", () => {
     const script = buildInstallScript("tknock", gate) + "add element inet tknock starts { 10001, 10002 }\n";
     const expected = outlineOfInstallScript(script);
     const set = (name: string, type: string, handle: number, elem: (number | string)[]): Record<string, Record<string, unknown>> => ({
-      set: { family: "inet", name, table: "tknock", type, handle, elem, ...(name === "watch" || name === "starts" || name === "instant" ? {} : { flags: ["timeout", "dynamic"] }) },
+      set: {
+        family: "inet",
+        name,
+        table: "tknock",
+        type,
+        handle,
+        elem,
+        ...(name === "watch" || name === "starts" || name === "instant" ? {} : { flags: ["timeout", "dynamic"] }),
+      },
     });
     // The kernel fills the active sets from the packet path: their elements are never compared either.
     const withWatch = (elem: number[]): Doc["nftables"] => [

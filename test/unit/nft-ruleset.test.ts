@@ -190,7 +190,9 @@ describe("nft ruleset builders", () => {
     expect(buildWatchScript("tknock", { starts: [40007], instant: [40300], others: [40300, 40500] })).toBe(
       "flush set inet tknock starts\nadd element inet tknock starts { 40007, 40300 }\nflush set inet tknock instant\nadd element inet tknock instant { 40300 }\nflush set inet tknock watch\nadd element inet tknock watch { 40500 }\n",
     );
-    expect(buildWatchScript("tknock", { starts: [], others: [] })).toBe("flush set inet tknock starts\nflush set inet tknock instant\nflush set inet tknock watch\n");
+    expect(buildWatchScript("tknock", { starts: [], others: [] })).toBe(
+      "flush set inet tknock starts\nflush set inet tknock instant\nflush set inet tknock watch\n",
+    );
     expect(codeOf(() => buildWatchScript("tknock", { starts: [], instant: [0], others: [] }))).toBe("TKNOCK_INVALID_GATE");
     expect(codeOf(() => buildWatchScript("tknock", { starts: [40001], others: [70000] }))).toBe("TKNOCK_INVALID_GATE");
   });
