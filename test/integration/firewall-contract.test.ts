@@ -559,7 +559,8 @@ s.bind(Number(process.argv[1]), "::", () => console.log("listening"));
 /** A dual-stack echo server. */
 const SERVER_JS = `
 const port = Number(process.argv[1]);
-require("net").createServer((s) => { s.on("error", () => {}); s.pipe(s); }).listen({ port, host: "::" }, () => console.log("listening"));
+const host = process.argv[2] ?? "::";
+require("net").createServer((s) => { s.on("error", () => {}); s.pipe(s); }).listen({ port, host }, () => console.log("listening"));
 `;
 
 /** Connects once, prints "connected", then echoes each stdin line through the connection as "echo:LINE". */
@@ -587,107 +588,122 @@ function waitForLine(child: ChildProcess, want: string, timeoutMs: number): Prom
   });
 }
 
-describeAsRoot("NftablesFirewall gating real traffic between lab hosts", () => {
-  let lab: Lab;
-  let fw: NftablesFirewall;
-  let server4: string;
-  let server6: string;
+/** The gate against real TCP and UDP traffic between lab hosts, for each backend that owns a gate in the kernel. */
+function gatesRealTraffic(name: string, makeFirewall: (ns: string) => Firewall): void {
+  describeAsRoot(`${name} gating real traffic between lab hosts`, () => {
+    let lab: Lab;
+    let fw: Firewall;
+    let server4: string;
+    let server6: string;
 
-  const probe = async (from: string, host: string, port: number): Promise<string> => {
-    const r = await lab.exec(from, [process.execPath, "-e", PROBE_JS, host, String(port)], { timeoutMs: 10_000 });
-    return r.stdout.trim();
-  };
+    const probe = async (from: string, host: string, port: number): Promise<string> => {
+      const r = await lab.exec(from, [process.execPath, "-e", PROBE_JS, host, String(port)], { timeoutMs: 10_000 });
+      return r.stdout.trim();
+    };
 
-  beforeAll(async () => {
-    await removeStaleLabs();
-    lab = await Lab.create(["server", "client", "third"]);
-    expect(lab.host("client").ipv4).toBe(CLIENT4);
-    server4 = lab.host("server").ipv4;
-    server6 = lab.host("server").ipv6;
-    const server = lab.spawn("server", [process.execPath, "-e", SERVER_JS, "2222"]);
-    await waitForLine(server, "listening", 10_000);
-    fw = new NftablesFirewall({ nftCommand: ["ip", "netns", "exec", lab.host("server").ns, "nft"] });
-    await fw.install(GATE);
-  });
-
-  afterAll(async () => {
-    await fw?.close();
-    await lab?.destroy();
-  });
-
-  it("when a port is neither protected nor in the knock range then the probe sees it closed (the probe can tell)", async () => {
-    expect(await probe("client", server4, 2223)).toBe("refused");
-  });
-
-  it("when a TCP SYN goes to the knock range then there is no answer (filtered, not closed)", async () => {
-    expect(await probe("client", server4, 40050)).toBe("timeout");
-    expect(await probe("client", server6, 40100)).toBe("timeout");
-  });
-
-  it("when a source is granted then it alone reaches the protected port, per address family", async () => {
-    expect(await probe("client", server4, 2222)).toBe("timeout");
-    await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
-    expect(await probe("client", server4, 2222)).toBe("open");
-    expect(await probe("third", server4, 2222)).toBe("timeout");
-    expect(await probe("client", server6, 2222)).toBe("timeout");
-    await fw.open([{ src: CLIENT6, port: 2222, openSeconds: 30 }]);
-    expect(await probe("client", server6, 2222)).toBe("open");
-  });
-
-  it("when local services in the knock range are exempted then they answer per protocol, others stay filtered, and a protected port stays gated", async () => {
-    const tcp = lab.spawn("server", [process.execPath, "-e", SERVER_JS, "40050"]);
-    const udp = lab.spawn("server", [process.execPath, "-e", UDP_SERVER_JS, "40060"]);
-    const udpProbe = async (port: number, host = server4): Promise<string> =>
-      (await lab.exec("third", [process.execPath, "-e", UDP_PROBE_JS, host, String(port)], { timeoutMs: 10_000 })).stdout.trim();
-    try {
-      await waitForLine(tcp, "listening", 10_000);
-      await waitForLine(udp, "listening", 10_000);
-      expect(await probe("third", server4, 40050)).toBe("timeout");
-      expect(await udpProbe(40060)).toBe("timeout");
-
-      await fw.install({
-        ...GATE,
-        exemptServices: [
-          { proto: "tcp", port: 40050 },
-          { proto: "udp", port: 40060 },
-          { proto: "tcp", port: 2222 },
-        ],
-      });
-      expect(await probe("third", server4, 40050)).toBe("open");
-      expect(await probe("third", server6, 40050)).toBe("open");
-      expect(await udpProbe(40060)).toBe("reply");
-      expect(await udpProbe(40060, server6)).toBe("reply");
-      expect(await probe("third", server4, 40060)).toBe("timeout"); // tcp/40060 is not exempt
-      expect(await probe("third", server4, 2222)).toBe("timeout");
-
+    beforeAll(async () => {
+      await removeStaleLabs();
+      lab = await Lab.create(["server", "client", "third"]);
+      expect(lab.host("client").ipv4).toBe(CLIENT4);
+      server4 = lab.host("server").ipv4;
+      server6 = lab.host("server").ipv6;
+      const server = lab.spawn("server", [process.execPath, "-e", SERVER_JS, "2222"]);
+      await waitForLine(server, "listening", 10_000);
+      fw = makeFirewall(lab.host("server").ns);
       await fw.install(GATE);
-      expect(await probe("third", server4, 40050)).toBe("timeout");
-      expect(await udpProbe(40060)).toBe("timeout");
-    } finally {
-      tcp.kill("SIGKILL");
-      udp.kill("SIGKILL");
-      await fw.install(GATE);
-    }
-  });
+    });
 
-  it("when a grant expires then a connection made during it keeps working and a new one is filtered", async () => {
-    const src = lab.host("third").ipv4;
-    await fw.open([{ src, port: 2222, openSeconds: 2 }]);
-    const client = lab.spawn("third", [process.execPath, "-e", CLIENT_JS, server4, "2222"], { stdio: ["pipe", "pipe", "pipe"] });
-    try {
-      await waitForLine(client, "connected", 5000);
-      const deadline = Date.now() + 6000;
-      while (find(await fw.list(), src, 2222) && Date.now() < deadline) await sleep(250);
-      expect(find(await fw.list(), src, 2222)).toBeUndefined();
-      const echoed = waitForLine(client, "echo:still-here", 5000);
-      client.stdin?.write("still-here\n");
-      await echoed;
+    afterAll(async () => {
+      await fw?.close();
+      await lab?.destroy();
+    });
+
+    it("when a port is neither protected nor in the knock range then the probe sees it closed (the probe can tell)", async () => {
+      expect(await probe("client", server4, 2223)).toBe("refused");
+    });
+
+    it("when a TCP SYN goes to the knock range then there is no answer (filtered, not closed)", async () => {
+      expect(await probe("client", server4, 40050)).toBe("timeout");
+      expect(await probe("client", server6, 40100)).toBe("timeout");
+    });
+
+    it("when a source is granted then it alone reaches the protected port, per address family", async () => {
+      expect(await probe("client", server4, 2222)).toBe("timeout");
+      await fw.open([{ src: CLIENT4, port: 2222, openSeconds: 30 }]);
+      expect(await probe("client", server4, 2222)).toBe("open");
       expect(await probe("third", server4, 2222)).toBe("timeout");
-    } finally {
-      client.kill("SIGKILL");
-    }
+      expect(await probe("client", server6, 2222)).toBe("timeout");
+      await fw.open([{ src: CLIENT6, port: 2222, openSeconds: 30 }]);
+      expect(await probe("client", server6, 2222)).toBe("open");
+    });
+
+    it("when local services listen in the knock range then they answer at once per protocol and family, unused ports and a loopback-only service stay filtered, and a protected port stays gated", async () => {
+      expect(await probe("third", server4, 40050)).toBe("timeout"); // nothing listens yet: this cannot pass vacuously
+      const tcp = lab.spawn("server", [process.execPath, "-e", SERVER_JS, "40050"]);
+      const udp = lab.spawn("server", [process.execPath, "-e", UDP_SERVER_JS, "40060"]);
+      const local = lab.spawn("server", [process.execPath, "-e", SERVER_JS, "40070", "127.0.0.1"]);
+      const udpProbe = async (port: number, host = server4): Promise<string> =>
+        (await lab.exec("third", [process.execPath, "-e", UDP_PROBE_JS, host, String(port)], { timeoutMs: 10_000 })).stdout.trim();
+      try {
+        await Promise.all([waitForLine(tcp, "listening", 10_000), waitForLine(udp, "listening", 10_000), waitForLine(local, "listening", 10_000)]);
+        // Not in exemptServices: the gate's socket rule finds each socket without the daemon.
+        expect(await probe("third", server4, 40050)).toBe("open");
+        expect(await probe("third", server6, 40050)).toBe("open");
+        expect(await udpProbe(40060)).toBe("reply");
+        expect(await udpProbe(40060, server6)).toBe("reply");
+        expect(await probe("third", server4, 40060)).toBe("timeout"); // tcp/40060: only udp listens
+        expect(await probe("third", server4, 40051)).toBe("timeout");
+        expect(await probe("third", server4, 40070)).toBe("timeout"); // bound to 127.0.0.1 only
+        expect(await probe("third", server4, 2222)).toBe("timeout"); // protected, though something listens
+
+        // What the daemon lists: its port passes even before anything listens there (closed, not filtered).
+        await fw.install({
+          ...GATE,
+          exemptServices: [
+            { proto: "tcp", port: 40080 },
+            { proto: "tcp", port: 2222 },
+          ],
+        });
+        expect(await probe("third", server4, 40080)).toBe("refused");
+        expect(await probe("third", server4, 2222)).toBe("timeout");
+        await fw.install(GATE);
+        expect(await probe("third", server4, 40080)).toBe("timeout");
+
+        tcp.kill("SIGKILL");
+        udp.kill("SIGKILL");
+        await Promise.all([new Promise((r) => tcp.once("exit", r)), new Promise((r) => udp.once("exit", r))]);
+        expect(await probe("third", server4, 40050)).toBe("timeout");
+        expect(await udpProbe(40060)).toBe("timeout");
+      } finally {
+        tcp.kill("SIGKILL");
+        udp.kill("SIGKILL");
+        local.kill("SIGKILL");
+        await fw.install(GATE);
+      }
+    });
+
+    it("when a grant expires then a connection made during it keeps working and a new one is filtered", async () => {
+      const src = lab.host("third").ipv4;
+      await fw.open([{ src, port: 2222, openSeconds: 2 }]);
+      const client = lab.spawn("third", [process.execPath, "-e", CLIENT_JS, server4, "2222"], { stdio: ["pipe", "pipe", "pipe"] });
+      try {
+        await waitForLine(client, "connected", 5000);
+        const deadline = Date.now() + 6000;
+        while (find(await fw.list(), src, 2222) && Date.now() < deadline) await sleep(250);
+        expect(find(await fw.list(), src, 2222)).toBeUndefined();
+        const echoed = waitForLine(client, "echo:still-here", 5000);
+        client.stdin?.write("still-here\n");
+        await echoed;
+        expect(await probe("third", server4, 2222)).toBe("timeout");
+      } finally {
+        client.kill("SIGKILL");
+      }
+    });
   });
-});
+}
+
+gatesRealTraffic("NftablesFirewall", (ns) => new NftablesFirewall({ nftCommand: ["ip", "netns", "exec", ns, "nft"] }));
+gatesRealTraffic("IptablesFirewall", (ns) => new IptablesFirewall({ commandPrefix: ["ip", "netns", "exec", ns] }));
 
 describeAsRoot("IptablesFirewall in a namespace", () => {
   let lab: Lab;
