@@ -30,7 +30,11 @@ export type Watch =
       readonly on: true;
       /** The first port of each sequence the matcher can accept now, and each SPA port; sorted, unique. */
       readonly starts: readonly number[];
-      /** The SPA ports among `starts`, which the gate logs at once (a first port may wait); sorted, unique. */
+      /**
+       * The ports among `starts` that the gate logs at once: SPA ports, and first ports that are also a later port
+       * of a watched sequence. Only a port that is nothing but a first port may wait in the kernel's batch, since
+       * it can never be a last knock. Sorted, unique.
+       */
       readonly instant: readonly number[];
       /** The other ports of those sequences, none of them a first port; sorted, unique. */
       readonly later: readonly number[];
@@ -171,7 +175,11 @@ export function computeWatch(
     }
     validUntilMs = Math.min(validUntilMs, (step + 1) * p.periodSeconds * 1000);
   }
-  for (const port of starts) later.delete(port);
+  // A first port that is also a later port of some watched sequence (another client's, another window's, or its
+  // own again) may be a last knock: it cannot wait in the kernel's batch either.
+  for (const port of starts) {
+    if (later.delete(port)) instant.add(port);
+  }
   const threshold = Math.floor(need.density * 0x1_0000_0000);
   const draws = random(max - min + 1);
   const tripwires: number[] = [];

@@ -133,14 +133,14 @@ export const ACTIVE_SECONDS_DEFAULT = 6;
 /** The prefilter's ports, for the sequences the matcher can accept now. */
 export type WatchPorts = {
   /**
-   * The first port of each sequence, and each SPA port: logged from any source. A first port is never the last
-   * knock, so the kernel may batch its messages (they reach user space with the next packet logged at once, when
-   * its buffer fills, or within a second) and the daemon wakes once per batch under a flood, not once per packet.
+   * The first port of each sequence, and each SPA port: logged from any source. A port that is only a first port
+   * is never a last knock, so the kernel may batch its messages (they reach user space with the next packet logged
+   * at once, when its buffer fills, or within a second) and the daemon wakes once per batch under a flood.
    */
   readonly starts: readonly number[];
   /**
    * The ports among `starts` whose packet must reach user space at once: SPA ports (one datagram is the whole
-   * knock). Absent: none.
+   * knock) and first ports that are also a later port of a watched sequence (a possible last knock). Absent: none.
    */
   readonly instant?: readonly number[];
   /** The sequences' later ports and the tripwires re-drawn each window: logged from active sources. */

@@ -126,6 +126,17 @@ describe("prefilter: watch set", () => {
     expect([...w.starts, ...w.later, ...w.tripwires].every((p) => p >= OPTIONS.knockRange.min && p <= OPTIONS.knockRange.max)).toBe(true);
   });
 
+  it("when a first port is also a later port of a watched sequence then it is logged at once, and only a port that is nothing but a first port may wait in the kernel's batch", () => {
+    const profiles = Array.from({ length: 200 }, (_, i) => profile(100 + i));
+    const w = on(computeWatch(profiles, T0_MS, OPTIONS, seeded(6)));
+    const laterAnywhere = new Set<number>();
+    for (const p of profiles) for (const s of [T - 1, T, T + 1]) for (const port of deriveSequence(p, s).slice(1)) laterAnywhere.add(port);
+    const mayBeLast = w.starts.filter((port) => laterAnywhere.has(port));
+    expect(mayBeLast.length).toBeGreaterThan(0); // 600 first ports among 1800 later ones: some coincide
+    expect(w.instant).toEqual(mayBeLast);
+    expect(w.later.some((port) => w.starts.includes(port))).toBe(false);
+  });
+
   it("when there are no clients then nothing is watched (no sequence to protect) until the next 30 s window", () => {
     const w = on(computeWatch([], T0_MS, OPTIONS, seeded(4)));
     expect([...w.starts, ...w.later, ...w.tripwires]).toEqual([]);
@@ -154,11 +165,13 @@ describe("prefilter: SPA clients", () => {
     const spa = { ...profile(21), mode: "spa" as const };
     const w = on(computeWatch([spa], T0_MS, OPTIONS, seeded(8)));
     for (const s of [T - 1, T, T + 1]) expect(w.starts).toContain(spaPort(spa, s));
+    for (const s of [T - 1, T, T + 1]) expect(w.instant).toContain(spaPort(spa, s)); // one datagram: never batched
     expect(w.later).toEqual([]);
     expect(w.tripwires).toEqual([]);
     const both = on(computeWatch([{ ...spa, mode: "both" as const }], T0_MS, OPTIONS, seeded(8)));
     expect(both.starts).toContain(spaPort(spa, T));
     expect(both.starts).toContain(deriveSequence(spa, T)[0]);
+    expect(both.instant).not.toContain(deriveSequence(spa, T)[0]); // a sequence's first port may wait
     expect(both.tripwires.length).toBeGreaterThan(100);
   });
 });

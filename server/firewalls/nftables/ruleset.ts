@@ -121,11 +121,12 @@ export function buildInstallScript(tableName: string, gateSpec: GateSpec): strin
       // progress to continue or reset, and renews it; so a flood from random sources reaches user space only at
       // the first ports. When an active set is full the update fails and ends its rule; the next rule then marks
       // the protocol as overflowing, and the other watched ports are logged for every source again (fail closed).
-      // A first port is never a sequence's last knock, so its messages may wait in the kernel's queue: they go up
-      // with the next message logged at once (the same source's second knock, in order, in the same batch), when
-      // the queue holds START_QUEUE_THRESHOLD or fills the kernel's buffer, or after the kernel's 1 s flush timer.
-      // Under a flood the daemon then wakes once per batch, not once per first-port packet. SPA ports (`instant`)
-      // cannot wait: one datagram is the whole knock.
+      // A port that is nothing but a first port is never a last knock, so its messages may wait in the kernel's
+      // queue: they go up with the next message logged at once (the same source's second knock, in order, in the
+      // same batch), when the queue holds START_QUEUE_THRESHOLD or fills the kernel's buffer, or after the kernel's
+      // 1 s flush timer. Under a flood the daemon then wakes once per batch, not once per first-port packet. The
+      // `instant` ports cannot wait: SPA ports (one datagram is the whole knock) and first ports that are also a
+      // later port of some watched sequence (a possible last knock).
       // Without the knock-range drop, "return" ends our chain without deciding, as the drop's absence would.
       const done = gate.knockRange ? "drop" : "return";
       const starts = `${l4} th dport @${SET_STARTS}`;
