@@ -17,7 +17,10 @@ export const SET_SERVICES = "services";
  * guard: the sequences' first ports, and the others (later sequence ports and tripwires).
  */
 export const SET_STARTS = "starts";
-/** The first ports whose packets are logged at once (SPA ports); the rest of `starts` is logged in batches. */
+/**
+ * The first ports whose packets are logged at once (SPA ports, and first ports that are also a later port of a
+ * watched sequence); the rest of `starts` is logged in batches.
+ */
 export const SET_INSTANT = "instant";
 export const SET_WATCH = "watch";
 /** Sources that sent to a first port lately (the kernel adds them; each watched packet renews its timeout). */
