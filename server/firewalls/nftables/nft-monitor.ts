@@ -21,6 +21,8 @@ const CHILD_ENV = { ...process.env, HOME: "/nonexistent" };
  * the prefilter's watch set, which the daemon replaces every window.
  */
 export function isGateEvent(line: string, tableName: string): boolean {
+  // nft monitor lost events (its netlink buffer overflowed): any of them may have been a change to our table.
+  if (line.startsWith("# ERROR")) return true;
   const m = /^(\w+) (\w+) (\w+) (\S+)(?: (\S+))?/.exec(line.trim());
   if (!m) return false;
   const [, , object, family, table, name] = m;
