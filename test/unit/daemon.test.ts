@@ -6,7 +6,6 @@ import { memoryIo } from "../support/memory-io.js";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createServerCli } from "../../server/cli.js";
 import { Daemon, type DaemonDeps } from "../../server/daemon.js";
@@ -23,6 +22,7 @@ import { stepStartMs } from "../../src/protocol/window.js";
 import { waitFor } from "../support/wait.js";
 import { PERIOD, T, T0_MS } from "../support/matcher-fixtures.js";
 import { FakeListener } from "../support/fake-listener.js";
+import { startFakeDaemon } from "../support/fake-daemon.js";
 
 // The state directory "fills up": writes of state.json fail with ENOSPC; with `moves`, renaming or removing it
 // fails too (EROFS), so the store cannot even move it aside.
@@ -144,43 +144,22 @@ describe("daemon wiring", () => {
   }
 
   /** Starts Daemon.run with the fake listener; the daemon is stopped (and must resolve) after the test. */
-  async function start(
+  function start(
     firewall: Firewall = new MemoryFirewall(clock),
     beforeRun?: () => Promise<void>,
     opts: { mayFail?: boolean } & Pick<DaemonDeps, "readListeningSockets" | "servicePollMs" | "dockerPresent"> = {},
   ): Promise<{ daemon: Daemon; listener: FakeListener; stopped: Promise<unknown> }> {
-    const listener = new FakeListener();
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logText.push(chunk.toString());
-        cb();
-      },
-    });
-    const daemon = Daemon.create({
+    const { mayFail, ...deps } = opts;
+    return startFakeDaemon({
       configPath,
-      log: createLogger("debug", sink),
       clock,
-      createListener: () => listener,
-      createFirewall: () => firewall,
-      readListeningSockets: opts.readListeningSockets ?? (async () => ({ sockets: [], malformed: 0 })),
-      ...(opts.servicePollMs !== undefined ? { servicePollMs: opts.servicePollMs } : {}),
-      ...(opts.dockerPresent !== undefined ? { dockerPresent: opts.dockerPresent } : {}),
+      firewall,
+      logText,
+      stops,
+      deps,
+      ...(beforeRun ? { beforeRun } : {}),
+      ...(mayFail !== undefined ? { mayFail } : {}),
     });
-    await beforeRun?.();
-    const stop = new AbortController();
-    let failed: unknown;
-    const running = daemon.run(stop.signal).catch((err: unknown) => {
-      failed = err;
-    });
-    stops.push(async () => {
-      stop.abort();
-      await running;
-      if (opts.mayFail !== true) expect(failed).toBeUndefined();
-    });
-    await waitFor("the daemon to run", () => listener.running || failed !== undefined);
-    // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows what run() rejected with, as it was
-    if (failed !== undefined) throw failed;
-    return { daemon, listener, stopped: running.then(() => failed) };
   }
 
   /** Stops every daemon started so far (as a restart would), checking each stopped cleanly. */

@@ -5,14 +5,11 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createServerCli } from "../../server/cli.js";
 import { clientProfile, type ClientsFile } from "../../server/config/schema.js";
-import { Daemon } from "../../server/daemon.js";
 import { MemoryFirewall } from "../../server/firewalls/memory/memory-firewall.js";
 import { spaListenerProblem } from "../../server/spa/spa-clients.js";
-import { createLogger } from "../../server/logger.js";
 import { runCli } from "../../src/cli-io.js";
 import type { Clock, ObservedKnock } from "../../src/ports.js";
 import { deriveSequence } from "../../src/protocol/derive.js";
@@ -21,8 +18,8 @@ import { sealSpaPacket } from "../../src/protocol/spa/packet.js";
 import type { SpaPayload } from "../../src/protocol/spa/payload.js";
 import { memoryIo } from "../support/memory-io.js";
 import { T, T0_MS } from "../support/matcher-fixtures.js";
-import { waitFor } from "../support/wait.js";
-import { FakeListener } from "../support/fake-listener.js";
+import type { FakeListener } from "../support/fake-listener.js";
+import { startFakeDaemon } from "../support/fake-daemon.js";
 
 const ALICE = "198.18.0.1";
 const EVE = "198.18.0.3";
@@ -87,29 +84,7 @@ describe("daemon SPA wiring", () => {
   }
 
   async function start(fw: MemoryFirewall): Promise<FakeListener> {
-    const listener = new FakeListener();
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logText.push(chunk.toString());
-        cb();
-      },
-    });
-    const daemon = Daemon.create({
-      configPath,
-      log: createLogger("debug", sink),
-      clock,
-      createListener: () => listener,
-      createFirewall: () => fw,
-      readListeningSockets: async () => ({ sockets: [], malformed: 0 }),
-    });
-    const stop = new AbortController();
-    const running = daemon.run(stop.signal);
-    stops.push(async () => {
-      stop.abort();
-      await running;
-    });
-    await waitFor("the daemon to run", () => listener.running);
-    return listener;
+    return (await startFakeDaemon({ configPath, clock, firewall: fw, logText, stops })).listener;
   }
 
   it("when an SPA client's packet arrives then the ports open for the address it names, once, and a copy is refused and recorded", async () => {
